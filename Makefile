@@ -1,0 +1,55 @@
+# One entry point for people and CI. Targets that provision run the Ansible roles in ansible/.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        := .venv
+VENV_STAMP  := $(VENV)/.installed
+BIN         := $(VENV)/bin
+INVENTORY   ?= ansible/inventories/local
+# Extra arguments for ansible-playbook, e.g. ANSIBLE_ARGS="-e @my-vars.yml" (the tests use this
+# to provision a private instance under a temporary root).
+ANSIBLE_ARGS ?=
+export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
+
+.PHONY: help venv up down status demo test test-deps test-python lint
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV_STAMP) ## Create .venv with the project and its dev tools
+
+up: $(VENV_STAMP) ## Provision and start the single-node platform on this machine (Ansible, local inventory)
+	$(BIN)/ansible-playbook -i $(INVENTORY) ansible/site.yml $(ANSIBLE_ARGS)
+
+down: $(VENV_STAMP) ## Stop every platform service `make up` started
+	$(BIN)/ansible-playbook -i $(INVENTORY) ansible/stop.yml $(ANSIBLE_ARGS)
+
+status: $(VENV_STAMP) ## Show each platform service's health
+	$(BIN)/mlops status
+
+demo: up ## The main job: bring the platform up and log a smoke run through nginx
+	$(BIN)/mlops smoke
+
+test-deps: $(VENV_STAMP) ## System packages the tests need beyond what the roles install
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test-python: test-deps ## Unit and integration tests (starts a private platform instance on loopback)
+	$(BIN)/pytest -m "not ipex and not infra"
+
+test: test-python ## Everything CI runs
+
+lint: $(VENV_STAMP) ## ruff and ansible-lint
+	$(BIN)/ruff check mlops training pipelines serving tests
+	cd ansible && ../$(BIN)/ansible-lint --profile production
+
+# Fragments owned by their parts of the tree.
+-include infra/infra.mk
+-include training/training.mk
