@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
 from mlops.log import configure_logging
@@ -29,3 +32,27 @@ def status() -> None:
     typer.echo(render_status(report))
     if not report.healthy:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def smoke() -> None:
+    """Log a small run with a model through nginx and print where to see it in the UI."""
+    from mlops.smoke import run_smoke
+
+    result = run_smoke()
+    typer.echo(f"Logged run {result.run_id} in experiment '{result.experiment_name}'.")
+    typer.echo(f"See it in the UI: {result.run_url}")
+
+
+@app.command()
+def inventory(
+    tf_output: Path = typer.Option(
+        ..., "--tf-output", exists=True, dir_okay=False, help="JSON from `terraform output -json`."
+    ),
+    dest: Path = typer.Option(Path("ansible/inventories/aws"), "--dest", help="Inventory folder to write."),
+) -> None:
+    """Turn Terraform outputs into the Ansible inventory for the AWS hosts (no secret values)."""
+    from mlops.inventory import write_inventory
+
+    for path in write_inventory(json.loads(tf_output.read_text()), dest):
+        typer.echo(f"wrote {path}")
