@@ -1,0 +1,24 @@
+output "vpc_id" {
+  description = "Id of the VPC (created or given)."
+  value       = var.create_vpc ? aws_vpc.this[0].id : var.vpc_id
+}
+
+output "vpc_cidr_block" {
+  description = "CIDR block of the created VPC (null for an existing VPC)."
+  value       = var.create_vpc ? aws_vpc.this[0].cidr_block : null
+}
+
+output "public_subnet_ids" {
+  description = "Public subnets (two AZs) for the hosts."
+  value       = var.create_vpc ? aws_subnet.public[*].id : var.public_subnet_ids
+}
+
+output "private_subnet_ids" {
+  description = "Private subnets (two AZs) for the database."
+  value       = var.create_vpc ? aws_subnet.private[*].id : var.private_subnet_ids
+}
+
+output "azs" {
+  description = "Availability zones of the created subnets."
+  value       = local.azs
+}

@@ -1,0 +1,143 @@
+locals {
+  web_ports = { https = 443, http = 80 }
+}
+
+resource "aws_security_group" "mlflow" {
+  name        = "${var.name}-mlflow"
+  description = "MLflow host: nginx from allowed_cidrs and trainers, SSH from admin_cidrs only"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-mlflow" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_security_group" "trainer" {
+  name        = "${var.name}-trainer"
+  description = "Trainer hosts: DDP ports between trainers only, SSH from admin_cidrs only"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-trainer" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_security_group" "db" {
+  name        = "${var.name}-db"
+  description = "PostgreSQL: only from the MLflow and trainer security groups"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-db" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# --- MLflow host -------------------------------------------------------------
+
+resource "aws_security_group_rule" "mlflow_web_in" {
+  for_each = local.web_ports
+
+  type              = "ingress"
+  description       = "nginx ${each.key} from allowed_cidrs"
+  security_group_id = aws_security_group.mlflow.id
+  protocol          = "tcp"
+  from_port         = each.value
+  to_port           = each.value
+  cidr_blocks       = var.allowed_cidrs
+}
+
+resource "aws_security_group_rule" "mlflow_web_from_trainers" {
+  for_each = local.web_ports
+
+  type                     = "ingress"
+  description              = "nginx ${each.key} from trainers (MLflow tracking)"
+  security_group_id        = aws_security_group.mlflow.id
+  protocol                 = "tcp"
+  from_port                = each.value
+  to_port                  = each.value
+  source_security_group_id = aws_security_group.trainer.id
+}
+
+resource "aws_security_group_rule" "ssh_in" {
+  for_each = length(var.admin_cidrs) > 0 ? { mlflow = aws_security_group.mlflow.id, trainer = aws_security_group.trainer.id } : {}
+
+  type              = "ingress"
+  description       = "SSH from admin_cidrs"
+  security_group_id = each.value
+  protocol          = "tcp"
+  from_port         = 22
+  to_port           = 22
+  cidr_blocks       = var.admin_cidrs
+}
+
+# Outbound: HTTPS/HTTP for packages, S3, SSM and Secrets Manager endpoints.
+resource "aws_security_group_rule" "web_out" {
+  for_each = {
+    for pair in setproduct(["mlflow", "trainer"], keys(local.web_ports)) : "${pair[0]}-${pair[1]}" => {
+      sg   = pair[0] == "mlflow" ? aws_security_group.mlflow.id : aws_security_group.trainer.id
+      port = local.web_ports[pair[1]]
+    }
+  }
+
+  type              = "egress"
+  description       = "Outbound ${each.key} (packages, S3, SSM, Secrets Manager)"
+  security_group_id = each.value.sg
+  protocol          = "tcp"
+  from_port         = each.value.port
+  to_port           = each.value.port
+  cidr_blocks       = ["0.0.0.0/0"]
+}
+
+resource "aws_security_group_rule" "db_out" {
+  for_each = { mlflow = aws_security_group.mlflow.id, trainer = aws_security_group.trainer.id }
+
+  type                     = "egress"
+  description              = "PostgreSQL to the database security group"
+  security_group_id        = each.value
+  protocol                 = "tcp"
+  from_port                = var.db_port
+  to_port                  = var.db_port
+  source_security_group_id = aws_security_group.db.id
+}
+
+# --- Trainers: DDP traffic between trainers only ---------------------------
+
+resource "aws_security_group_rule" "ddp_in" {
+  type              = "ingress"
+  description       = "torch.distributed rendezvous and gloo between trainers"
+  security_group_id = aws_security_group.trainer.id
+  protocol          = "tcp"
+  from_port         = var.ddp_port_range.from
+  to_port           = var.ddp_port_range.to
+  self              = true
+}
+
+resource "aws_security_group_rule" "ddp_out" {
+  type              = "egress"
+  description       = "torch.distributed rendezvous and gloo between trainers"
+  security_group_id = aws_security_group.trainer.id
+  protocol          = "tcp"
+  from_port         = var.ddp_port_range.from
+  to_port           = var.ddp_port_range.to
+  self              = true
+}
+
+# --- Database ----------------------------------------------------------------
+
+resource "aws_security_group_rule" "db_in" {
+  for_each = { mlflow = aws_security_group.mlflow.id, trainer = aws_security_group.trainer.id }
+
+  type                     = "ingress"
+  description              = "PostgreSQL from the ${each.key} security group"
+  security_group_id        = aws_security_group.db.id
+  protocol                 = "tcp"
+  from_port                = var.db_port
+  to_port                  = var.db_port
+  source_security_group_id = each.value
+}

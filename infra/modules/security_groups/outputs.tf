@@ -1,0 +1,14 @@
+output "mlflow_security_group_id" {
+  description = "Security group of the MLflow host."
+  value       = aws_security_group.mlflow.id
+}
+
+output "trainer_security_group_id" {
+  description = "Security group of the trainer hosts."
+  value       = aws_security_group.trainer.id
+}
+
+output "db_security_group_id" {
+  description = "Security group of the PostgreSQL instance."
+  value       = aws_security_group.db.id
+}

@@ -1,0 +1,77 @@
+resource "aws_iam_role" "this" {
+  name_prefix = "${substr(var.name, 0, 32)}-"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "ec2.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+    }]
+  })
+
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy" "this" {
+  name   = "${var.name}-least-privilege"
+  role   = aws_iam_role.this.id
+  policy = var.policy_json
+}
+
+resource "aws_iam_role_policy_attachment" "ssm" {
+  count = var.enable_ssm ? 1 : 0
+
+  role       = aws_iam_role.this.name
+  policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_instance_profile" "this" {
+  name_prefix = "${substr(var.name, 0, 32)}-"
+  role        = aws_iam_role.this.name
+
+  tags = var.tags
+}
+
+resource "aws_instance" "this" {
+  count = var.instance_count
+
+  ami                    = var.ami_id
+  instance_type          = var.instance_type
+  subnet_id              = var.subnet_ids[count.index % length(var.subnet_ids)]
+  vpc_security_group_ids = var.security_group_ids
+  iam_instance_profile   = aws_iam_instance_profile.this.name
+  key_name               = var.key_name
+  ebs_optimized          = true
+  monitoring             = true
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  root_block_device {
+    volume_type           = "gp3"
+    volume_size           = var.root_volume_size
+    encrypted             = true
+    kms_key_id            = var.root_volume_kms_key_arn
+    delete_on_termination = true
+  }
+
+  tags        = merge(var.tags, { Name = var.instance_count > 1 ? "${var.name}-${count.index}" : var.name })
+  volume_tags = merge(var.tags, { Name = var.instance_count > 1 ? "${var.name}-${count.index}" : var.name })
+
+  lifecycle {
+    # A newer Debian AMI must not replace a running host; roll hosts deliberately.
+    ignore_changes = [ami]
+  }
+}
+
+resource "aws_eip" "this" {
+  count = var.create_eip ? var.instance_count : 0
+
+  domain   = "vpc"
+  instance = aws_instance.this[count.index].id
+
+  tags = merge(var.tags, { Name = var.instance_count > 1 ? "${var.name}-${count.index}" : var.name })
+}
