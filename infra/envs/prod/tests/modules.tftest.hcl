@@ -1,0 +1,254 @@
+# Assertions on the resources inside each module (run blocks with a module source), mocked AWS.
+
+mock_provider "aws" {
+  mock_resource "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:role/mock-role"
+    }
+  }
+
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+}
+
+run "database_is_private_encrypted_and_managed" {
+  command = plan
+
+  module {
+    source = "../../modules/database"
+  }
+
+  variables {
+    identifier         = "mlops-xeon-prod"
+    subnet_ids         = ["subnet-aaaa", "subnet-bbbb"]
+    security_group_ids = ["sg-db"]
+  }
+
+  assert {
+    condition     = aws_db_instance.this.publicly_accessible == false
+    error_message = "RDS must not be publicly accessible."
+  }
+
+  assert {
+    condition     = aws_db_instance.this.storage_encrypted
+    error_message = "RDS storage must be encrypted."
+  }
+
+  assert {
+    condition     = aws_db_instance.this.manage_master_user_password && aws_db_instance.this.password == null
+    error_message = "The master password must be managed by Secrets Manager, never set in Terraform."
+  }
+
+  assert {
+    condition     = aws_db_instance.this.deletion_protection && !aws_db_instance.this.skip_final_snapshot && aws_db_instance.this.final_snapshot_identifier == "mlops-xeon-prod-final"
+    error_message = "Prod defaults: deletion protection and a final snapshot."
+  }
+
+  assert {
+    condition     = aws_db_instance.this.backup_retention_period == 14 && aws_db_instance.this.multi_az
+    error_message = "Prod defaults: 14 days of backups and Multi-AZ."
+  }
+
+  assert {
+    condition     = one([for p in aws_db_parameter_group.this.parameter : p.value if p.name == "rds.force_ssl"]) == "1"
+    error_message = "PostgreSQL must force TLS."
+  }
+}
+
+run "database_rejects_graviton_class" {
+  command = plan
+
+  module {
+    source = "../../modules/database"
+  }
+
+  variables {
+    identifier         = "mlops-xeon-prod"
+    subnet_ids         = ["subnet-aaaa", "subnet-bbbb"]
+    security_group_ids = ["sg-db"]
+    instance_class     = "db.m7g.large"
+  }
+
+  expect_failures = [var.instance_class]
+}
+
+run "bucket_is_locked_down" {
+  command = apply
+
+  module {
+    source = "../../modules/artifact_bucket"
+  }
+
+  variables {
+    bucket_name = "mlops-xeon-test-artifacts"
+    kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+  }
+
+  assert {
+    condition = (aws_s3_bucket_public_access_block.this.block_public_acls && aws_s3_bucket_public_access_block.this.block_public_policy
+    && aws_s3_bucket_public_access_block.this.ignore_public_acls && aws_s3_bucket_public_access_block.this.restrict_public_buckets)
+    error_message = "All four public access blocks must be on."
+  }
+
+  assert {
+    condition     = aws_s3_bucket_versioning.this.versioning_configuration[0].status == "Enabled"
+    error_message = "Versioning must be enabled."
+  }
+
+  assert {
+    condition     = one([for r in aws_s3_bucket_server_side_encryption_configuration.this.rule : one(r.apply_server_side_encryption_by_default).sse_algorithm]) == "aws:kms"
+    error_message = "Default encryption must be SSE-KMS."
+  }
+
+  assert {
+    condition = anytrue([
+      for s in jsondecode(aws_s3_bucket_policy.this.policy).Statement :
+      s.Effect == "Deny" && s.Condition.Bool["aws:SecureTransport"] == "false" && s.Action == "s3:*"
+    ])
+    error_message = "The bucket policy must deny every non-TLS request."
+  }
+
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.this.rule : one(r.noncurrent_version_expiration).noncurrent_days]) == 90
+    error_message = "Noncurrent versions must expire."
+  }
+
+  assert {
+    condition     = length(aws_s3_bucket_logging.this) == 0
+    error_message = "Access logging is off unless a log bucket is given."
+  }
+}
+
+run "bucket_logging_when_asked" {
+  command = plan
+
+  module {
+    source = "../../modules/artifact_bucket"
+  }
+
+  variables {
+    bucket_name       = "mlops-xeon-test-artifacts"
+    sse_algorithm     = "AES256"
+    access_log_bucket = "my-access-logs"
+  }
+
+  assert {
+    condition     = aws_s3_bucket_logging.this[0].target_bucket == "my-access-logs"
+    error_message = "access_log_bucket must enable server access logging."
+  }
+}
+
+run "hosts_are_hardened_xeons" {
+  command = apply
+
+  module {
+    source = "../../modules/xeon_hosts"
+  }
+
+  variables {
+    name               = "mlops-xeon-prod-mlflow"
+    instance_type      = "m7i.large"
+    ami_id             = "ami-0123456789abcdef0"
+    subnet_ids         = ["subnet-aaaa", "subnet-bbbb"]
+    security_group_ids = ["sg-mlflow"]
+    policy_json        = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+  }
+
+  assert {
+    condition     = aws_instance.this[0].metadata_options[0].http_tokens == "required"
+    error_message = "IMDSv2 must be required."
+  }
+
+  assert {
+    condition     = aws_instance.this[0].root_block_device[0].encrypted && aws_instance.this[0].root_block_device[0].volume_type == "gp3"
+    error_message = "The root volume must be encrypted gp3."
+  }
+
+  assert {
+    condition     = can(regex("^(m7i|m6i|c7i|r7i)\\.", aws_instance.this[0].instance_type))
+    error_message = "The instance must be an Intel Xeon family."
+  }
+
+  assert {
+    condition     = aws_iam_instance_profile.this.role == aws_iam_role.this.name && length(aws_eip.this) == 1
+    error_message = "Hosts get an instance profile (no static keys) and an Elastic IP."
+  }
+}
+
+run "hosts_reject_amd" {
+  command = plan
+
+  module {
+    source = "../../modules/xeon_hosts"
+  }
+
+  variables {
+    name               = "x"
+    instance_type      = "c7a.large"
+    ami_id             = "ami-0123456789abcdef0"
+    subnet_ids         = ["subnet-aaaa"]
+    security_group_ids = ["sg-x"]
+    policy_json        = "{}"
+  }
+
+  expect_failures = [var.instance_type]
+}
+
+run "security_groups_least_privilege" {
+  command = apply
+
+  module {
+    source = "../../modules/security_groups"
+  }
+
+  variables {
+    name          = "mlops-xeon-prod"
+    vpc_id        = "vpc-0123456789abcdef0"
+    allowed_cidrs = ["203.0.113.0/24"]
+    admin_cidrs   = ["198.51.100.7/32"]
+  }
+
+  assert {
+    condition     = alltrue([for r in aws_security_group_rule.ssh_in : !contains(r.cidr_blocks, "0.0.0.0/0") && r.from_port == 22])
+    error_message = "SSH must never be open to 0.0.0.0/0."
+  }
+
+  assert {
+    condition = alltrue([
+      for r in aws_security_group_rule.db_in : r.source_security_group_id != null && try(length(r.cidr_blocks), 0) == 0 && r.security_group_id == aws_security_group.db.id
+    ]) && length(aws_security_group_rule.db_in) == 2
+    error_message = "PostgreSQL must be reachable only from the MLflow and trainer security groups."
+  }
+
+  assert {
+    condition     = alltrue([for r in aws_security_group_rule.mlflow_web_in : r.cidr_blocks == tolist(["203.0.113.0/24"])])
+    error_message = "nginx must be open to allowed_cidrs only."
+  }
+
+  assert {
+    condition     = aws_security_group_rule.ddp_in.self && aws_security_group_rule.ddp_in.security_group_id == aws_security_group.trainer.id && aws_security_group_rule.ddp_in.from_port == 29400
+    error_message = "DDP ports are open between trainers only."
+  }
+}
+
+run "security_groups_no_ssh_by_default" {
+  command = plan
+
+  module {
+    source = "../../modules/security_groups"
+  }
+
+  variables {
+    name          = "mlops-xeon-prod"
+    vpc_id        = "vpc-0123456789abcdef0"
+    allowed_cidrs = ["203.0.113.0/24"]
+  }
+
+  assert {
+    condition     = length(aws_security_group_rule.ssh_in) == 0
+    error_message = "Without admin_cidrs no SSH rule exists."
+  }
+}
