@@ -25,6 +25,24 @@ class Settings(BaseSettings):
     experiment_name: str = "visual-quality-inspection"
     model_name: str = "pill-quality"
 
+    # --- training (defaults sized so the demo trains in a few minutes on 2 cores) --------
+    train_epochs: int = 4
+    train_batch_size: int = 32
+    train_learning_rate: float = 1e-3
+    train_image_size: int = 64
+    train_width: float = 0.125
+    """Channel multiplier of the VGG16 trunk (1.0 = real VGG16)."""
+    train_n_train: int = 512
+    train_n_val: int = 256
+    train_seed: int = 0
+    train_backend: str = "auto"
+    """auto | ipex | native | none"""
+    train_threads: int | None = None
+    """Intra-op threads; default: the cores this process may use (divided among local DDP workers)."""
+    int8_max_drop_points: float = 0.5
+    """The INT8 model is refused when its validation accuracy is more than this many points below FP32."""
+    int8_calibration_images: int = 256
+
     @property
     def client_env_file(self) -> Path:
         return self.state_dir / "local.env"
