@@ -1,0 +1,304 @@
+"""Side-by-side benchmarks of the optimisation variants (same model, data and thread count, one run).
+
+Figures, not tests: noisy on a shared 2-core machine, which is why variants always run together
+and are reported as ratios to FP32 eager.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.data import synthetic_splits
+from training.model import CustomVGG, ModelConfig
+from training.optimize import (
+    Backend,
+    detect_capabilities,
+    ipex_available,
+    predict_logits,
+    select_backend,
+    tune_runtime,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchConfig:
+    steps: int = 12
+    iterations: int = 100
+    batch_size: int = 32
+    image_size: int = 64
+    width: float = 0.125
+    threads: int | None = None
+    include_compile: bool = True
+    epochs: int = 3
+    n_train: int = 512
+    n_val: int = 256
+    seed: int = 0
+
+
+@dataclass
+class Variant:
+    name: str
+    images_per_s: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    accuracy: float | None = None
+    skipped: str | None = None
+    ratio: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _time_train(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int,
+                cl: bool, bf16: bool) -> float:
+    model.train()
+    xb = x.contiguous(memory_format=torch.channels_last) if cl else x
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(xb), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * x.shape[0] / (time.perf_counter() - start)
+
+
+def bench_training(cfg: BenchConfig) -> list[Variant]:
+    tune_runtime(cfg.threads)
+    caps = detect_capabilities()
+    torch.manual_seed(cfg.seed)
+    base = CustomVGG(ModelConfig(width=cfg.width, image_size=cfg.image_size))
+    x = synthetic_splits(cfg.batch_size, 1, cfg.image_size, cfg.seed).train.images
+    y = torch.arange(cfg.batch_size) % 2
+    plans: list[tuple[str, bool, str | None]] = [("fp32_eager", False, None), ("channels_last", True, None)]
+    plans.append(("compiled", True, None if cfg.include_compile else "--no-compile"))
+    plans.append(("bf16_autocast", True, None if caps.has_bf16_unit else "no AMX/AVX512_BF16 on this CPU"))
+    plans.append(("ipex_fp32", True, None if ipex_available() else "IPEX not installed"))
+    plans.append(("ipex_bf16", True, None if ipex_available() and caps.has_bf16_unit
+                  else "needs IPEX and AMX/AVX512_BF16"))
+    results = []
+    for name, cl, skip in plans:
+        if skip:
+            results.append(Variant(name, skipped=skip))
+            continue
+        model = copy.deepcopy(base)
+        if cl:
+            model = model.to(memory_format=torch.channels_last)
+        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        if name.startswith("ipex"):
+            import intel_extension_for_pytorch as ipex
+
+            model.train()
+            model, opt = ipex.optimize(model, optimizer=opt,
+                                       dtype=torch.bfloat16 if name == "ipex_bf16" else torch.float32)
+        if name == "compiled":
+            model = torch.compile(model)
+        ips = _time_train(model, opt, x, y, cfg.steps, cl, name in ("bf16_autocast", "ipex_bf16"))
+        log.info("train %-14s %.1f img/s", name, ips)
+        results.append(Variant(name, images_per_s=ips))
+    return _ratios(results)
+
+
+def _latency(fn: Callable[[torch.Tensor], torch.Tensor], x1: torch.Tensor, iterations: int) -> tuple[float, float]:
+    with torch.no_grad():
+        for _ in range(5):
+            fn(x1)
+        times = []
+        for _ in range(iterations):
+            t = time.perf_counter()
+            fn(x1)
+            times.append((time.perf_counter() - t) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def _throughput(fn: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor, repeats: int = 5) -> float:
+    with torch.no_grad():
+        fn(xb)
+        t = time.perf_counter()
+        for _ in range(repeats):
+            fn(xb)
+    return repeats * xb.shape[0] / (time.perf_counter() - t)
+
+
+def bench_inference(cfg: BenchConfig) -> list[Variant]:
+    from training.quantize import compile_for_inference, quantize_ipex, quantize_pt2e
+    from training.train import TrainConfig, evaluate, train_epoch
+
+    tune_runtime(cfg.threads)
+    caps = detect_capabilities()
+    torch.manual_seed(cfg.seed)
+    splits = synthetic_splits(cfg.n_train, cfg.n_val, cfg.image_size, cfg.seed)
+    # Train the shared model briefly so accuracy means something.
+    model = CustomVGG(ModelConfig(width=cfg.width, image_size=cfg.image_size))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+    none = select_backend(Backend.none, caps, False)
+    tcfg = TrainConfig(batch_size=32)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for epoch in range(cfg.epochs):
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(splits.train))
+        train_epoch(model, opt, splits.train.images, splits.train.labels, order, tcfg, none, gen, "", False)
+        sched.step()
+    _, scores = evaluate(model, splits.val.images, splits.val.labels, none)
+    log.info("Shared model: val accuracy %.3f", scores.accuracy)
+    model.eval()
+    val_x, val_y = splits.val.images, splits.val.labels
+    x1, xb = val_x[:1], val_x[: cfg.batch_size]
+    calib = [splits.train.images[i : i + 32] for i in range(0, 256, 32)]
+    cl = torch.channels_last
+
+    def to_cl(t: torch.Tensor) -> torch.Tensor:
+        return t.contiguous(memory_format=cl)
+
+    def build(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        m = copy.deepcopy(model).eval()
+        if name == "fp32_eager":
+            return m
+        if name == "channels_last":
+            m = m.to(memory_format=cl)
+            return lambda t: m(to_cl(t))
+        if name == "compiled":
+            m = m.to(memory_format=cl)
+            c = compile_for_inference(m)
+            return lambda t: c(to_cl(t))
+        if name == "bf16_autocast":
+            m = m.to(memory_format=cl)
+
+            def run(t: torch.Tensor) -> torch.Tensor:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return m(to_cl(t)).float()
+            return run
+        if name in ("ipex_fp32", "ipex_bf16"):
+            import intel_extension_for_pytorch as ipex
+
+            dtype = torch.bfloat16 if name == "ipex_bf16" else torch.float32
+            im = ipex.optimize(m.to(memory_format=cl), dtype=dtype)
+
+            def run_ipex(t: torch.Tensor) -> torch.Tensor:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                    return im(to_cl(t)).float()
+            return run_ipex
+        if name == "int8_pt2e":
+            q = quantize_pt2e(m, calib, val_x[:2])
+            c = compile_for_inference(q)
+            return c
+        if name == "int8_ipex":
+            q = quantize_ipex(m, calib, val_x[:2])
+            return lambda t: q(to_cl(t))
+        raise ValueError(name)
+
+    plans = {
+        "fp32_eager": None,
+        "channels_last": None,
+        "compiled": None if cfg.include_compile else "--no-compile",
+        "bf16_autocast": None if caps.has_bf16_unit else "no AMX/AVX512_BF16 on this CPU (emulated BF16 is slower)",
+        "ipex_fp32": None if ipex_available() else "IPEX not installed",
+        "ipex_bf16": None if ipex_available() and caps.has_bf16_unit else "needs IPEX and AMX/AVX512_BF16",
+        "int8_pt2e": None if cfg.include_compile else "--no-compile (INT8 kernels come from inductor)",
+        "int8_ipex": None if ipex_available() else "IPEX not installed",
+    }
+    results = []
+    for name, skip in plans.items():
+        if skip:
+            results.append(Variant(name, skipped=skip))
+            continue
+        t0 = time.perf_counter()
+        fn = build(name)
+        p50, p99 = _latency(fn, x1, cfg.iterations)
+        ips = _throughput(fn, xb)
+        logits = predict_logits(fn, val_x, cfg.batch_size)
+        acc = float((logits.argmax(1) == val_y).float().mean())
+        v = Variant(name, images_per_s=ips, p50_ms=p50, p99_ms=p99, accuracy=acc,
+                    extra={"prepare_s": time.perf_counter() - t0})
+        log.info("infer %-14s p50 %.2f ms p99 %.2f ms %.1f img/s acc %.3f", name, p50, p99, ips, acc)
+        results.append(v)
+    return _ratios(results, latency=True)
+
+
+def _ratios(results: list[Variant], latency: bool = False) -> list[Variant]:
+    base = results[0]
+    for v in results:
+        if v.skipped:
+            continue
+        if latency and v.p50_ms and base.p50_ms:
+            v.ratio = base.p50_ms / v.p50_ms
+        elif v.images_per_s and base.images_per_s:
+            v.ratio = v.images_per_s / base.images_per_s
+    return results
+
+
+def summary(kind: str, results: list[Variant]) -> dict[str, object]:
+    ran = [v for v in results if not v.skipped and v.ratio is not None]
+    best = max(ran, key=lambda v: v.ratio or 0.0)
+    out: dict[str, object] = {"best_variant": best.name, "best_speedup_vs_fp32_eager": round(best.ratio or 0.0, 3)}
+    if kind == "infer":
+        base_acc = results[0].accuracy or 0.0
+        out["best_accuracy_drop_points"] = round(100 * (base_acc - (best.accuracy or 0.0)), 3)
+        out["speedup_metric"] = "p50 latency at batch 1"
+    else:
+        out["speedup_metric"] = "training images/s"
+    return out
+
+
+def render_table(kind: str, results: list[Variant]) -> str:
+    if kind == "infer":
+        head = f"{'variant':<15}{'img/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'acc':>7}{'x fp32':>8}"
+        rows = [head]
+        for v in results:
+            if v.skipped:
+                rows.append(f"{v.name:<15}skipped: {v.skipped}")
+            else:
+                rows.append(f"{v.name:<15}{v.images_per_s:>9.1f}{v.p50_ms:>9.2f}{v.p99_ms:>9.2f}"
+                            f"{v.accuracy:>7.3f}{v.ratio:>8.2f}")
+    else:
+        rows = [f"{'variant':<15}{'img/s':>9}{'x fp32':>8}"]
+        for v in results:
+            rows.append(f"{v.name:<15}skipped: {v.skipped}" if v.skipped
+                        else f"{v.name:<15}{v.images_per_s:>9.1f}{v.ratio:>8.2f}")
+    return "\n".join(rows)
+
+
+def finish_bench(kind: str, results: list[Variant], cfg: BenchConfig, json_out: Path | None, log_to_mlflow: bool) -> str:
+    """Table text; writes JSON and logs table + bar chart to MLflow when asked."""
+    table = render_table(kind, results)
+    data = {"kind": kind, "config": asdict(cfg), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "results": [asdict(v) for v in results], "summary": summary(kind, results)}
+    if json_out:
+        json_out.write_text(json.dumps(data, indent=2))
+    if log_to_mlflow:
+        import mlflow
+
+        from mlops.settings import get_settings
+        from mlops.tracking import load_client_env
+        from training import tracking
+        from training.metrics import bar_figure
+
+        load_client_env()
+        tracking.set_experiment(get_settings().experiment_name + "-bench")
+        with mlflow.start_run(run_name=f"bench-{kind}"):
+            tracking.log_params({**{k: v for k, v in asdict(cfg).items()}, "bench": kind,
+                                 "threads": torch.get_num_threads()})
+            ran = [v for v in results if not v.skipped]
+            tracking.log_metrics({f"{v.name}_speedup": v.ratio or 0.0 for v in ran})
+            tracking.log_text(table, f"bench_{kind}.txt")
+            tracking.log_dict(data, f"bench_{kind}.json")
+            tracking.log_figure(bar_figure([v.name for v in ran], [v.ratio or 0.0 for v in ran], "x FP32 eager"),
+                                f"bench_{kind}.png")
+    return table + "\n" + json.dumps(data["summary"])
