@@ -126,6 +126,7 @@ module "database" {
   backup_retention_days = var.db_backup_retention_days
   multi_az              = var.db_multi_az
   enable_monitoring     = var.enable_db_monitoring
+  parameters            = var.db_parameters
   deletion_protection   = var.db_deletion_protection
   skip_final_snapshot   = var.db_skip_final_snapshot
 }
@@ -133,16 +134,17 @@ module "database" {
 module "mlflow" {
   source = "../../modules/xeon_hosts"
 
-  name                    = "${local.name}-mlflow"
-  instance_count          = 1
-  instance_type           = var.mlflow_instance_type
-  ami_id                  = local.ami_id
-  subnet_ids              = module.network.public_subnet_ids
-  security_group_ids      = [module.security_groups.mlflow_security_group_id]
-  key_name                = var.key_name
-  root_volume_size        = var.root_volume_size
-  root_volume_kms_key_arn = local.kms_key_arn
-  enable_ssm              = var.enable_ssm
+  name                       = "${local.name}-mlflow"
+  instance_count             = 1
+  instance_type              = var.mlflow_instance_type
+  ami_id                     = local.ami_id
+  subnet_ids                 = module.network.public_subnet_ids
+  security_group_ids         = [module.security_groups.mlflow_security_group_id]
+  key_name                   = var.key_name
+  root_volume_size           = var.root_volume_size
+  root_volume_kms_key_arn    = local.kms_key_arn
+  enable_ssm                 = var.enable_ssm
+  enable_detailed_monitoring = var.enable_detailed_monitoring
   policy_json = jsonencode({
     Version   = "2012-10-17"
     Statement = concat(local.s3_statements, local.kms_statements, local.secret_statements)
@@ -153,16 +155,17 @@ module "trainers" {
   source = "../../modules/xeon_hosts"
   count  = var.trainer_count > 0 ? 1 : 0
 
-  name                    = "${local.name}-trainer"
-  instance_count          = var.trainer_count
-  instance_type           = var.trainer_instance_type
-  ami_id                  = local.ami_id
-  subnet_ids              = module.network.public_subnet_ids
-  security_group_ids      = [module.security_groups.trainer_security_group_id]
-  key_name                = var.key_name
-  root_volume_size        = var.root_volume_size
-  root_volume_kms_key_arn = local.kms_key_arn
-  enable_ssm              = var.enable_ssm
+  name                       = "${local.name}-trainer"
+  instance_count             = var.trainer_count
+  instance_type              = var.trainer_instance_type
+  ami_id                     = local.ami_id
+  subnet_ids                 = module.network.public_subnet_ids
+  security_group_ids         = [module.security_groups.trainer_security_group_id]
+  key_name                   = var.key_name
+  root_volume_size           = var.root_volume_size
+  root_volume_kms_key_arn    = local.kms_key_arn
+  enable_ssm                 = var.enable_ssm
+  enable_detailed_monitoring = var.enable_detailed_monitoring
   policy_json = jsonencode({
     Version   = "2012-10-17"
     Statement = concat(local.s3_statements, local.kms_statements)

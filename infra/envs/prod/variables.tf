@@ -171,6 +171,12 @@ variable "root_volume_size" {
   default     = 40
 }
 
+variable "enable_detailed_monitoring" {
+  description = "CloudWatch detailed (1-minute) monitoring of every host."
+  type        = bool
+  default     = true
+}
+
 variable "enable_ssm" {
   description = "Attach AmazonSSMManagedInstanceCore to the host roles (SSM Session Manager instead of SSH)."
   type        = bool
@@ -232,6 +238,15 @@ variable "enable_db_monitoring" {
   description = "RDS Enhanced Monitoring and Performance Insights."
   type        = bool
   default     = true
+}
+
+variable "db_parameters" {
+  description = "PostgreSQL parameters of the RDS parameter group; keep rds.force_ssl = 1."
+  type        = map(string)
+  default = {
+    "rds.force_ssl"              = "1"
+    "log_min_duration_statement" = "1000"
+  }
 }
 
 variable "db_deletion_protection" {

@@ -9,14 +9,13 @@ resource "aws_db_parameter_group" "this" {
   name   = var.identifier
   family = var.parameter_group_family
 
-  parameter {
-    name  = "rds.force_ssl"
-    value = "1"
-  }
+  dynamic "parameter" {
+    for_each = var.parameters
 
-  parameter {
-    name  = "log_min_duration_statement"
-    value = "1000"
+    content {
+      name  = parameter.key
+      value = parameter.value
+    }
   }
 
   tags = var.tags

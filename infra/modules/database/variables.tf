@@ -112,6 +112,15 @@ variable "enable_monitoring" {
   default     = true
 }
 
+variable "parameters" {
+  description = "PostgreSQL parameters of the instance's parameter group (rds.force_ssl = 1 enforces TLS)."
+  type        = map(string)
+  default = {
+    "rds.force_ssl"              = "1"
+    "log_min_duration_statement" = "1000"
+  }
+}
+
 variable "tags" {
   description = "Tags added to every resource of this module."
   type        = map(string)

@@ -42,7 +42,7 @@ resource "aws_instance" "this" {
   iam_instance_profile   = aws_iam_instance_profile.this.name
   key_name               = var.key_name
   ebs_optimized          = true
-  monitoring             = true
+  monitoring             = var.enable_detailed_monitoring
 
   metadata_options {
     http_endpoint               = "enabled"

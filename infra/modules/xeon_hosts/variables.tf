@@ -79,6 +79,12 @@ variable "enable_ssm" {
   default     = true
 }
 
+variable "enable_detailed_monitoring" {
+  description = "CloudWatch detailed (1-minute) monitoring of the hosts."
+  type        = bool
+  default     = true
+}
+
 variable "create_eip" {
   description = "Give every host an Elastic IP."
   type        = bool
