@@ -184,7 +184,7 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += float(loss) * len(idx)
+        total += float(loss.detach()) * len(idx)
         seen += len(idx)
     return total / max(seen, 1), seen, time.perf_counter() - start
 

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.optimize import (
+    Backend,
+    BackendUnavailable,
+    capabilities_from_flags,
+    parse_cpu_flags,
+    select_backend,
+    tune_runtime,
+)
+
+AVX2 = capabilities_from_flags({"avx", "avx2", "fma"})
+SPR = capabilities_from_flags({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+CPX = capabilities_from_flags({"avx2", "avx512f", "avx512_bf16"})
+
+
+def test_parse_cpuinfo() -> None:
+    flags, model = parse_cpu_flags("model name\t: Xeon\nflags\t\t: fpu avx2 amx_tile\n\nflags : other\n")
+    assert model == "Xeon" and flags == {"fpu", "avx2", "amx_tile"}
+    caps = capabilities_from_flags(flags)
+    assert caps.avx2 and caps.amx and not caps.avx512
+
+
+def test_auto_on_avx2_is_native_fp32_even_with_ipex() -> None:
+    for have_ipex in (False, True):
+        choice = select_backend(Backend.auto, AVX2, have_ipex)
+        assert choice.name == Backend.native and choice.dtype == torch.float32 and choice.channels_last
+        assert "AMX/AVX512_BF16" in choice.reason
+
+
+@pytest.mark.parametrize("caps", [SPR, CPX], ids=["amx", "avx512_bf16"])
+def test_auto_with_bf16_unit(caps) -> None:  # noqa: ANN001
+    assert select_backend(Backend.auto, caps, True).name == Backend.ipex
+    assert select_backend(Backend.auto, caps, True).dtype == torch.bfloat16
+    native = select_backend(Backend.auto, caps, False)
+    assert native.name == Backend.native and native.dtype == torch.bfloat16
+
+
+def test_ipex_requested_but_missing_is_an_error() -> None:
+    with pytest.raises(BackendUnavailable, match="make ipex-venv"):
+        select_backend(Backend.ipex, SPR, False)
+
+
+def test_ipex_on_avx2_falls_back_to_fp32() -> None:
+    choice = select_backend(Backend.ipex, AVX2, True)
+    assert choice.name == Backend.ipex and choice.dtype == torch.float32 and "FP32" in choice.reason
+
+
+def test_none_is_plain_eager() -> None:
+    choice = select_backend(Backend.none, SPR, True)
+    assert choice.dtype == torch.float32 and not choice.channels_last and not choice.compile
+
+
+def test_tuning_reports_what_was_applied() -> None:
+    before = torch.get_num_threads()
+    try:
+        report = tune_runtime(threads=1)
+        assert torch.get_num_threads() == 1
+        params = report.as_params()
+        assert params["threads"] == 1 and report.child_env["OMP_NUM_THREADS"] == "1"
+        assert "allocator" in report.not_available or "LD_PRELOAD" in report.applied
+    finally:
+        torch.set_num_threads(before)

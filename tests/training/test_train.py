@@ -1,0 +1,73 @@
+"""Training end to end against a local SQLite MLflow store (offline), plus the portability check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import mlflow
+import pytest
+from typer.testing import CliRunner
+
+from mlops.cli import app
+from training.train import TrainConfig, train
+
+NO_IPEX_PYFUNC = """
+import sys
+sys.modules["intel_extension_for_pytorch"] = None  # any import of IPEX now fails
+import mlflow, numpy as np
+m = mlflow.pyfunc.load_model(sys.argv[1])
+print(np.asarray(m.predict(np.zeros((2, 3, 32, 32), np.float32))).shape)
+"""
+
+
+def test_short_run_logs_everything(tiny_config: TrainConfig, local_tracking: str) -> None:
+    result = train(tiny_config, show_progress=False)
+    run = mlflow.get_run(result.run_id)
+    for key in ("backend", "backend_reason", "cpu_avx2", "cpu_amx", "cpu_avx512_bf16", "threads",
+                "torch_version", "ipex_version", "learning_rate", "tuning_torch_num_threads"):
+        assert key in run.data.params, key
+    for key in ("train_loss", "val_accuracy", "val_f1", "val_auroc", "train_images_per_s",
+                "int8_val_accuracy", "int8_fp32_val_accuracy"):
+        assert key in run.data.metrics, key
+    history = mlflow.MlflowClient().get_metric_history(result.run_id, "val_accuracy")
+    assert len(history) == tiny_config.epochs
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
+    assert {"plots/training_curves.png", "plots/confusion_matrix.png"} <= artifacts
+    assert result.registered_version == "1"
+    assert result.int8_artifact == "int8/model_int8.pt2"
+    # Portability: the registered model loads and predicts where IPEX cannot be imported.
+    uri = f"models:/{tiny_config.model_name}/1"
+    out = subprocess.run([sys.executable, "-c", NO_IPEX_PYFUNC, uri], capture_output=True, text=True,
+                         check=False, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(2, 2)" in out.stdout
+
+
+def test_cli_int8_gate_refusal_exits_nonzero(local_tracking: str) -> None:
+    result = CliRunner().invoke(app, [
+        "train", "--epochs=1", "--image-size=32", "--width=0.0625", "--n-train=32", "--n-val=16",
+        "--batch-size=16", "--max-int8-drop=-1", "--no-register", "--experiment=test-gate",
+    ])
+    assert result.exit_code == 1
+    assert "INT8 model refused" in result.output
+
+
+def test_cli_rejects_unknown_backend() -> None:
+    result = CliRunner().invoke(app, ["train", "--backend=tpu"])
+    assert result.exit_code != 0
+
+
+def test_ipex_backend_missing_exits_with_sentence(local_tracking: str) -> None:
+    pytest.importorskip("torch")
+    if __import__("importlib").util.find_spec("intel_extension_for_pytorch") is not None:
+        pytest.skip("IPEX is installed here; this checks the message where it is not")
+    result = CliRunner().invoke(app, ["train", "--backend=ipex", "--epochs=1", "--image-size=32",
+                                      "--width=0.0625", "--n-train=16", "--n-val=8"])
+    assert result.exit_code == 1 and "not installed" in result.output
+
+
+@pytest.mark.parametrize("command", [["train"], ["bench", "train"], ["bench", "infer"]])
+def test_commands_have_help(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and len(result.output) > 100
