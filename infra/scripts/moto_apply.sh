@@ -108,7 +108,7 @@ artifacts_force_destroy = true
 # moto does not implement MonitorInstances (the provider would retry for ever).
 enable_detailed_monitoring = false
 # moto keeps neither Performance Insights nor custom parameter-group parameters: they would
-# show as drift on the second plan. The mocked `terraform test` covers both.
+# show as drift on the second plan. The mocked terraform test covers both.
 enable_db_monitoring = false
 db_parameters        = {}
 HCL
