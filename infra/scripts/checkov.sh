@@ -7,4 +7,4 @@ CHECKOV_VENV="${CHECKOV_VENV:-$REPO_DIR/.venv-checkov}"
 export BC_SKIP_MAPPING=TRUE
 log "checkov $("$CHECKOV_VENV/bin/checkov" --version) over infra/"
 "$CHECKOV_VENV/bin/checkov" --directory "$INFRA_DIR" --framework terraform --quiet --compact \
-  --skip-download --no-guide || die "checkov found failed checks"
+  --skip-download || die "checkov found failed checks"
