@@ -61,7 +61,9 @@ def test_no_trainers_gives_null_rendezvous(outputs: dict, tmp_path: Path) -> Non
     assert yaml.safe_load(vars_path.read_text())["trainer_rendezvous_host"] is None
 
 
-@pytest.mark.parametrize("name", ["db_host", "db_password_secret_arn", "mlflow_public_ip", "artifacts_bucket"])
+@pytest.mark.parametrize(
+    "name", ["db_host", "db_password_secret_arn", "mlflow_public_ip", "artifacts_bucket"]
+)
 def test_missing_required_output_is_refused(outputs: dict, tmp_path: Path, name: str) -> None:
     del outputs[name]
     with pytest.raises(ValueError, match=name):
