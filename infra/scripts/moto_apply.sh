@@ -113,21 +113,21 @@ enable_db_monitoring = false
 db_parameters        = {}
 HCL
 
-step() { # step LABEL terraform-args...
-  local label="$1"
-  shift
-  timed "$label" timeout --kill-after=10 "$STEP_TIMEOUT" "${TF_CMD[@]}" -chdir="$ENV_DIR" "$@"
+step() { # step LABEL LOGFILE terraform-args...: output to LOGFILE, timing to stdout
+  local label="$1" logfile="$2"
+  shift 2
+  timed "$label" timeout --kill-after=10 "$STEP_TIMEOUT" "${TF_CMD[@]}" -chdir="$ENV_DIR" "$@" >"$logfile" 2>&1
 }
 
-tf_init "$ENV_DIR"
+timed "init" tf_init "$ENV_DIR"
 log "apply (RDS takes about 1.5 min of polling in moto)"
-step "apply" apply -auto-approve -no-color -input=false >"$WORK/apply.log" 2>&1 \
+step "apply" "$WORK/apply.log" apply -auto-approve -no-color -input=false \
   || { tail -60 "$WORK/apply.log" >&2; tail -30 "$WORK/moto.log" >&2; die "apply against moto failed"; }
 grep -E '^Apply complete' "$WORK/apply.log" || true
 
 log "plan -detailed-exitcode (must show no changes)"
 rc=0
-step "re-plan" plan -detailed-exitcode -no-color -input=false >"$WORK/plan.log" 2>&1 || rc=$?
+step "re-plan" "$WORK/plan.log" plan -detailed-exitcode -no-color -input=false || rc=$?
 if [[ $rc -ne 0 ]]; then
   cat "$WORK/plan.log" >&2
   [[ $rc -eq 2 ]] && die "second plan is not empty: the configuration drifts against moto"
@@ -146,6 +146,6 @@ if [[ -x "$REPO_DIR/.venv/bin/mlops" ]]; then
 fi
 
 log "destroy"
-step "destroy" destroy -auto-approve -no-color -input=false >"$WORK/destroy.log" 2>&1 \
+step "destroy" "$WORK/destroy.log" destroy -auto-approve -no-color -input=false \
   || { tail -40 "$WORK/destroy.log" >&2; die "destroy against moto failed"; }
 grep -E '^Destroy complete' "$WORK/destroy.log" || true
