@@ -254,7 +254,9 @@ def _train(config: TrainConfig, ctx: distributed.DistContext, show_progress: boo
             seconds = distributed.max_across(seconds, ctx)
             ips = seen * ctx.world_size / seconds
             if ctx.is_main:
-                val_loss, scores = evaluate(model, splits.val.images, splits.val.labels, choice)
+                # Evaluate the unwrapped module: a DDP forward broadcasts buffers (a collective).
+                inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+                val_loss, scores = evaluate(inner, splits.val.images, splits.val.labels, choice)
                 row = {"epoch": epoch, "train_loss": loss, "val_loss": val_loss, **scores.as_metrics(),
                        "train_images_per_s": ips}
                 history.append(row)

@@ -1,0 +1,75 @@
+"""IPEX backend tests: run in .venv-ipex with `make ipex-test` (deselected in the main run)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.ipex
+ipex = pytest.importorskip("intel_extension_for_pytorch", reason="IPEX is only installed in .venv-ipex (make ipex-venv)")
+
+from training.data import synthetic_splits  # noqa: E402
+from training.model import CustomVGG, ModelConfig, plain_copy  # noqa: E402
+from training.optimize import Backend, detect_capabilities, prepare_inference, prepare_training, select_backend  # noqa: E402
+from training.quantize import quantize_ipex  # noqa: E402
+
+MAIN_PYTHON = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"
+CFG = ModelConfig(width=0.0625, image_size=32)
+
+
+@pytest.fixture
+def choice():  # noqa: ANN201
+    return select_backend(Backend.ipex, detect_capabilities(), True)
+
+
+def test_training_step_under_ipex_optimize(choice) -> None:  # noqa: ANN001
+    model = CustomVGG(CFG)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model, opt = prepare_training(model, opt, choice)
+    x = torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    before = plain_copy(model).features[0].weight.clone()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=choice.bf16):
+        loss = torch.nn.functional.cross_entropy(model(x), torch.arange(8) % 2)
+    loss.backward()
+    opt.step()
+    assert not torch.equal(before, plain_copy(model).features[0].weight)
+
+
+def test_inference_matches_eager(choice) -> None:  # noqa: ANN001
+    model = CustomVGG(CFG).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        out = prepare_inference(plain_copy(model), choice)(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(ref, out.float(), atol=5e-2 if choice.bf16 else 1e-3)
+
+
+def test_int8_ipex_quantization() -> None:
+    splits = synthetic_splits(32, 8, 32, seed=0)
+    model = CustomVGG(CFG).eval()
+    q = quantize_ipex(model, [splits.train.images[:16], splits.train.images[16:]], splits.val.images[:2])
+    with torch.no_grad():
+        out = q(splits.val.images.contiguous(memory_format=torch.channels_last))
+    assert out.shape == (8, 2)
+
+
+@pytest.mark.skipif(not MAIN_PYTHON.exists(), reason="the main environment .venv is not built")
+def test_model_saved_here_loads_in_main_env_without_ipex(tmp_path: Path, choice) -> None:  # noqa: ANN001
+    import mlflow.pytorch
+
+    model = CustomVGG(CFG)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model, opt = prepare_training(model, opt, choice)
+    mlflow.pytorch.save_model(plain_copy(model), tmp_path / "model")
+    code = (
+        "import sys; sys.modules['intel_extension_for_pytorch'] = None\n"
+        "import mlflow.pytorch, torch\n"
+        f"m = mlflow.pytorch.load_model({str(tmp_path / 'model')!r})\n"
+        "print(tuple(m(torch.zeros(1, 3, 32, 32)).shape))\n"
+    )
+    out = subprocess.run([str(MAIN_PYTHON), "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(1, 2)" in out.stdout
