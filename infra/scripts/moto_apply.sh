@@ -116,7 +116,12 @@ HCL
 step() { # step LABEL LOGFILE terraform-args...: output to LOGFILE, timing to stdout
   local label="$1" logfile="$2"
   shift 2
-  timed "$label" timeout --kill-after=10 "$STEP_TIMEOUT" "${TF_CMD[@]}" -chdir="$ENV_DIR" "$@" >"$logfile" 2>&1
+  timed "$label" tf_logged "$logfile" "$@"
+}
+tf_logged() { # tf_logged LOGFILE terraform-args...: bounded by STEP_TIMEOUT
+  local logfile="$1"
+  shift
+  timeout --kill-after=10 "$STEP_TIMEOUT" "${TF_CMD[@]}" -chdir="$ENV_DIR" "$@" >"$logfile" 2>&1
 }
 
 timed "init" tf_init "$ENV_DIR"
