@@ -34,7 +34,6 @@ from training.optimize import (
     ipex_available,
     ipex_version,
     predict_logits,
-    prepare_inference,
     prepare_training,
     select_backend,
     to_memory_format,

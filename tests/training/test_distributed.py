@@ -32,8 +32,9 @@ def test_two_processes_produce_one_run(tmp_path: Path) -> None:
            "--n-train=64", "--n-val=32", "--batch-size=16", "--no-int8", "--no-register", "--experiment=ddp-test"]
     out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(experiment_names=["ddp-test"], output_format="list")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("ddp-test")
+    runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1
     assert runs[0].data.params["world_size"] == "2" and runs[0].data.params["dist_backend"] in {"gloo", "ccl"}
-    assert len(mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "val_accuracy")) == 2
+    assert len(client.get_metric_history(runs[0].info.run_id, "val_accuracy")) == 2

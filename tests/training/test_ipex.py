@@ -13,7 +13,13 @@ ipex = pytest.importorskip("intel_extension_for_pytorch", reason="IPEX is only i
 
 from training.data import synthetic_splits  # noqa: E402
 from training.model import CustomVGG, ModelConfig, plain_copy  # noqa: E402
-from training.optimize import Backend, detect_capabilities, prepare_inference, prepare_training, select_backend  # noqa: E402
+from training.optimize import (  # noqa: E402
+    Backend,
+    detect_capabilities,
+    prepare_inference,
+    prepare_training,
+    select_backend,
+)
 from training.quantize import quantize_ipex  # noqa: E402
 
 MAIN_PYTHON = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"

@@ -15,7 +15,6 @@ pytestmark = pytest.mark.integration
 def platform_tracking(platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for key, value in platform_env.items():
         monkeypatch.setenv(key, value)
-    mlflow.set_tracking_uri(platform_env["MLFLOW_TRACKING_URI"])
     return platform_env
 
 
