@@ -1,0 +1,126 @@
+"""Session fixtures: a private instance of the real platform on loopback.
+
+The instance is provisioned with the same `make up` (the same Ansible roles) a user runs, under a
+temporary root, with its own instance name and ports, so the tests never touch a platform the
+user already runs on this machine. It is stopped with `make down` at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mlops.tracking import read_env_file
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+
+PORTS = {
+    "nginx_https_port": 18443,
+    "nginx_http_port": 18080,
+    "postgresql_port": 15432,
+    "s3server_port": 19000,
+    "mlflow_port": 15000,
+}
+SERVER_NAME = "mlops-test.internal"
+
+
+@dataclass
+class Platform:
+    root: Path
+    state_dir: Path
+    vars_file: Path
+    instance: str = "mlopstest"
+    ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
+    server_name: str = SERVER_NAME
+
+    @property
+    def env(self) -> dict[str, str]:
+        return read_env_file(self.state_dir / "local.env")
+
+    @property
+    def https(self) -> str:
+        return f"https://127.0.0.1:{self.ports['nginx_https_port']}"
+
+    @property
+    def ca_cert(self) -> str:
+        return self.env["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+
+    @property
+    def admin_password(self) -> str:
+        return (self.state_dir / "credentials" / "nginx-admin").read_text().strip()
+
+    @property
+    def db_password(self) -> str:
+        return (self.state_dir / "credentials" / "postgresql-mlflow").read_text().strip()
+
+    def path(self, kind: str) -> Path:
+        """kind: home, config, data, log, run (the FHS directories under the temporary root)."""
+        base = {"home": "opt", "config": "etc", "data": "var/lib", "log": "var/log", "run": "run"}[kind]
+        return self.root / base / self.instance
+
+    def make(self, target: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+        """Run a Makefile target against this instance; fail with its output if it fails."""
+        result = subprocess.run(
+            ["make", "--no-print-directory", target, f"ANSIBLE_ARGS=-e @{self.vars_file}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"make {target} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+        return result
+
+    def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.path("home") / "supervisor/bin/supervisorctl"), "-c", str(self.path("config") / "supervisord.conf"), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def platform() -> Platform:
+    root = Path(tempfile.mkdtemp(prefix="mlops-it-"))
+    state_dir = root / "client"
+    vars_file = root / "test-vars.yml"
+    lines = [
+        f"mlops_root: {root}",
+        "mlops_instance: mlopstest",
+        f"mlops_client_state_dir: {state_dir}",
+        f"nginx_server_name: {SERVER_NAME}",
+        *(f"{key}: {value}" for key, value in PORTS.items()),
+    ]
+    vars_file.write_text("\n".join(lines) + "\n")
+    instance = Platform(root=root, state_dir=state_dir, vars_file=vars_file)
+    try:
+        instance.make("up")
+        yield instance
+    finally:
+        subprocess.run(
+            ["make", "--no-print-directory", "down", f"ANSIBLE_ARGS=-e @{vars_file}"],
+            cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        )
+        if not os.environ.get("MLOPS_KEEP_TEST_ROOT"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def platform_env(platform: Platform) -> dict[str, str]:
+    """The client variables a notebook gets from local.env (tracking URI, user, password, CA)."""
+    return platform.env
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
