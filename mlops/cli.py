@@ -42,6 +42,7 @@ def smoke() -> None:
     result = run_smoke()
     typer.echo(f"Logged run {result.run_id} in experiment '{result.experiment_name}'.")
     typer.echo(f"See it in the UI: {result.run_url}")
+    typer.echo("Log in as 'admin'; the password is in .mlops/credentials/nginx-admin.")
 
 
 @app.command()
