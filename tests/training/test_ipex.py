@@ -69,7 +69,8 @@ def test_model_saved_here_loads_in_main_env_without_ipex(tmp_path: Path, choice)
     model = CustomVGG(CFG)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model, opt = prepare_training(model, opt, choice)
-    mlflow.pytorch.save_model(plain_copy(model), tmp_path / "model")
+    example = torch.zeros(1, 3, 32, 32).numpy()
+    mlflow.pytorch.save_model(plain_copy(model), tmp_path / "model", input_example=example)
     code = (
         "import sys; sys.modules['intel_extension_for_pytorch'] = None\n"
         "import mlflow.pytorch, torch\n"
