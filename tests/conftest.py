@@ -98,6 +98,8 @@ def platform() -> Platform:
         "mlops_instance: mlopstest",
         f"mlops_client_state_dir: {state_dir}",
         f"nginx_server_name: {SERVER_NAME}",
+        # The test name does not resolve: clients use the loopback address (also in the certificate).
+        "mlops_client_host: 127.0.0.1",
         *(f"{key}: {value}" for key, value in PORTS.items()),
     ]
     vars_file.write_text("\n".join(lines) + "\n")
