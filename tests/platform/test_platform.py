@@ -188,9 +188,10 @@ def test_browser_shows_the_logged_experiment(platform, logged_run, artifacts_dir
                 ignore_https_errors=True, viewport={"width": 1400, "height": 900},
             )
             page = context.new_page()
-            page.goto(f"{platform.https}/#/experiments/{logged_run['experiment_id']}", timeout=60_000)
+            page.goto(f"{platform.https}/#/experiments/{logged_run['experiment_id']}/runs", timeout=60_000)
             page.get_by_text(EXPERIMENT).first.wait_for(timeout=60_000)
-            page.get_by_text("integration").first.wait_for(timeout=60_000)
+            # The run's name in the runs table (exact: the experiment's name contains it too).
+            page.get_by_text("integration", exact=True).first.wait_for(timeout=60_000)
             page.screenshot(path=str(artifacts_dir / "mlflow-ui-experiment.png"), full_page=True)
         finally:
             browser.close()
