@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 import mlflow
 import numpy as np
-import stamina
 import torch
 
-from mlops.tracking import load_client_env
+from mlops.tracking import load_client_env, retry
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,7 @@ class SmokeResult:
     run_url: str
 
 
-@stamina.retry(on=(ConnectionError, mlflow.exceptions.MlflowException), attempts=3)
+@retry
 def _experiment_id(name: str) -> str:
     return mlflow.set_experiment(name).experiment_id
 

@@ -6,6 +6,10 @@ import logging
 import os
 from pathlib import Path
 
+import requests
+import stamina
+from mlflow.exceptions import MlflowException
+
 from mlops.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -50,3 +54,19 @@ def load_client_env(path: Path | None = None) -> Path | None:
         os.environ.setdefault(key, value)
     log.info("Tracking to %s (from %s)", os.environ.get("MLFLOW_TRACKING_URI"), env_file)
     return env_file
+
+
+_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"}
+
+
+def is_transient(exc: Exception) -> bool:
+    """Network errors and MLflow 5xx/429-style errors are retried; client errors are not."""
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return True
+    if isinstance(exc, MlflowException):
+        return exc.error_code in _TRANSIENT_CODES
+    return False
+
+
+# Every transient-prone MLflow call (training, smoke, later serving) goes through this one policy.
+retry = stamina.retry(on=is_transient, attempts=5, timeout=120.0)

@@ -6,25 +6,11 @@ import logging
 from typing import Any
 
 import mlflow
-import requests
-import stamina
-from mlflow.exceptions import MlflowException
+
+from mlops.tracking import retry
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"}
-
-
-def is_transient(exc: Exception) -> bool:
-    """Network errors and MLflow 5xx/429-style errors are retried; client errors are not."""
-    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-        return True
-    if isinstance(exc, MlflowException):
-        return exc.error_code in _TRANSIENT_CODES
-    return False
-
-
-retry = stamina.retry(on=is_transient, attempts=5, timeout=120.0)
 
 
 @retry
