@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -170,6 +171,11 @@ def bench_infer(
     cfg = BenchConfig(iterations=iterations, batch_size=batch_size, image_size=image_size, width=width,
                       threads=threads, include_compile=include_compile, epochs=epochs)
     typer.echo(finish_bench("infer", bench_inference(cfg), cfg, json_out, log_to_mlflow))
+
+
+# Commands owned by other parts of the tree register themselves here.
+for _part in ("pipelines.registry_cli", "serving.cli", "pipelines.cli"):
+    importlib.import_module(_part).register(app, bench_app)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     """The INT8 model is refused when its validation accuracy is more than this many points below FP32."""
     int8_calibration_images: int = 256
 
+    # --- monitoring store (see mlops.monitoring) -------------------------------------------
+    monitoring_dsn: str = ""
+    """libpq connection string without password (default: the `monitoring` entry of platform.json)."""
+
+    # --- registry & serving --------------------------------------------------------------
+
+    # --- drift & retraining --------------------------------------------------------------
+
+    # --- day-2 operations ----------------------------------------------------------------
+
     @property
     def client_env_file(self) -> Path:
         return self.state_dir / "local.env"

@@ -21,12 +21,18 @@ from mlops.tracking import read_env_file
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 
+# MLOPS_TEST_PORT_OFFSET lets two test sessions run side by side (each gets its own instance).
+PORT_OFFSET = int(os.environ.get("MLOPS_TEST_PORT_OFFSET", "0"))
+INSTANCE = "mlopstest" if PORT_OFFSET == 0 else f"mlopstest{PORT_OFFSET}"
 PORTS = {
-    "nginx_https_port": 18443,
-    "nginx_http_port": 18080,
-    "postgresql_port": 15432,
-    "s3server_port": 19000,
-    "mlflow_port": 15000,
+    key: port + PORT_OFFSET
+    for key, port in {
+        "nginx_https_port": 18443,
+        "nginx_http_port": 18080,
+        "postgresql_port": 15432,
+        "s3server_port": 19000,
+        "mlflow_port": 15000,
+    }.items()
 }
 SERVER_NAME = "mlops-test.internal"
 
@@ -36,7 +42,7 @@ class Platform:
     root: Path
     state_dir: Path
     vars_file: Path
-    instance: str = "mlopstest"
+    instance: str = INSTANCE
     ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
     server_name: str = SERVER_NAME
 
@@ -95,7 +101,7 @@ def platform() -> Platform:
     vars_file = root / "test-vars.yml"
     lines = [
         f"mlops_root: {root}",
-        "mlops_instance: mlopstest",
+        f"mlops_instance: {INSTANCE}",
         f"mlops_client_state_dir: {state_dir}",
         f"nginx_server_name: {SERVER_NAME}",
         # The test name does not resolve: clients use the loopback address (also in the certificate).

@@ -1,0 +1,94 @@
+"""The monitoring store: what serving records per prediction, what drift checks read.
+
+One PostgreSQL schema, ``monitoring``, in the platform's application database (not MLflow's
+backend store). Serving appends to ``monitoring.predictions``; ``mlops drift check`` reads
+windows of it; ``mlops feedback`` writes ``monitoring.feedback``. The DDL below is the single
+definition (idempotent; applied by :func:`ensure_schema`).
+
+Where the database is: ``MLOPS_MONITORING_DSN`` (a libpq connection string without a password;
+libpq reads the password from ``PGPASSFILE``) or, by default, the ``monitoring`` entry that
+``make up`` writes to ``.mlops/platform.json`` (host, port, dbname, user, password_file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+
+from mlops.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "monitoring"
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS monitoring;
+
+-- One row per predicted image. `features` holds the named image statistics of
+-- training.features.FEATURE_NAMES (name -> float); `embedding` the model's pooled embedding.
+CREATE TABLE IF NOT EXISTS monitoring.predictions (
+    id              bigserial PRIMARY KEY,
+    request_id      text        NOT NULL,
+    item_index      integer     NOT NULL,
+    ts              timestamptz NOT NULL DEFAULT now(),
+    model_name      text        NOT NULL,
+    model_version   text        NOT NULL,
+    variant         text        NOT NULL,
+    predicted_class smallint    NOT NULL,
+    confidence      real        NOT NULL,
+    features        jsonb       NOT NULL,
+    embedding       real[]      NOT NULL,
+    UNIQUE (request_id, item_index)
+);
+CREATE INDEX IF NOT EXISTS predictions_model_ts ON monitoring.predictions (model_name, ts);
+
+-- Labelled feedback on served predictions (`mlops feedback`).
+CREATE TABLE IF NOT EXISTS monitoring.feedback (
+    id          bigserial PRIMARY KEY,
+    request_id  text        NOT NULL,
+    item_index  integer     NOT NULL DEFAULT 0,
+    label       smallint    NOT NULL,
+    ts          timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (request_id, item_index)
+);
+"""
+
+
+class MonitoringNotConfigured(RuntimeError):
+    """Neither MLOPS_MONITORING_DSN nor a `monitoring` entry in platform.json."""
+
+
+def connection_kwargs() -> dict[str, Any]:
+    """libpq parameters for the monitoring database (the password stays in PGPASSFILE)."""
+    settings = get_settings()
+    if settings.monitoring_dsn:
+        return {"dsn": settings.monitoring_dsn}
+    try:
+        entry = json.loads(settings.platform_file.read_text())["monitoring"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise MonitoringNotConfigured(
+            f"no monitoring database: set MLOPS_MONITORING_DSN or run `make up` "
+            f"(it writes the `monitoring` entry of {settings.platform_file})"
+        ) from exc
+    kwargs = {k: entry[k] for k in ("host", "port", "dbname", "user")}
+    if entry.get("password_file") and "PGPASSFILE" not in os.environ:
+        kwargs["passfile"] = entry["password_file"]
+    return kwargs
+
+
+def connect(application_name: str = "mlops") -> psycopg2.extensions.connection:
+    """A new connection to the monitoring database."""
+    return psycopg2.connect(application_name=application_name, connect_timeout=10, **connection_kwargs())
+
+
+def ensure_schema(conn: psycopg2.extensions.connection) -> None:
+    """Create the monitoring schema and tables if missing (safe to run concurrently and repeatedly)."""
+    with conn, conn.cursor() as cur:
+        # Serialise concurrent first runs: CREATE ... IF NOT EXISTS races on the catalog otherwise.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('mlops.monitoring.ddl'))")
+        cur.execute(DDL)

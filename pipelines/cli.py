@@ -1,0 +1,9 @@
+"""`mlops` commands for drift and retraining (drift check, feedback, retrain-loop, bench drift)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add this part's commands to the `mlops` app (imports stay inside commands: fast CLI start)."""
