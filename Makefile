@@ -53,3 +53,7 @@ lint: $(VENV_STAMP) ## ruff and ansible-lint
 # Fragments owned by their parts of the tree.
 -include infra/infra.mk
 -include training/training.mk
+-include serving/serving.mk
+-include pipelines/pipelines.mk
+-include ansible/aws.mk
+-include ansible/operations.mk
