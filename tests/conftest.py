@@ -82,12 +82,18 @@ class Platform:
             check=False,
         )
         if result.returncode != 0:
-            pytest.fail(f"make {target} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+            pytest.fail(
+                f"make {target} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+            )
         return result
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(self.path("home") / "supervisor/bin/supervisorctl"), "-c", str(self.path("config") / "supervisord.conf"), *args],
+            [
+                str(self.path("home") / "supervisor/bin/supervisorctl"),
+                "-c", str(self.path("config") / "supervisord.conf"),
+                *args,
+            ],
             capture_output=True,
             text=True,
             check=False,

@@ -299,7 +299,9 @@ def render_table(kind: str, results: list[Variant]) -> str:
     return "\n".join(rows)
 
 
-def finish_bench(kind: str, results: list[Variant], cfg: BenchConfig, json_out: Path | None, log_to_mlflow: bool) -> str:
+def finish_bench(
+    kind: str, results: list[Variant], cfg: BenchConfig, json_out: Path | None, log_to_mlflow: bool
+) -> str:
     """Table text; writes JSON and logs table + bar chart to MLflow when asked."""
     table = render_table(kind, results)
     data = {"kind": kind, "config": asdict(cfg), "threads": torch.get_num_threads(), "torch": torch.__version__,

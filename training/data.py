@@ -179,7 +179,8 @@ def synthetic_images(
     n: int, size: int, seed: int, defect_fraction: float = 0.5, shift: Shift | None = None
 ) -> ImageSet:
     images, labels, kinds = synthetic_arrays(n, size, seed, defect_fraction, shift)
-    return ImageSet(to_tensor(images), torch.from_numpy(labels), [f"synthetic:{seed}:{i}:{k}" for i, k in enumerate(kinds)])
+    sources = [f"synthetic:{seed}:{i}:{k}" for i, k in enumerate(kinds)]
+    return ImageSet(to_tensor(images), torch.from_numpy(labels), sources)
 
 
 def synthetic_splits(n_train: int, n_val: int, size: int, seed: int, shift: Shift | None = None) -> Splits:

@@ -119,7 +119,9 @@ def load_pt2e(path: Path) -> nn.Module:
 
 
 @torch.no_grad()
-def quantize_ipex(model: nn.Module, calibration: Iterable[torch.Tensor], example: torch.Tensor) -> torch.jit.ScriptModule:
+def quantize_ipex(
+    model: nn.Module, calibration: Iterable[torch.Tensor], example: torch.Tensor
+) -> torch.jit.ScriptModule:
     """Static INT8 with ``ipex.quantization`` (needs IPEX to run; benchmarked, not shipped)."""
     import intel_extension_for_pytorch as ipex
     from intel_extension_for_pytorch.quantization import convert, prepare

@@ -140,7 +140,9 @@ def load_splits(config: TrainConfig) -> Splits:
     return synthetic_splits(config.n_train, config.n_val, config.image_size, config.seed)
 
 
-def evaluate(model: nn.Module, splits_val_x: torch.Tensor, labels: torch.Tensor, choice: BackendChoice) -> tuple[float, Scores]:
+def evaluate(
+    model: nn.Module, splits_val_x: torch.Tensor, labels: torch.Tensor, choice: BackendChoice
+) -> tuple[float, Scores]:
     model.eval()
     with autocast(choice):
         logits = predict_logits(model, splits_val_x, 64, prepare=lambda b: to_memory_format(b, choice))

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 pytestmark = pytest.mark.ipex
-ipex = pytest.importorskip("intel_extension_for_pytorch", reason="IPEX is only installed in .venv-ipex (make ipex-venv)")
+ipex = pytest.importorskip(
+    "intel_extension_for_pytorch", reason="IPEX is only installed in .venv-ipex (make ipex-venv)"
+)
 
 from training.data import synthetic_splits  # noqa: E402
 from training.model import CustomVGG, ModelConfig, plain_copy  # noqa: E402
