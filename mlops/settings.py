@@ -48,8 +48,81 @@ class Settings(BaseSettings):
     """libpq connection string without password (default: the `monitoring` entry of platform.json)."""
 
     # --- registry & serving --------------------------------------------------------------
+    # Promotion gate (pipelines.promote): the thresholds are data, logged with every decision.
+    promote_min_accuracy: float = 0.7
+    """Absolute floor for any champion (also the only test when there is no champion yet)."""
+    promote_min_f1: float = 0.6
+    promote_accuracy_tolerance: float = 0.0
+    """How far (absolute) the candidate's accuracy may be below the champion's (0 = not lower)."""
+    promote_f1_tolerance: float = 0.0
+    promote_max_latency_regression: float = 0.20
+    """Batch-1 p50 latency may be at most this fraction worse than the champion's."""
+    promote_eval_images: int = 256
+    promote_eval_seed: int = 7_000_001
+    """Seed of the held-out synthetic evaluation set (training uses seeds 0.. and 1_000_003..)."""
+    promote_latency_iterations: int = 40
+    promote_transition_stages: bool = True
+    """Also move registry stages (candidate -> Production, old -> Archived) for MLflow UI users."""
+    promote_experiment_name: str = "model-promotion"
+    promote_lock_timeout_s: float = 600.0
+
+    # Serving (serving.app)
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8700
+    serve_workers: int = 1
+    serve_threads: int | None = None
+    """Intra-op threads per worker (default: cores / workers)."""
+    serve_root_path: str = ""
+    """Path prefix nginx serves the app under (e.g. /serve), for the OpenAPI links."""
+    serve_url: str = ""
+    """Base URL clients (`mlops predict`, bench) use; default: the platform's nginx + /serve."""
+    serve_alias: str = "champion"
+    serve_poll_interval_s: float = 5.0
+    """How often each worker checks which version the alias points to (hot swap)."""
+    serve_max_batch: int = 64
+    serve_max_image_bytes: int = 4_000_000
+    serve_max_body_bytes: int = 32_000_000
+    serve_variant: str = "auto"
+    """auto | int8 | compiled | fp32 (auto: the fastest variant that passes the load-time check)."""
+    serve_compile: bool = True
+    serve_agreement_images: int = 64
+    serve_min_agreement: float = 0.98
+    """A faster variant is used only if it predicts the FP32 class on this share of a fixed sample."""
+    serve_monitoring: bool = True
+    serve_monitoring_batch: int = 256
+    serve_monitoring_flush_s: float = 1.0
 
     # --- drift & retraining --------------------------------------------------------------
+    drift_experiment: str = "drift-monitoring"
+    """MLflow experiment of the drift runs (one per model and window)."""
+    drift_window: str = "1h"
+    """Length of a drift window (`30s`, `15m`, `1h`, `1d`); windows are aligned to the epoch."""
+    drift_ks_alpha: float = 0.01
+    """Family-wise KS alpha over the numeric features (Bonferroni: divided by their number)."""
+    drift_psi_threshold: float = 0.005
+    """A feature drifts only if its PSI also reaches this (a 0.1-sigma mean shift gives about 0.009)."""
+    drift_psi_bins: int = 10
+    drift_chi2_alpha: float = 0.01
+    """Class balance (predicted classes) chi-square alpha."""
+    drift_confidence_alpha: float = 0.01
+    drift_confidence_psi_threshold: float = 0.05
+    drift_mmd_alpha: float = 0.01
+    drift_mmd_max_samples: int = 300
+    drift_mmd_permutations: int = 200
+    drift_min_rows: int = 30
+    """A window with fewer usable rows is skipped with that reason (never reported as "no drift")."""
+    drift_profile_sample: int = 100_000
+    """Reference values kept (sorted, seeded subsample) per feature for KS; embeddings keep drift_mmd_max_samples."""
+    retrain_windows: int = 5
+    """M: the trigger looks at the last M windows ..."""
+    retrain_min_drifted: int = 2
+    """... and retrains when at least N of them drifted, the latest included."""
+    retrain_accuracy_floor: float = 0.8
+    """Labelled feedback below this accuracy (over the last M windows) also triggers a retrain."""
+    retrain_min_feedback: int = 20
+    """Fewer labels than this are not enough to judge accuracy."""
+    retrain_lock_key: int = 5_050_505
+    """PostgreSQL advisory lock key of the retrain tick (one tick at a time across hosts)."""
 
     # --- day-2 operations ----------------------------------------------------------------
 
