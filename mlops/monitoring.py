@@ -70,6 +70,8 @@ def connection_kwargs() -> dict[str, Any]:
         return {"dsn": settings.monitoring_dsn}
     try:
         entry = json.loads(settings.platform_file.read_text())["monitoring"]
+        if not isinstance(entry, dict):
+            raise KeyError("monitoring")
     except (OSError, ValueError, KeyError) as exc:
         raise MonitoringNotConfigured(
             f"no monitoring database: set MLOPS_MONITORING_DSN or run `make up` "

@@ -1,0 +1,380 @@
+"""The promotion gate: evaluate a candidate against the champion, move the aliases, record it all.
+
+:func:`promote` evaluates the candidate version and the current champion on the same held-out
+evaluation set (synthetic pills from a seed no training run uses), compares them with the
+thresholds of :class:`Thresholds` (settings, logged with every decision) and, when the candidate
+wins, moves alias ``champion`` to it and ``previous-champion`` to the old one (and, unless turned
+off, the registry stages: candidate → Production, old → Archived). A losing candidate gets alias
+``challenger``. Every evaluation is an MLflow run in the ``model-promotion`` experiment, tagged
+with both versions; the version gets tags pointing back at the run.
+
+Concurrency: the read-evaluate-write section runs under a PostgreSQL advisory lock (per model) in
+the platform's application database, so two promotions at once are serialised: the second one
+compares against whatever the first one left. Idempotency: a candidate that already is the
+champion, or was already refused against the same champion, is not evaluated again; the
+recorded decision is returned and nothing changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import mlflow
+import numpy as np
+import torch
+from mlflow import MlflowClient
+
+from mlops import monitoring
+from mlops.settings import get_settings
+from mlops.tracking import load_client_env, retry
+from pipelines.register import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    LoadedVersion,
+    RegistryError,
+    load_version,
+    resolve_version,
+    version_by_alias,
+)
+from training.data import synthetic_images
+from training.metrics import score
+from training.optimize import predict_logits
+
+log = logging.getLogger(__name__)
+
+TAG_RUN = "promotion_run_id"
+TAG_VERDICT = "promotion_verdict"
+TAG_AGAINST = "promotion_champion"
+TAG_REASON = "promotion_reason"
+
+
+class PromotionError(RuntimeError):
+    """Promotion or rollback could not run (missing model, alias or lock); the message says why."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The gate, as data (settings ``MLOPS_PROMOTE_*``)."""
+
+    min_accuracy: float
+    min_f1: float
+    accuracy_tolerance: float
+    f1_tolerance: float
+    max_latency_regression: float
+
+    @classmethod
+    def from_settings(cls) -> Thresholds:
+        s = get_settings()
+        return cls(s.promote_min_accuracy, s.promote_min_f1, s.promote_accuracy_tolerance, s.promote_f1_tolerance,
+                   s.promote_max_latency_regression)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    f1: float
+    auroc: float
+    latency_p50_ms: float
+    latency_p90_ms: float
+    n_images: int
+
+
+@dataclass
+class PromotionDecision:
+    promoted: bool
+    reason: str
+    candidate_version: str
+    champion_version: str | None
+    evaluation_run_id: str
+    model_name: str = ""
+    changed: bool = True
+    candidate: Evaluation | None = None
+    champion: Evaluation | None = None
+    thresholds: Thresholds | None = None
+
+
+@dataclass
+class RollbackResult:
+    model_name: str
+    champion_version: str
+    """The version that is champion now (the former previous-champion)."""
+    previous_champion_version: str
+    run_id: str
+    reason: str = field(default="")
+
+
+def decide(name: str, candidate_version: str, candidate: Evaluation, champion_version: str | None,
+           champion: Evaluation | None, t: Thresholds) -> tuple[bool, str]:
+    """The verdict and one sentence naming the first failed threshold (pure; unit-tested)."""
+    who = f"{name} version {candidate_version}"
+    if candidate.accuracy < t.min_accuracy:
+        return False, (f"{who} refused: accuracy {candidate.accuracy:.3f} is below the floor "
+                       f"promote_min_accuracy={t.min_accuracy:.3f}.")
+    if candidate.f1 < t.min_f1:
+        return False, f"{who} refused: F1 {candidate.f1:.3f} is below the floor promote_min_f1={t.min_f1:.3f}."
+    if champion is None:
+        return True, (f"{who} promoted: no champion yet and it passes the floors "
+                      f"(accuracy {candidate.accuracy:.3f}, F1 {candidate.f1:.3f}).")
+    vs = f"champion version {champion_version}"
+    if candidate.accuracy < champion.accuracy - t.accuracy_tolerance:
+        return False, (f"{who} refused: accuracy {candidate.accuracy:.3f} is lower than {vs}'s "
+                       f"{champion.accuracy:.3f} (tolerance {t.accuracy_tolerance:.3f}).")
+    if candidate.f1 < champion.f1 - t.f1_tolerance:
+        return False, (f"{who} refused: F1 {candidate.f1:.3f} is lower than {vs}'s {champion.f1:.3f} "
+                       f"(tolerance {t.f1_tolerance:.3f}).")
+    limit = champion.latency_p50_ms * (1.0 + t.max_latency_regression)
+    if candidate.latency_p50_ms > limit:
+        worse = 100.0 * (candidate.latency_p50_ms / champion.latency_p50_ms - 1.0)
+        return False, (f"{who} refused: batch-1 latency {candidate.latency_p50_ms:.2f} ms is {worse:.0f}% worse than "
+                       f"{vs}'s {champion.latency_p50_ms:.2f} ms (limit {100 * t.max_latency_regression:.0f}%).")
+    return True, (f"{who} promoted over {vs}: accuracy {candidate.accuracy:.3f} vs {champion.accuracy:.3f}, "
+                  f"F1 {candidate.f1:.3f} vs {champion.f1:.3f}, batch-1 latency {candidate.latency_p50_ms:.2f} vs "
+                  f"{champion.latency_p50_ms:.2f} ms.")
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+
+def evaluation_set(image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out set: the same synthetic pills (settings seed) for every model, at its input size."""
+    s = get_settings()
+    images = synthetic_images(s.promote_eval_images, image_size, s.promote_eval_seed)
+    return images.images, images.labels
+
+
+@torch.no_grad()
+def evaluate(models: list[LoadedVersion]) -> list[Evaluation]:
+    """Accuracy, F1, AUROC and batch-1 latency of each model; latency timed interleaved (fair under load)."""
+    s = get_settings()
+    sets = {m.image_size: evaluation_set(m.image_size) for m in models}
+    quality = []
+    for m in models:
+        x, y = sets[m.image_size]
+        quality.append(score(predict_logits(m.model, x, 64), y))
+    samples: list[list[float]] = [[] for _ in models]
+    for m in models:  # warm-up
+        for _ in range(3):
+            m.model(sets[m.image_size][0][:1])
+    for i in range(s.promote_latency_iterations):
+        for k, m in enumerate(models):
+            x1 = sets[m.image_size][0][i % len(sets[m.image_size][0])].unsqueeze(0)
+            start = time.perf_counter()
+            m.model(x1)
+            samples[k].append(1000.0 * (time.perf_counter() - start))
+    return [
+        Evaluation(q.accuracy, q.f1, q.auroc, float(np.percentile(lat, 50)), float(np.percentile(lat, 90)),
+                   int(sets[m.image_size][1].shape[0]))
+        for m, q, lat in zip(models, quality, samples, strict=True)
+    ]
+
+
+# --- locking -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def registry_lock(model_name: str) -> Iterator[None]:
+    """Hold the per-model PostgreSQL advisory lock (application database) for the block."""
+    try:
+        conn = monitoring.connect(application_name="mlops-promote")
+    except monitoring.MonitoringNotConfigured as exc:
+        raise PromotionError(f"cannot take the promotion lock: {exc}") from exc
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SET lock_timeout = %s", (f"{int(get_settings().promote_lock_timeout_s * 1000)}ms",))
+            log.debug("Waiting for the promotion lock of %s", model_name)
+            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"mlops.registry:{model_name}",))
+        try:
+            yield
+        finally:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"mlops.registry:{model_name}",))
+    finally:
+        conn.close()
+
+
+# --- MLflow writes (retried) ------------------------------------------------------------------
+
+
+@retry
+def _set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    client.set_registered_model_alias(name, alias, version)
+
+
+@retry
+def _delete_alias(client: MlflowClient, name: str, alias: str) -> None:
+    client.delete_registered_model_alias(name, alias)
+
+
+@retry
+def _set_version_tag(client: MlflowClient, name: str, version: str, key: str, value: str) -> None:
+    client.set_model_version_tag(name, version, key, value)
+
+
+@retry
+def _transition(client: MlflowClient, name: str, version: str, stage: str) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        client.transition_model_version_stage(name, version, stage, archive_existing_versions=stage == "Production")
+
+
+@retry
+def _experiment_id(name: str) -> str:
+    return mlflow.set_experiment(name).experiment_id
+
+
+def _log_run(client: MlflowClient, run_name: str, tags: dict[str, str], params: dict[str, object],
+             metrics: dict[str, float], record: dict[str, object]) -> str:
+    """One finished MLflow run in the promotion experiment; returns its id."""
+    experiment_id = _experiment_id(get_settings().promote_experiment_name)
+
+    @retry
+    def _create() -> str:
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        return run.info.run_id
+
+    run_id = _create()
+
+    @retry
+    def _fill() -> None:
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                         params=[Param(k, str(v)) for k, v in params.items()])
+        client.log_dict(run_id, record, "promotion.json")
+        client.set_terminated(run_id, "FINISHED")
+
+    _fill()
+    return run_id
+
+
+def _client() -> MlflowClient:
+    load_client_env()
+    return MlflowClient()
+
+
+# --- promote ---------------------------------------------------------------------------------
+
+
+def promote(model_name: str, candidate: str = "latest") -> PromotionDecision:
+    """Evaluate ``candidate`` (``latest``, a version number or an alias) against the champion; promote if it wins."""
+    client = _client()
+    with registry_lock(model_name):
+        return _promote_locked(client, model_name, candidate)
+
+
+def _recorded(name: str, version: str, champion: str | None, tags: dict[str, str],
+              promoted: bool, reason: str) -> PromotionDecision:
+    return PromotionDecision(promoted=promoted, reason=reason, candidate_version=version, champion_version=champion,
+                             evaluation_run_id=tags.get(TAG_RUN, ""), model_name=name, changed=False)
+
+
+def _promote_locked(client: MlflowClient, name: str, candidate: str) -> PromotionDecision:
+    s = get_settings()
+    thresholds = Thresholds.from_settings()
+    cand_mv = resolve_version(client, name, candidate)
+    version = str(cand_mv.version)
+    champ_mv = version_by_alias(client, name, CHAMPION)
+    champ_version = str(champ_mv.version) if champ_mv else None
+    tags = dict(cand_mv.tags or {})
+
+    if champ_version == version:
+        reason = f"{name} version {version} is already the champion; nothing changed."
+        log.info(reason)
+        return _recorded(name, version, champ_version, tags, True, reason)
+    if tags.get(TAG_VERDICT) == "refused" and tags.get(TAG_AGAINST) == (champ_version or "none"):
+        reason = tags.get(TAG_REASON) or f"{name} version {version} was already refused against this champion."
+        log.info("Already decided (run %s): %s", tags.get(TAG_RUN), reason)
+        return _recorded(name, version, champ_version, tags, False, reason)
+
+    log.info("Evaluating %s version %s against %s", name, version,
+             f"champion version {champ_version}" if champ_version else "the floors (no champion yet)")
+    loaded = [load_version(client, cand_mv)] + ([load_version(client, champ_mv)] if champ_mv else [])
+    evals = evaluate(loaded)
+    cand_eval, champ_eval = evals[0], (evals[1] if champ_mv else None)
+    promoted, reason = decide(name, version, cand_eval, champ_version, champ_eval, thresholds)
+
+    metrics = {f"candidate_{k}": v for k, v in asdict(cand_eval).items()}
+    if champ_eval:
+        metrics.update({f"champion_{k}": v for k, v in asdict(champ_eval).items()})
+    params = {**{f"threshold_{k}": v for k, v in asdict(thresholds).items()}, "eval_images": s.promote_eval_images,
+              "eval_seed": s.promote_eval_seed, "latency_iterations": s.promote_latency_iterations,
+              "transition_stages": s.promote_transition_stages}
+    run_tags = {
+        "action": "promote", "model_name": name, "candidate_version": version,
+        "candidate_run_id": cand_mv.run_id or "", "champion_version": champ_version or "none",
+        "champion_run_id": (champ_mv.run_id or "") if champ_mv else "",
+        "verdict": "promoted" if promoted else "refused",
+        "mlflow.note.content": reason,
+    }
+    record = {"model_name": name, "candidate_version": version, "champion_version": champ_version,
+              "candidate": asdict(cand_eval), "champion": asdict(champ_eval) if champ_eval else None,
+              "thresholds": asdict(thresholds), "promoted": promoted, "reason": reason}
+    run_id = _log_run(client, f"promote-{name}-v{version}", run_tags, params, metrics, record)
+
+    for key, value in {TAG_RUN: run_id, TAG_VERDICT: "promoted" if promoted else "refused",
+                       TAG_AGAINST: champ_version or "none", TAG_REASON: reason[:4000]}.items():
+        _set_version_tag(client, name, version, key, value)
+    if promoted:
+        _set_alias(client, name, CHAMPION, version)
+        if champ_version:
+            _set_alias(client, name, PREVIOUS_CHAMPION, champ_version)
+        challenger = version_by_alias(client, name, CHALLENGER)
+        if challenger is not None and str(challenger.version) == version:
+            _delete_alias(client, name, CHALLENGER)
+        if s.promote_transition_stages:
+            _transition(client, name, version, "Production")  # archives the other Production versions
+    else:
+        _set_alias(client, name, CHALLENGER, version)
+    log.info("%s (run %s)", reason, run_id)
+    return PromotionDecision(promoted=promoted, reason=reason, candidate_version=version,
+                             champion_version=champ_version, evaluation_run_id=run_id, model_name=name,
+                             changed=True, candidate=cand_eval, champion=champ_eval, thresholds=thresholds)
+
+
+# --- rollback --------------------------------------------------------------------------------
+
+
+def rollback(model_name: str) -> RollbackResult:
+    """Make ``previous-champion`` the champion again (and the replaced champion ``previous-champion``)."""
+    client = _client()
+    with registry_lock(model_name):
+        prev = version_by_alias(client, model_name, PREVIOUS_CHAMPION)
+        cur = version_by_alias(client, model_name, CHAMPION)
+        if prev is None:
+            raise PromotionError(f"registered model {model_name!r} has no 'previous-champion' alias: nothing to "
+                                 f"roll back to")
+        if cur is None:
+            raise PromotionError(f"registered model {model_name!r} has no 'champion' alias to roll back from")
+        prev_v, cur_v = str(prev.version), str(cur.version)
+        reason = f"{model_name}: rolled back from version {cur_v} to version {prev_v}."
+        run_id = _log_run(
+            client, f"rollback-{model_name}-v{cur_v}-to-v{prev_v}",
+            {"action": "rollback", "model_name": model_name, "champion_version": prev_v,
+             "replaced_version": cur_v, "mlflow.note.content": reason},
+            {}, {}, {"model_name": model_name, "from_version": cur_v, "to_version": prev_v, "reason": reason},
+        )
+        _set_alias(client, model_name, CHAMPION, prev_v)
+        _set_alias(client, model_name, PREVIOUS_CHAMPION, cur_v)
+        _set_version_tag(client, model_name, prev_v, "rollback_run_id", run_id)
+        if get_settings().promote_transition_stages:
+            _transition(client, model_name, prev_v, "Production")
+        log.info("%s (run %s)", reason, run_id)
+        return RollbackResult(model_name, prev_v, cur_v, run_id, reason)
+
+
+def decision_json(decision: PromotionDecision) -> str:
+    return json.dumps(asdict(decision), indent=2, default=str)
+
+
+__all__ = ["PromotionDecision", "PromotionError", "RegistryError", "RollbackResult", "Thresholds", "decide",
+           "promote", "rollback"]

@@ -1,0 +1,463 @@
+"""The serving app: ``models:/NAME@champion`` behind ``POST /predict``, with hot swap and monitoring.
+
+Endpoints: ``POST /predict`` (JSON, base64 images; schema in the OpenAPI document at
+``/openapi.json``), ``GET /health``, ``GET /metrics`` (Prometheus), ``GET /model``.
+
+Each worker process (gunicorn managing uvicorn workers, see :mod:`serving.cli`):
+
+* loads the champion in a background thread (``/health`` says ``loading`` until then) and polls the
+  alias every ``serve_poll_interval_s``; a new version is loaded and checked beside the old one and
+  swapped in as a whole. A batch keeps the model it started with, so in-flight requests finish on
+  the old model and none fails. A failed load keeps the old model serving and is reported on
+  ``/health`` (``load_error``);
+* batches concurrent requests opportunistically: while one batch runs, the next requests queue and
+  run together (no added wait when idle). One inference thread per worker;
+* hands each prediction to :class:`serving.monitor.MonitoringWriter` (off the request path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import io
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field, ValidationError
+
+from mlops.settings import get_settings
+from mlops.tracking import load_client_env
+from serving.models import Served, load_served
+from serving.monitor import MonitoringWriter, Record
+from training.data import CLASS_NAMES, preprocess
+
+log = logging.getLogger(__name__)
+
+MAX_PIXELS = 4096 * 4096
+
+
+# --- request / response schema (published in OpenAPI) -------------------------------------------
+
+
+class PredictRequest(BaseModel):
+    """Either ``image`` (one) or ``images`` (a batch): base64-encoded PNG/JPEG/BMP files."""
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"images": ["iVBORw0KGgo..."]}]}}
+
+    image: str | None = Field(None, description="One base64-encoded image file (PNG, JPEG or BMP).")
+    images: list[str] | None = Field(None, description="A batch of base64-encoded image files.")
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="good | defective")
+    class_index: int
+    confidence: float = Field(description="Softmax probability of the predicted class.")
+    probabilities: dict[str, float]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    alias: str
+    variant: str
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model: ModelRef
+    predictions: list[Prediction]
+
+
+class BadInput(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def decode_images(body: bytes, image_size: int) -> torch.Tensor:
+    """Raw request body → model inputs ``(N, 3, S, S)``; :class:`BadInput` naming the problem otherwise."""
+    s = get_settings()
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(400, f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise BadInput(422, "request body must be a JSON object with 'image' or 'images'")
+    try:
+        req = PredictRequest.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadInput(422, f"invalid request at '{where}': {first['msg']}") from exc
+    if req.image is not None and req.images is not None:
+        raise BadInput(422, "give either 'image' or 'images', not both")
+    items = [req.image] if req.image is not None else req.images
+    if items is None:
+        raise BadInput(422, "request has neither 'image' nor 'images'")
+    if not items:
+        raise BadInput(422, "'images' is empty: send at least one image")
+    if len(items) > s.serve_max_batch:
+        raise BadInput(413, f"batch of {len(items)} images is over the limit of {s.serve_max_batch}")
+    tensors = []
+    for i, text in enumerate(items):
+        name = "image" if req.image is not None else f"images[{i}]"
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise BadInput(422, f"{name} is not valid base64") from exc
+        if len(raw) > s.serve_max_image_bytes:
+            raise BadInput(413, f"{name} is {len(raw)} bytes, over the limit of {s.serve_max_image_bytes}")
+        try:
+            with Image.open(io.BytesIO(raw)) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise BadInput(413, f"{name} is {img.width}x{img.height} pixels, over the limit of {MAX_PIXELS}")
+                img.load()
+                tensors.append(preprocess(img, image_size))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise BadInput(422, f"{name} is not a readable image (PNG, JPEG or BMP): {exc}") from exc
+    return torch.cat(tensors)
+
+
+# --- model holder with hot swap ------------------------------------------------------------------
+
+
+class ModelHolder:
+    def __init__(self, name: str, alias: str) -> None:
+        self.name = name
+        self.alias = alias
+        self.current: Served | None = None
+        self.state = "starting"
+        self.load_error: dict[str, str] | None = None
+        self._failed_version: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.swaps = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="model-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _target_version(self, client: Any) -> str | None:  # noqa: ANN401 - MlflowClient
+        from pipelines.register import version_by_alias
+
+        mv = version_by_alias(client, self.name, self.alias)
+        return None if mv is None else str(mv.version)
+
+    def _loop(self) -> None:
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        interval = get_settings().serve_poll_interval_s
+        while not self._stop.is_set():
+            try:
+                target = self._target_version(client)
+                current = self.current.version if self.current else None
+                if target is None:
+                    self.state = "serving" if self.current else "no_model"
+                    if self.current is None:
+                        self.load_error = {"version": "-", "error": f"{self.name!r} has no {self.alias!r} alias yet"}
+                elif target != current and target != self._failed_version:
+                    self.state = "swapping" if self.current else "loading"
+                    log.info("Loading %s version %s (%s)", self.name, target, self.alias)
+                    try:
+                        served = load_served(client, self.name, self.alias)
+                    except Exception as exc:  # noqa: BLE001 - keep the old model; show why on /health
+                        self._failed_version = target
+                        self.load_error = {"version": target, "error": f"{type(exc).__name__}: {exc}"}
+                        log.exception("Loading %s version %s failed; still serving %s", self.name, target, current)
+                    else:
+                        self.current = served  # the swap: one reference assignment
+                        self.swaps += 1
+                        self.load_error = None
+                        self._failed_version = None
+                    self.state = "serving" if self.current else "load_failed"
+            except Exception as exc:  # noqa: BLE001 - registry unreachable: keep serving, retry
+                self.load_error = {"version": "?", "error": f"cannot reach the registry: {type(exc).__name__}: {exc}"}
+                log.warning("Polling %s@%s failed: %s", self.name, self.alias, exc)
+            self._stop.wait(interval)
+
+
+# --- opportunistic batching ----------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    x: torch.Tensor
+    future: asyncio.Future  # type: ignore[type-arg]
+
+
+class Batcher:
+    """Runs queued requests together on one inference thread, each batch on one model version."""
+
+    def __init__(self, holder: ModelHolder, max_batch: int) -> None:
+        self.holder = holder
+        self.max_batch = max_batch
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self._carry: _Job | None = None
+        self._task: asyncio.Task | None = None  # type: ignore[type-arg]
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def submit(self, x: torch.Tensor) -> tuple[Served, torch.Tensor, torch.Tensor | None]:
+        fut = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Job(x, fut))
+        return await fut
+
+    async def stop(self) -> None:
+        if self._task:
+            while not self.queue.empty() or self._carry is not None:
+                await asyncio.sleep(0.01)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = self._carry or await self.queue.get()
+            self._carry = None
+            jobs, n = [first], first.x.shape[0]
+            while n < self.max_batch:
+                try:
+                    job = self.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if n + job.x.shape[0] > self.max_batch:
+                    self._carry = job
+                    break
+                jobs.append(job)
+                n += job.x.shape[0]
+            served = self.holder.current  # the version this batch runs on, whatever swaps meanwhile
+            if served is None:
+                for j in jobs:
+                    j.future.set_exception(RuntimeError("no model loaded"))
+                continue
+            sizes = {j.x.shape[-1] for j in jobs}
+            try:
+                if sizes != {served.image_size}:  # decoded for another version's input size: redo
+                    raise _Resize
+                x = torch.cat([j.x for j in jobs])
+                emb, logits = await loop.run_in_executor(self.executor, served.predict, x)
+            except _Resize:
+                for j in jobs:
+                    j.future.set_result((served, None, None))
+                continue
+            except Exception as exc:  # noqa: BLE001
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(exc)
+                continue
+            i = 0
+            for j in jobs:
+                k = j.x.shape[0]
+                if not j.future.done():
+                    j.future.set_result((served, logits[i : i + k], None if emb is None else emb[i : i + k]))
+                i += k
+
+
+class _Resize(Exception):
+    pass
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+class Metrics:
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("mlops_serving_requests_total", "HTTP requests by endpoint and status",
+                                ["endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("mlops_serving_request_latency_seconds", "Request latency by endpoint", ["endpoint"],
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                 registry=self.registry)
+        self.images = Counter("mlops_serving_images_total", "Images predicted", ["model_version", "variant"],
+                              registry=self.registry)
+        self.model_info = Gauge("mlops_serving_model_info", "The model version this worker serves (value 1)",
+                                ["model_name", "model_version", "alias", "variant"], registry=self.registry)
+        self.batch_size = Histogram("mlops_serving_batch_images", "Images per inference batch",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
+        self.monitoring_pending = Gauge("mlops_serving_monitoring_pending", "Records waiting for the writer",
+                                        registry=self.registry)
+        self._shown: tuple[str, ...] | None = None
+
+    def show_model(self, served: Served | None) -> None:
+        if served is None:
+            return
+        labels = (served.name, served.version, served.alias, served.variant)
+        if labels != self._shown:
+            if self._shown:
+                self.model_info.remove(*self._shown)
+            self.model_info.labels(*labels).set(1)
+            self._shown = labels
+
+
+# --- the app -------------------------------------------------------------------------------------
+
+
+def create_app() -> FastAPI:
+    """Application factory (gunicorn: ``serving.app:create_app()``)."""
+    s = get_settings()
+    load_client_env()
+    if s.serve_threads:
+        torch.set_num_threads(s.serve_threads)
+    holder = ModelHolder(s.model_name, s.serve_alias)
+    metrics = Metrics()
+    writer: MonitoringWriter | None = None
+    monitoring_status = "disabled (MLOPS_SERVE_MONITORING=false)"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal writer, monitoring_status
+        if s.serve_monitoring:
+            try:
+                w = MonitoringWriter(s.serve_monitoring_batch, s.serve_monitoring_flush_s)
+                w.start()
+                writer, monitoring_status = w, "ok"
+            except Exception as exc:  # noqa: BLE001 - serve without monitoring, say so on /health
+                monitoring_status = f"unavailable: {type(exc).__name__}: {exc}"
+                log.error("Monitoring store unavailable, predictions are not recorded: %s", exc)
+        holder.start()
+        app.state.batcher = Batcher(holder, s.serve_max_batch)
+        app.state.batcher.start()
+        log.info("Serving worker %d ready (model %s@%s)", os.getpid(), holder.name, holder.alias)
+        yield
+        holder.stop()
+        await app.state.batcher.stop()
+        if writer is not None:
+            writer.close()
+
+    app = FastAPI(
+        title="Pill quality model serving",
+        description="Predicts good/defective for pill images with the registered champion model.",
+        version="1",
+        root_path=s.serve_root_path,
+        lifespan=lifespan,
+    )
+
+    def error(status: int, detail: str, request_id: str | None = None) -> JSONResponse:
+        headers = {"X-Request-ID": request_id} if request_id else None
+        return JSONResponse({"detail": detail, "request_id": request_id}, status_code=status, headers=headers)
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        summary="Predict good/defective for one image or a batch",
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": PredictRequest.model_json_schema()}}}},
+        responses={400: {"description": "Body is not JSON"}, 413: {"description": "Over a size limit"},
+                   422: {"description": "Wrong shape, empty batch, not base64, not an image"},
+                   503: {"description": "No model loaded yet"}},
+    )
+    async def predict(request: Request) -> Response:
+        start = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        status = 200
+        try:
+            length = request.headers.get("content-length")
+            if length and length.isdigit() and int(length) > s.serve_max_body_bytes:
+                status = 413
+                return error(413, f"request body is {length} bytes, over the limit of {s.serve_max_body_bytes}",
+                             request_id)
+            body = await request.body()
+            if len(body) > s.serve_max_body_bytes:
+                status = 413
+                return error(413, f"request body is over the limit of {s.serve_max_body_bytes} bytes", request_id)
+            served = holder.current
+            if served is None:
+                status = 503
+                return error(503, f"no model loaded yet ({holder.state}): "
+                             f"{(holder.load_error or {}).get('error', 'loading')}", request_id)
+            for _ in range(3):  # a swap to a model with another input size between decode and inference
+                try:
+                    x = decode_images(body, served.image_size)
+                except BadInput as exc:
+                    status = exc.status
+                    return error(exc.status, exc.detail, request_id)
+                used, logits, emb = await app.state.batcher.submit(x)
+                if logits is not None:
+                    break
+                served = used
+            else:
+                status = 503
+                return error(503, "the model changed input size repeatedly; retry", request_id)
+            probs = torch.softmax(logits, dim=1)
+            conf, cls = probs.max(dim=1)
+            metrics.images.labels(used.version, used.variant).inc(len(cls))
+            metrics.batch_size.observe(len(cls))
+            preds = [
+                Prediction(label=CLASS_NAMES[int(c)], class_index=int(c), confidence=float(p),
+                           probabilities={n: float(v) for n, v in zip(CLASS_NAMES, row.tolist(), strict=True)})
+                for c, p, row in zip(cls, conf, probs, strict=True)
+            ]
+            if writer is not None:
+                writer.put(Record(request_id, dt.datetime.now(dt.UTC), used.name, used.version, used.variant, x,
+                                  [int(c) for c in cls], [float(p) for p in conf], emb, used.fp32))
+            out = PredictResponse(request_id=request_id, predictions=preds,
+                                  model=ModelRef(name=used.name, version=used.version, alias=used.alias,
+                                                 variant=used.variant))
+            return JSONResponse(out.model_dump(), headers={"X-Request-ID": request_id})
+        except Exception:
+            status = 500
+            log.exception("Request %s failed", request_id)
+            return error(500, "internal error while predicting (see the serving log)", request_id)
+        finally:
+            metrics.requests.labels("/predict", str(status)).inc()
+            metrics.latency.labels("/predict").observe(time.perf_counter() - start)
+
+    @app.get("/health", summary="Serving health: 200 when a model is loaded, 503 otherwise")
+    async def health() -> JSONResponse:
+        served = holder.current
+        body = {
+            "status": "ok" if served and not holder.load_error else ("degraded" if served else holder.state),
+            "model_name": holder.name, "alias": holder.alias,
+            "model_version": served.version if served else None,
+            "variant": served.variant if served else None,
+            "variant_reason": served.variant_reason if served else None,
+            "load_error": holder.load_error,
+            "monitoring": monitoring_status if writer is None or not writer.last_error else
+            f"error: {writer.last_error}",
+            "monitoring_pending": writer.pending if writer else 0,
+        }
+        metrics.requests.labels("/health", "200" if served else "503").inc()
+        return JSONResponse(body, status_code=200 if served else 503)
+
+    @app.get("/model", summary="The model this worker serves: name, version, alias, run id, inference variant")
+    async def model() -> JSONResponse:
+        served = holder.current
+        if served is None:
+            return error(503, f"no model loaded yet ({holder.state})")
+        return JSONResponse({**served.describe(), "load_error": holder.load_error, "swaps": holder.swaps})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        metrics.show_model(holder.current)
+        metrics.monitoring_pending.set(writer.pending if writer else 0)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

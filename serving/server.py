@@ -1,0 +1,53 @@
+"""Start the serving app: gunicorn managing uvicorn workers, bound to loopback by default."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import sys
+
+from mlops.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn", "serving.app:create_app()",
+        "--worker-class", "uvicorn.workers.UvicornWorker",
+        "--workers", str(workers),
+        "--bind", f"{host}:{port}",
+        # Model loading happens in a background thread: boot is quick, the timeout can stay short.
+        "--timeout", "120",
+        "--graceful-timeout", "60",
+        "--keep-alive", "5",
+        "--access-logfile", "-",
+    ]
+
+
+def run_server(host: str | None = None, port: int | None = None, workers: int | None = None,
+               model: str | None = None, alias: str | None = None) -> None:
+    """Replace this process with gunicorn (signals from systemd/supervisord reach it directly)."""
+    s = get_settings()
+    host = host or s.serve_host
+    port = port or s.serve_port
+    workers = workers or s.serve_workers
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        log.warning("Serving on %s: not loopback; only nginx should be reachable from outside", host)
+    env = dict(os.environ)
+    if model:
+        env["MLOPS_MODEL_NAME"] = model
+    if alias:
+        env["MLOPS_SERVE_ALIAS"] = alias
+    if not s.serve_threads and "MLOPS_SERVE_THREADS" not in env:
+        env["MLOPS_SERVE_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+    argv = gunicorn_argv(host, port, workers)
+    log.info("Starting %s", " ".join(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)  # noqa: S606 - argv is built here, no shell
