@@ -1,0 +1,157 @@
+"""`make provision` with the AWS-shaped inventory, against loopback stand-ins for RDS, Secrets
+Manager, S3 and the instance role (see conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+
+pytestmark = [pytest.mark.aws_sim, pytest.mark.slow]
+
+
+def _recap(output: str) -> dict[str, dict[str, int]]:
+    recap = {}
+    for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, flags=re.M):
+        recap[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
+    return recap
+
+
+def test_second_provision_changes_nothing(aws_sim) -> None:
+    first, second = aws_sim.runs[:2]
+    print(f"first run {first.seconds:.0f} s, second run {second.seconds:.0f} s")
+    recap = _recap(second.output)
+    assert set(recap) >= {"mlflow", "trainer-0"}, second.output[-3000:]
+    assert {host: c["changed"] for host, c in recap.items()} == dict.fromkeys(recap, 0), second.output[-6000:]
+    assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in recap.values())
+
+
+def test_no_local_database_or_store_on_the_aws_host(aws_sim) -> None:
+    status = aws_sim.supervisorctl("status").stdout
+    assert f"{aws_sim.instance}-mlflow" in status and f"{aws_sim.instance}-nginx" in status
+    assert "postgresql" not in status and "s3server" not in status, status
+
+
+def test_database_password_never_in_ansible_output(aws_sim) -> None:
+    password = aws_sim.db_password
+    forms = {password, json.dumps(password)[1:-1], password.split(":")[0]}
+    for run in aws_sim.runs:
+        assert "PLAY RECAP" in run.output  # the whole output was captured
+        for form in forms:
+            assert form not in run.output
+
+
+def test_database_password_only_in_runtime_pgpass_files(aws_sim) -> None:
+    """Not in the inventory, configs, unit files, program definitions, logs or client state;
+    only in the mode-0600 pgpass files the start wrapper keeps in the runtime directory."""
+    password = aws_sim.db_password.split(":")[0].encode()
+    runtime = aws_sim.path("run") / "mlflow"
+    # Skipped: the "RDS" cluster's own files and the installed virtual environments.
+    skip = [aws_sim.root / "rds", aws_sim.path("home") / "venv", aws_sim.path("home") / "supervisor"]
+    holders = []
+    for path in aws_sim.root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and not any(path.is_relative_to(s) for s in skip):
+            if password in path.read_bytes():
+                holders.append(path)
+    assert holders, "the server's pgpass file is missing"
+    for path in holders:
+        assert path.parent == runtime and path.name.startswith("pgpass."), f"password found in {path}"
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert path.owner() == "mlops"
+    unit = aws_sim.path("config") / "systemd" / f"{aws_sim.instance}-mlflow.service"
+    assert "mlflow-with-db" in unit.read_text()
+    assert "AWS_SECRET_ACCESS_KEY" not in unit.read_text()  # the instance role, no keys
+
+
+def test_database_password_not_on_command_lines_or_environments(aws_sim) -> None:
+    password = aws_sim.db_password.split(":")[0].encode()
+    seen = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(aws_sim.root).encode() in cmdline and b"mlflow" in cmdline:
+            seen += 1
+        assert password not in cmdline, f"password on the command line of pid {proc.name}"
+        assert password not in environ, f"password in the environment of pid {proc.name}"
+    assert seen, "no MLflow process of the simulated instance found"
+
+
+def test_run_logged_through_nginx_lands_in_rds_and_s3(aws_sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    env = aws_sim.client_env
+    assert env["MLFLOW_TRACKING_URI"].startswith("https://")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    # The client needs no AWS credentials at all: artifacts are proxied by the server.
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SHARED_CREDENTIALS_FILE", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    marker = uuid.uuid4().hex
+    try:
+        mlflow.set_experiment(f"aws-sim-{marker[:8]}")
+        with mlflow.start_run() as run:
+            mlflow.log_param("marker", marker)
+            mlflow.log_text(f"artifact {marker}\n", "notes/marker.txt")
+    finally:
+        mlflow.set_tracking_uri(None)
+
+    # The run is in the "RDS" database, reached like MLflow does (TCP, TLS, the managed password).
+    with psycopg2.connect(host="127.0.0.1", port=aws_sim.rds_port, dbname="mlflow", user="mlflow",
+                          password=aws_sim.db_password, sslmode="require") as conn, conn.cursor() as cur:
+        cur.execute("SELECT value FROM params WHERE run_uuid = %s AND key = 'marker'", (run.info.run_id,))
+        assert cur.fetchall() == [(marker,)]
+
+    # The artifact object is in the S3 emulator's bucket, under the prefix from Terraform.
+    s3 = aws_sim.aws("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=aws_sim.bucket, Prefix=f"{aws_sim.prefix}/").get("Contents", [])]
+    (key,) = [k for k in keys if run.info.run_id in k and k.endswith("notes/marker.txt")]
+    assert s3.get_object(Bucket=aws_sim.bucket, Key=key)["Body"].read().decode() == f"artifact {marker}\n"
+
+
+def test_trainer_gets_ddp_settings(aws_sim) -> None:
+    env = dict(
+        line.split("=", 1) for line in (aws_sim.path("config") / "trainer.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert env["MASTER_ADDR"] == "127.0.0.1"
+    assert env["MLOPS_RDZV_ENDPOINT"] == f"127.0.0.1:{env['MASTER_PORT']}"
+    assert env["MLOPS_NNODES"] == "1" and env["MLOPS_NODE_RANK"] == "0"
+    assert int(env["OMP_NUM_THREADS"]) >= 1
+
+
+def test_password_is_read_at_service_start(aws_sim) -> None:
+    """Rotate the password (database + secret, as RDS does), restart MLflow: it comes back
+    healthy with the new one, and nothing on the controller had to change. Runs last."""
+    new_password = aws_sim.db_password[:8] + uuid.uuid4().hex
+    aws_sim.rds_sql(f"ALTER ROLE mlflow PASSWORD '{new_password}';")
+    aws_sim.aws("secretsmanager").put_secret_value(
+        SecretId=aws_sim.secret_arn, SecretString=json.dumps({"username": "mlflow", "password": new_password})
+    )
+    restarted = aws_sim.supervisorctl("restart", f"{aws_sim.instance}-mlflow")
+    assert "started" in restarted.stdout, restarted.stdout + restarted.stderr
+    health = f"https://127.0.0.1:{aws_sim.client_env['MLFLOW_TRACKING_URI'].rsplit(':', 1)[1]}/health"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            response = requests.get(health, verify=False, timeout=5)  # noqa: S501 - loopback, self-signed
+            if response.status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, "MLflow did not come back after the password rotation"
+        time.sleep(1)
+    # The new pgpass file has the new password, the old one is gone with the old process.
+    files = list((aws_sim.path("run") / "mlflow").glob("pgpass.*"))
+    assert len(files) == 1
+    assert new_password in files[0].read_text()
