@@ -39,6 +39,7 @@ from training.optimize import (
     to_memory_format,
     tune_runtime,
 )
+from training.profile import log_profile
 from training.quantize import GateResult, check_accuracy_gate, quantize_ipex, quantize_pt2e, save_pt2e
 
 log = logging.getLogger(__name__)
@@ -296,6 +297,8 @@ def _finish(
     if history:
         tracking.log_figure(curves_figure(history), "plots/training_curves.png")
     tracking.log_figure(confusion_figure(final.confusion, CLASS_NAMES), "plots/confusion_matrix.png")
+    # The drift reference profile travels with the run the model version is registered from.
+    log_profile(plain, splits)
 
     model_info = log_model(plain, config, splits)
     result = TrainResult(
