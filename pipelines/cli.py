@@ -38,3 +38,87 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(result, indent=2))
         typer.echo(render(result))
+
+    drift_app = typer.Typer(help="Drift of serving inputs and predictions against the champion's profile.",
+                            no_args_is_help=True)
+    app.add_typer(drift_app, name="drift")
+
+    @drift_app.command("check")
+    def drift_check(
+        model: str | None = typer.Option(None, "--model", help="Registered model (default: MLOPS_MODEL_NAME)."),
+        window: str | None = typer.Option(None, "--window", help="Window length, e.g. 30s, 15m, 1h (default: "
+                                          "MLOPS_DRIFT_WINDOW); the latest complete aligned window is checked."),
+        version: str | None = typer.Option(None, "--version", help="Compare with this version (default: champion)."),
+        force: bool = typer.Option(False, "--force", help="Check again even if this window already has a drift run."),
+    ) -> None:
+        """Compare the latest window of serving traffic with the reference profile; log a drift run to MLflow.
+
+        Exits 0 with no drift, 3 when drift was found, 4 when the window was skipped (reason printed), 1 on error.
+        """
+        from mlops.monitoring import MonitoringNotConfigured
+        from mlops.settings import get_settings
+        from pipelines.drift import DriftDataError, latest_complete_window, parse_duration, run_drift_check
+
+        s = get_settings()
+        try:
+            length = parse_duration(window or s.drift_window)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--window") from exc
+        try:
+            result = run_drift_check(model or s.model_name, latest_complete_window(length), version, force=force)
+        except (DriftDataError, MonitoringNotConfigured) as exc:
+            typer.echo(f"Drift check failed: {exc}", err=True)
+            raise typer.Exit(code=1) from exc
+        typer.echo(f"{result.model_name} v{result.model_version}, window {result.window.id}: {result.verdict} "
+                   f"({result.reason})" + (" [recorded earlier]" if result.reused else ""))
+        typer.echo(f"Drift run {result.run_id} in experiment '{s.drift_experiment}' (plots under plots/).")
+        raise typer.Exit(code={"drifted": 3, "skipped": 4}.get(result.verdict, 0))
+
+    @app.command("feedback")
+    def feedback(
+        request_id: str | None = typer.Option(None, "--request-id", help="The prediction request to label."),
+        item: int = typer.Option(0, "--item", min=0, help="Image index within the request."),
+        label: str | None = typer.Option(None, "--label", help="True class: good | defective (or 0 | 1)."),
+        csv_file: Path | None = typer.Option(None, "--file", exists=True, dir_okay=False,
+                                             help="CSV with header request_id,item_index,label."),
+    ) -> None:
+        """Record labelled feedback on served predictions (feeds the accuracy trigger of the retrain loop)."""
+        from mlops import monitoring
+        from pipelines.feedback import FeedbackError, Label, parse_label, read_labels, record_feedback
+
+        try:
+            if csv_file is not None:
+                labels = read_labels(csv_file)
+            elif request_id and label is not None:
+                labels = [Label(request_id, item, parse_label(label))]
+            else:
+                raise FeedbackError("give --request-id and --label, or --file")
+        except FeedbackError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(code=2) from exc
+        conn = monitoring.connect("mlops-feedback")
+        try:
+            monitoring.ensure_schema(conn)
+            typer.echo(f"Recorded {record_feedback(conn, labels)} label(s).")
+        finally:
+            conn.close()
+
+    @app.command("retrain-loop")
+    def retrain_loop(
+        model: str | None = typer.Option(None, "--model", help="Registered model (default: MLOPS_MODEL_NAME)."),
+        window: str | None = typer.Option(None, "--window", help="Window length (default: MLOPS_DRIFT_WINDOW)."),
+    ) -> None:
+        """Run one scheduled tick: check the latest window, retrain and promote if the trigger fires, exit."""
+        from mlops.monitoring import MonitoringNotConfigured
+        from pipelines.drift import DriftDataError
+        from pipelines.retrain import tick
+
+        try:
+            result = tick(model, window)
+        except (DriftDataError, MonitoringNotConfigured, ValueError) as exc:
+            typer.echo(f"Retrain tick failed: {exc}", err=True)
+            raise typer.Exit(code=1) from exc
+        typer.echo(f"[{result.action}] window {result.window or '-'}: {result.reason}")
+        if result.training_run_id:
+            typer.echo(f"Drift run {result.drift_run_id} -> training run {result.training_run_id} -> version "
+                       f"{result.candidate_version} -> {'champion' if result.promoted else 'not promoted'}")

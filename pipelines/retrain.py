@@ -1,0 +1,239 @@
+"""One tick of the drift-triggered retraining loop (`mlops retrain-loop`): what the scheduler runs.
+
+A tick:
+
+1. takes a PostgreSQL advisory lock (session level, in the monitoring database) without waiting: a
+   tick that finds it held logs that and exits 0; a crashed tick's lock dies with its connection;
+2. checks the latest complete window against the champion's reference profile (one drift run per
+   model and window: rerunning a window reuses the recorded verdict);
+3. decides with hysteresis: retrain when at least N of the last M windows drifted, the latest one
+   included (only windows checked against the current champion count), or when labelled feedback
+   over those windows shows accuracy below the floor;
+4. retrains at most once per window: the training run is created first, tagged with the window and
+   the drift run, and training resumes it (``MLFLOW_RUN_ID``); the model version registered from it
+   then goes through the promotion gate (:func:`pipelines.promote.promote`). Only a winner becomes
+   champion, and only after a complete evaluation; a tick that crashed anywhere is recovered by the
+   next one (a failed/unfinished training run is retrained, a registered but unjudged version is
+   sent to the gate).
+
+Lineage in MLflow: drift run --(tags)--> training run --> model version --> promotion run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipelines.drift import Window, latest_complete_window, parse_duration
+
+log = logging.getLogger(__name__)
+
+TAG_RETRAIN_WINDOW = "mlops.retrain_window"
+TAG_RETRAIN_MODEL = "mlops.retrain_model"
+TAG_DRIFT_RUN = "mlops.drift_run_id"
+TAG_TRIGGER = "mlops.trigger"
+TAG_PROMOTION = "mlops.promotion"
+TAG_PROMOTION_RUN = "mlops.promotion_run_id"
+TAG_RETRAIN_RUN = "mlops.retrain_run_id"
+
+
+@dataclass
+class Trigger:
+    retrain: bool
+    reason: str
+
+
+def hysteresis(verdicts: Sequence[str], min_drifted: int) -> Trigger:
+    """``verdicts``: the last M windows, newest first. Retrain iff the newest drifted and >= N drifted."""
+    if not verdicts:
+        return Trigger(False, "no windows checked yet")
+    drifted = sum(v == "drifted" for v in verdicts)
+    summary = f"{drifted} of the last {len(verdicts)} windows drifted (need {min_drifted}, the latest included)"
+    if verdicts[0] != "drifted":
+        return Trigger(False, f"latest window {verdicts[0]}; {summary}")
+    return Trigger(drifted >= min_drifted, summary)
+
+
+def accuracy_trigger(n: int, accuracy: float | None, floor: float, min_labels: int) -> Trigger:
+    if n < min_labels or accuracy is None:
+        return Trigger(False, f"{n} labelled predictions (need {min_labels} to judge accuracy)")
+    if accuracy < floor:
+        return Trigger(True, f"labelled accuracy {accuracy:.3f} over {n} predictions < floor {floor}")
+    return Trigger(False, f"labelled accuracy {accuracy:.3f} over {n} predictions >= floor {floor}")
+
+
+@contextlib.contextmanager
+def tick_lock(conn: Any, key: int) -> Iterator[bool]:  # noqa: ANN401 - psycopg2 connection
+    """Try the advisory lock once; yields whether this session holds it (released on exit or disconnect)."""
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+        held = bool(cur.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held and not conn.closed:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+@dataclass
+class TickResult:
+    action: str  # locked | no-drift | skipped | retrained | already-retrained | recovered
+    reason: str
+    window: str = ""
+    drift_run_id: str = ""
+    training_run_id: str = ""
+    candidate_version: str = ""
+    promoted: bool | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def tick(model_name: str | None = None, window: str | None = None, now: datetime | None = None) -> TickResult:
+    """One scheduled tick (see the module docstring). Safe to run concurrently and repeatedly."""
+    from mlops import monitoring
+    from mlops.settings import get_settings
+
+    s = get_settings()
+    model_name = model_name or s.model_name
+    length = parse_duration(window or s.drift_window)
+    conn = monitoring.connect("mlops-retrain-loop")
+    try:
+        monitoring.ensure_schema(conn)
+        with tick_lock(conn, s.retrain_lock_key) as held:
+            if not held:
+                log.info("Another retrain tick holds the lock (key %d): nothing to do, exiting", s.retrain_lock_key)
+                return TickResult("locked", "another tick holds the lock")
+            return _tick_locked(conn, model_name, latest_complete_window(length, now))
+    finally:
+        conn.close()
+
+
+def _tick_locked(conn: Any, model_name: str, window: Window) -> TickResult:  # noqa: ANN401
+    from mlflow import MlflowClient
+
+    from mlops.settings import get_settings
+    from pipelines.drift import _experiment_id, recent_verdicts, run_drift_check
+    from pipelines.feedback import feedback_accuracy
+
+    s = get_settings()
+    log.info("Tick for %s, window %s", model_name, window.id)
+    check = run_drift_check(model_name, window, conn=conn)
+    client = MlflowClient()
+    drift_exp = _experiment_id(client, s.drift_experiment)
+    windows = [window.previous(k) for k in range(s.retrain_windows)]
+    verdicts = recent_verdicts(client, drift_exp, model_name, windows, model_version=check.model_version)
+    by_drift = hysteresis(verdicts, s.retrain_min_drifted)
+    labels = feedback_accuracy(conn, model_name, check.model_version or None, windows[-1].start, window.end)
+    by_labels = accuracy_trigger(labels.n, labels.accuracy, s.retrain_accuracy_floor, s.retrain_min_feedback)
+    log.info("Drift trigger: %s -> %s", by_drift.reason, "retrain" if by_drift.retrain else "no")
+    log.info("Feedback trigger: %s -> %s", by_labels.reason, "retrain" if by_labels.retrain else "no")
+    base = {"verdicts": verdicts, "feedback_n": labels.n, "feedback_accuracy": labels.accuracy}
+    if not (by_drift.retrain or by_labels.retrain):
+        action = "skipped" if check.verdict == "skipped" else "no-drift" if check.verdict == "no_drift" else "wait"
+        return TickResult(action, f"{check.verdict}: {check.reason}; {by_drift.reason}; {by_labels.reason}",
+                          window.id, check.run_id, details=base)
+    reason = "; ".join(t.reason for t in (by_drift, by_labels) if t.retrain)
+    return retrain_for_window(client, model_name, window, check.run_id, reason, base)
+
+
+def _find_retrain_runs(client: Any, experiment_id: str, model_name: str, window: Window) -> list[Any]:  # noqa: ANN401
+    from mlops.tracking import retry
+
+    return retry(client.search_runs)(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_RETRAIN_MODEL}` = '{model_name}' AND tags.`{TAG_RETRAIN_WINDOW}` = '{window.id}'",
+        order_by=["attributes.start_time DESC"],
+    )
+
+
+def _version_of_run(client: Any, model_name: str, run_id: str) -> str | None:  # noqa: ANN401
+    from mlops.tracking import retry
+
+    versions = retry(client.search_model_versions)(f"name = '{model_name}' AND run_id = '{run_id}'")
+    return str(versions[0].version) if versions else None
+
+
+def retrain_config(model_name: str) -> Any:  # noqa: ANN401 - training.train.TrainConfig
+    """The retraining configuration: the training settings (MLOPS_TRAIN_*) for this model."""
+    from training.train import TrainConfig
+
+    return TrainConfig.from_settings(model_name=model_name, register=True)
+
+
+def retrain_for_window(client: Any, model_name: str, window: Window, drift_run_id: str,  # noqa: ANN401
+                       reason: str, details: dict[str, Any]) -> TickResult:
+    """Retrain (once per window) and send the new version through the promotion gate."""
+    from mlops.tracking import retry
+    from pipelines.drift import _experiment_id
+
+    config = retrain_config(model_name)
+    train_exp = _experiment_id(client, config.experiment_name)
+    runs = _find_retrain_runs(client, train_exp, model_name, window)
+    for run in runs:
+        tags = run.data.tags
+        if TAG_PROMOTION in tags:
+            log.info("Window %s was already retrained (run %s, promotion: %s): not again", window.id,
+                     run.info.run_id, tags[TAG_PROMOTION])
+            return TickResult("already-retrained", f"window already retrained; {tags[TAG_PROMOTION]}", window.id,
+                              drift_run_id, run.info.run_id, _version_of_run(client, model_name, run.info.run_id) or "",
+                              tags[TAG_PROMOTION] == "promoted", details)
+        if run.info.status == "FINISHED":
+            version = _version_of_run(client, model_name, run.info.run_id)
+            if version:
+                log.info("Recovering: run %s registered version %s but its promotion was not recorded",
+                         run.info.run_id, version)
+                return _promote(client, model_name, window, drift_run_id, run.info.run_id, version, "recovered",
+                                details)
+        log.warning("Retrain run %s of window %s did not finish (%s): retraining", run.info.run_id, window.id,
+                    run.info.status)
+        if run.info.status == "RUNNING":
+            retry(client.set_terminated)(run.info.run_id, "FAILED")
+        retry(client.set_tag)(run.info.run_id, "mlops.superseded", "true")
+
+    tags = {TAG_RETRAIN_MODEL: model_name, TAG_RETRAIN_WINDOW: window.id, TAG_DRIFT_RUN: drift_run_id,
+            TAG_TRIGGER: reason[:4000], "stage": "retraining"}
+    run = retry(client.create_run)(train_exp, tags=tags, run_name=f"retrain {model_name} {window.id}")
+    run_id = run.info.run_id
+    retry(client.set_tag)(drift_run_id, TAG_RETRAIN_RUN, run_id)
+    log.info("Retraining %s (%s) in run %s", model_name, reason, run_id)
+    result = _train_in_run(config, run_id)
+    version = result.registered_version or _version_of_run(client, model_name, run_id)
+    if not version:
+        raise RuntimeError(f"retraining run {run_id} registered no version of {model_name}")
+    return _promote(client, model_name, window, drift_run_id, run_id, version, "retrained", details)
+
+
+def _train_in_run(config: Any, run_id: str) -> Any:  # noqa: ANN401
+    """Run training inside the already created (and tagged) run: ``mlflow.start_run`` resumes MLFLOW_RUN_ID."""
+    from training.train import train
+
+    previous = os.environ.get("MLFLOW_RUN_ID")
+    os.environ["MLFLOW_RUN_ID"] = run_id
+    try:
+        return train(config)
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_RUN_ID", None)
+        else:
+            os.environ["MLFLOW_RUN_ID"] = previous
+
+
+def _promote(client: Any, model_name: str, window: Window, drift_run_id: str, run_id: str, version: str,  # noqa: ANN401
+             action: str, details: dict[str, Any]) -> TickResult:
+    from mlops.tracking import retry
+    from pipelines.promote import promote
+
+    decision = promote(model_name, candidate=str(version))
+    verdict = "promoted" if decision.promoted else "refused"
+    retry(client.set_tag)(run_id, TAG_PROMOTION_RUN, decision.evaluation_run_id or "")
+    # Written last: its presence means this window's retraining is complete.
+    retry(client.set_tag)(run_id, TAG_PROMOTION, verdict)
+    log.info("Version %s %s: %s", version, verdict, decision.reason)
+    return TickResult(action, f"{verdict}: {decision.reason}", window.id, drift_run_id, run_id, str(version),
+                      decision.promoted, {**details, "evaluation_run_id": decision.evaluation_run_id})
