@@ -73,7 +73,7 @@ def build_profile(
             "class_counts": counts.tolist(),
             "confidence": feature_profile(out["confidence"], bins, max_sample, seed=seed),
         },
-        "embedding": {"dim": int(emb.shape[1]), "sample": np.round(emb, 6).tolist()},
+        "embedding": {"dim": int(emb.shape[1]), "sample": emb.astype(np.float32).tolist()},  # serving stores real[]
         "settings": {"bins": bins, "max_sample": max_sample, "max_embeddings": max_embeddings, "seed": seed},
     }
     log.info("Reference profile: %d features over %d images, %d embeddings of dim %d",
