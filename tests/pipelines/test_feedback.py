@@ -1,0 +1,39 @@
+"""Feedback input: labels and CSV files, with clear errors for bad input (offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.feedback import FeedbackError, Label, parse_label, read_labels
+
+
+def test_parse_label() -> None:
+    assert parse_label("good") == 0 and parse_label("Defective") == 1 and parse_label("1") == 1
+    with pytest.raises(FeedbackError, match="unknown label 'broken'"):
+        parse_label("broken")
+    with pytest.raises(FeedbackError, match="unknown label '2'"):
+        parse_label("2")
+
+
+def test_read_labels(tmp_path: Path) -> None:
+    f = tmp_path / "labels.csv"
+    f.write_text("request_id,item_index,label\nr1,0,good\nr1,1,defective\nr2,,1\n")
+    assert read_labels(f) == [Label("r1", 0, 0), Label("r1", 1, 1), Label("r2", 0, 1)]
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("request,label\nr1,good\n", r"missing column\(s\) \['request_id'\]"),
+        ("request_id,item_index,label\nr1,x,good\n", "labels.csv:2: item_index 'x'"),
+        ("request_id,item_index,label\nr1,0,good\n,0,good\n", "labels.csv:3: empty request_id"),
+        ("request_id,item_index,label\nr1,0,meh\n", "labels.csv:2: unknown label 'meh'"),
+    ],
+)
+def test_bad_files_name_the_line(tmp_path: Path, content: str, message: str) -> None:
+    f = tmp_path / "labels.csv"
+    f.write_text(content)
+    with pytest.raises(FeedbackError, match=message):
+        read_labels(f)
