@@ -39,6 +39,10 @@ class DriftDataError(ValueError):
     """Monitoring data that cannot be tested (empty, NaN, too few rows, unknown features)."""
 
 
+class NoChampion(DriftDataError):
+    """The model has no champion yet: there is nothing to compare traffic with."""
+
+
 # --- statistics ------------------------------------------------------------------------------
 
 
@@ -549,7 +553,7 @@ def load_profile(client: Any, model_name: str, version: str | None = None) -> tu
     if version is None:
         mv = retry(version_by_alias)(client, model_name, CHAMPION)
         if mv is None:
-            raise DriftDataError(f"model {model_name!r} has no @{CHAMPION} version: promote one (mlops promote)")
+            raise NoChampion(f"model {model_name!r} has no @{CHAMPION} version: promote one (mlops promote)")
     else:
         mv = retry(client.get_model_version)(model_name, version)
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pipelines.drift import Window, latest_complete_window, parse_duration
+from pipelines.drift import NoChampion, Window, latest_complete_window, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,11 @@ def _tick_locked(conn: Any, model_name: str, window: Window) -> TickResult:  # n
 
     s = get_settings()
     log.info("Tick for %s, window %s", model_name, window.id)
-    check = run_drift_check(model_name, window, conn=conn)
+    try:
+        check = run_drift_check(model_name, window, conn=conn)
+    except NoChampion as exc:
+        log.info("Nothing to check: %s", exc)
+        return TickResult("skipped", str(exc), window.id)
     client = MlflowClient()
     drift_exp = _experiment_id(client, s.drift_experiment)
     windows = [window.previous(k) for k in range(s.retrain_windows)]
