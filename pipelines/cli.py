@@ -122,3 +122,27 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if result.training_run_id:
             typer.echo(f"Drift run {result.drift_run_id} -> training run {result.training_run_id} -> version "
                        f"{result.candidate_version} -> {'champion' if result.promoted else 'not promoted'}")
+
+    @app.command("demo")
+    def demo(
+        model: str | None = typer.Option(None, "--model", help="Registered model (default: MLOPS_MODEL_NAME)."),
+        window: str = typer.Option("20s", "--window", help="Drift window length for the demo (short)."),
+        images_per_window: int = typer.Option(48, "--images-per-window", min=1, help="Images sent per window."),
+        train_first: bool = typer.Option(True, "--train/--no-train", help="Train and promote a first model."),
+    ) -> None:
+        """The whole loop on the running platform: train, promote, serve, drift, retrain, new champion."""
+        from mlops.settings import get_settings
+        from pipelines.demo import DemoConfig, run_demo
+        from pipelines.drift import parse_duration
+
+        try:
+            parse_duration(window)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--window") from exc
+        config = DemoConfig(model_name=model or get_settings().model_name, window=window,
+                            images_per_window=images_per_window, train=train_first)
+        try:
+            run_demo(config, typer.echo)
+        except (RuntimeError, TimeoutError) as exc:
+            typer.echo(f"Demo stopped: {exc}", err=True)
+            raise typer.Exit(code=1) from exc

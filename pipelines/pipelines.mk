@@ -19,3 +19,10 @@ evidently-venv: $(EVIDENTLY_STAMP) ## Create .venv-evidently (Evidently 0.7, pan
 bench-drift: $(VENV_STAMP) $(EVIDENTLY_STAMP) ## Drift benchmark: our KS+PSI vs Evidently's DataDriftPreset on 1M x 20 (build/bench-drift.json)
 	mkdir -p build
 	$(BIN)/mlops bench drift --evidently-python $(EVIDENTLY_VENV)/bin/python --json build/bench-drift.json
+
+.PHONY: demo-loop
+demo-loop: up ## The drift loop on the running platform: train, promote, serve, drift, retrain, new champion
+	$(BIN)/mlops demo
+
+# `make demo` grows to the whole loop (runs after `up`, before the smoke run of the top Makefile).
+demo: demo-loop

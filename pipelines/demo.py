@@ -1,0 +1,134 @@
+"""`mlops demo`: the whole loop on the running platform, narrated step by step.
+
+train -> promote -> serve -> in-distribution traffic (no drift; nothing happens) -> shifted traffic
+(darker lighting of the synthetic pills) -> drift over enough windows -> retrain -> gate -> the new
+champion is served. Windows are short (``--window``, default 20s) so the demo takes minutes; the
+loop ticks are the same :func:`pipelines.retrain.tick` the scheduler runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from training.data import Shift
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class DemoConfig:
+    model_name: str
+    window: str = "20s"
+    images_per_window: int = 48
+    batch: int = 16
+    shift: Shift = Shift(brightness=0.6)  # noqa: RUF009 - frozen dataclass, immutable default
+    max_windows: int = 6
+    serve_timeout_s: float = 900.0
+    train: bool = True
+
+
+def _served_version(config: DemoConfig) -> str | None:
+    import numpy as np
+
+    from serving.client import ServingError, predict
+
+    try:
+        return str(predict([np.zeros((32, 32, 3), np.uint8)])["model"]["version"])
+    except (ServingError, OSError) as exc:
+        log.debug("serving not ready: %s", exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - httpx transport errors while serving restarts
+        log.debug("serving not ready: %s", exc)
+        return None
+
+
+def wait_until_served(config: DemoConfig, version: str, say: Say) -> None:
+    deadline = time.monotonic() + config.serve_timeout_s
+    while time.monotonic() < deadline:
+        served = _served_version(config)
+        if served == version:
+            say(f"  serving answers with {config.model_name} version {version}")
+            return
+        time.sleep(5)
+    raise TimeoutError(f"serving did not switch to version {version} within {config.serve_timeout_s:.0f} s")
+
+
+def send_window(config: DemoConfig, length: timedelta, shift: Shift | None, seed: int, say: Say) -> datetime:
+    """Send traffic until the current window ends; return the time the window ended."""
+    from mlops.settings import get_settings
+    from pipelines.drift import latest_complete_window
+    from serving.client import make_client, predict
+    from training.data import synthetic_arrays
+
+    now = datetime.now(UTC)
+    end = latest_complete_window(length, now).end + length
+    if (end - now) < length / 2:  # too little of this window left: use the next one whole
+        end += length
+        time.sleep(max(0.0, (end - length - datetime.now(UTC)).total_seconds()))
+    images, _, _ = synthetic_arrays(config.images_per_window, get_settings().train_image_size, seed, shift=shift)
+    client, ep = make_client()
+    try:
+        for start in range(0, len(images), config.batch):
+            predict(list(images[start:start + config.batch]), client=client, ep=ep)
+    finally:
+        client.close()
+    say(f"  sent {len(images)} {'shifted' if shift else 'in-distribution'} images; window ends {end:%H:%M:%S}")
+    time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()) + 3.0)  # + the monitoring writer's flush
+    return end
+
+
+def run_demo(config: DemoConfig, say: Say) -> None:
+    import mlflow
+
+    from mlops.settings import get_settings
+    from mlops.tracking import load_client_env
+    from pipelines.drift import parse_duration
+    from pipelines.promote import promote
+    from pipelines.retrain import tick
+    from training.train import TrainConfig, train
+
+    load_client_env()
+    s = get_settings()
+    ui = mlflow.get_tracking_uri()
+    length = parse_duration(config.window)
+    if config.train:
+        say("1. Training the first model (its reference profile is logged with it) ...")
+        result = train(TrainConfig.from_settings(model_name=config.model_name), show_progress=True)
+        say(f"   run {result.run_id}, registered version {result.registered_version}")
+        say(f"2. Promotion gate for version {result.registered_version} ...")
+        decision = promote(config.model_name, str(result.registered_version))
+        say(f"   {decision.reason}")
+    from mlflow import MlflowClient
+
+    champion = str(MlflowClient().get_model_version_by_alias(config.model_name, "champion").version)
+    say(f"3. Waiting for serving to load champion version {champion} ...")
+    wait_until_served(config, champion, say)
+
+    say(f"4. In-distribution traffic for one {config.window} window ...")
+    end = send_window(config, length, None, seed=9001, say=say)
+    r = tick(config.model_name, config.window, now=end + timedelta(seconds=1))
+    say(f"   tick: [{r.action}] {r.reason}")
+
+    say(f"5. Shifted traffic (lighting x{config.shift.brightness}) until the loop retrains "
+        f"({s.retrain_min_drifted} of {s.retrain_windows} windows must drift) ...")
+    for i in range(config.max_windows):
+        end = send_window(config, length, config.shift, seed=9100 + i, say=say)
+        r = tick(config.model_name, config.window, now=end + timedelta(seconds=1))
+        say(f"   tick: [{r.action}] {r.reason}")
+        if r.training_run_id:
+            break
+    else:
+        raise RuntimeError(f"no retraining after {config.max_windows} shifted windows")
+    say(f"6. Drift run {r.drift_run_id} -> training run {r.training_run_id} -> version {r.candidate_version} "
+        f"-> {'promoted' if r.promoted else 'refused by the gate'}")
+    if r.promoted:
+        say(f"7. Waiting for serving to switch to version {r.candidate_version} ...")
+        wait_until_served(config, r.candidate_version, say)
+    say(f"See it in the UI at {ui.rstrip('/')}: experiments '{s.drift_experiment}' (drift runs with plots), "
+        f"'{s.experiment_name}' (training runs), 'model-promotion' (gate decisions), Models > {config.model_name}.")
