@@ -52,25 +52,38 @@ class KSResult:
     pvalue: float
 
 
-def ks_2samp(reference_sorted: np.ndarray, current: np.ndarray) -> KSResult:
-    """Two-sample KS of ``current`` against an already sorted ``reference_sorted`` (asymptotic p-value).
+def _right_ranks(sorted_values: np.ndarray) -> np.ndarray:
+    """For a sorted array, the number of elements <= each element (``searchsorted(x, x, "right")``) in O(n)."""
+    n = sorted_values.size
+    last = np.empty(n, dtype=bool)
+    last[-1] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=last[:-1])
+    ends = np.flatnonzero(last) + 1
+    return np.repeat(ends, np.diff(ends, prepend=0))
 
-    Equivalent to ``scipy.stats.ks_2samp(reference, current, method="asymp")``: the statistic is the
-    largest gap between the two empirical CDFs, evaluated at every observed value by ``searchsorted``.
-    """
-    ref = np.asarray(reference_sorted, dtype=np.float64)
-    cur = np.sort(np.asarray(current, dtype=np.float64))
+
+def ks_sorted(ref: np.ndarray, cur: np.ndarray) -> KSResult:
+    """Two-sample KS of two sorted samples (the largest ECDF gap is reached at one of their points)."""
     m, n = ref.size, cur.size
     if m == 0 or n == 0:
         raise DriftDataError(f"KS needs two non-empty samples (reference {m}, current {n})")
-    both = np.concatenate([ref, cur])
-    cdf_ref = np.searchsorted(ref, both, side="right") / m
-    cdf_cur = np.searchsorted(cur, both, side="right") / n
-    d = float(np.max(np.abs(cdf_ref - cdf_cur)))
+    gap_at_cur = np.abs(_right_ranks(cur) / n - np.searchsorted(ref, cur, side="right") / m).max()
+    gap_at_ref = np.abs(np.searchsorted(cur, ref, side="right") / n - _right_ranks(ref) / m).max()
+    d = float(max(gap_at_cur, gap_at_ref))
     en = m * n / (m + n)
     # scipy's asymptotic two-sided p-value: the one-sample Kolmogorov distribution at round(en).
     p = float(np.clip(stats.kstwo.sf(d, np.round(en)), 0.0, 1.0))
     return KSResult(d, p)
+
+
+def ks_2samp(reference_sorted: np.ndarray, current: np.ndarray) -> KSResult:
+    """Two-sample KS of ``current`` against an already sorted ``reference_sorted`` (asymptotic p-value).
+
+    Equivalent to ``scipy.stats.ks_2samp(reference, current, method="asymp")``: the statistic is the
+    largest gap between the two empirical CDFs, evaluated at every observed value by ``searchsorted``
+    (a sorted merge; O((m + n) log m) after sorting ``current``).
+    """
+    return ks_sorted(np.asarray(reference_sorted, dtype=np.float64), np.sort(np.asarray(current, dtype=np.float64)))
 
 
 def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
@@ -92,6 +105,15 @@ def bin_proportions(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     idx = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left")
     counts = np.bincount(idx, minlength=len(edges) + 1)
     return counts / values.size
+
+
+def sorted_bin_proportions(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """:func:`bin_proportions` of an already sorted sample, in O(bins log n)."""
+    n = sorted_values.size
+    if n == 0:
+        raise DriftDataError("cannot compute bin proportions of an empty sample")
+    cum = np.searchsorted(sorted_values, np.asarray(edges, dtype=np.float64), side="right")
+    return np.diff(np.concatenate([[0], cum, [n]])) / n
 
 
 def psi(reference_props: Sequence[float] | np.ndarray, current_props: Sequence[float] | np.ndarray) -> float:
@@ -199,21 +221,29 @@ def feature_profile(values: np.ndarray, bins: int, max_sample: int, seed: int = 
     """What a drift check needs of one numeric reference column: bin edges + proportions, a sorted sample.
 
     The KS sample is the whole column when it has at most ``max_sample`` values, otherwise a
-    deterministic (seeded) uniform subsample of ``max_sample`` values, stored sorted.
+    deterministic (seeded) uniform subsample of ``max_sample`` values, stored sorted. One sort of the
+    column gives the quantile edges, the bin shares and the sample.
     """
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         raise DriftDataError("reference column is empty")
     if not np.isfinite(values).all():
         raise DriftDataError(f"reference column has {int((~np.isfinite(values)).sum())} non-finite values")
-    edges = quantile_edges(values, bins)
-    sample = values
+    if bins < 2:
+        raise ValueError(f"PSI needs at least 2 bins, got {bins}")
+    ordered = np.sort(values)
+    # np.quantile's default (linear interpolation), on the sorted column.
+    pos = (ordered.size - 1) * np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, ordered.size - 1)
+    edges = np.unique(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
+    sample = ordered
     if values.size > max_sample:
-        sample = values[np.random.default_rng(seed).choice(values.size, max_sample, replace=False)]
+        sample = ordered[np.sort(np.random.default_rng(seed).choice(values.size, max_sample, replace=False))]
     return {
         "edges": edges.tolist(),
-        "proportions": bin_proportions(values, edges).tolist(),
-        "sample": np.sort(sample).tolist(),
+        "proportions": sorted_bin_proportions(ordered, edges).tolist(),
+        "sample": sample.tolist(),
         "n": int(values.size),
         "mean": float(values.mean()),
         "std": float(values.std()),
@@ -253,8 +283,9 @@ def compare_numeric(
     name: str, profile: Mapping[str, Any], current: np.ndarray, alpha: float, psi_threshold: float
 ) -> FeatureDrift:
     """KS against the stored sorted sample and PSI against the stored bins of one numeric feature."""
-    ks = ks_2samp(np.asarray(profile["sample"]), current)
-    value = psi(profile["proportions"], bin_proportions(current, np.asarray(profile["edges"])))
+    cur = np.sort(np.asarray(current, dtype=np.float64))
+    ks = ks_sorted(np.asarray(profile["sample"], dtype=np.float64), cur)
+    value = psi(profile["proportions"], sorted_bin_proportions(cur, np.asarray(profile["edges"])))
     drifted = ks.pvalue < alpha and value >= psi_threshold
     return FeatureDrift(name, "numeric", ks.statistic, ks.pvalue, value, drifted, int(np.asarray(current).size))
 

@@ -19,6 +19,7 @@ from pipelines.drift import (
     mmd_permutation,
     psi,
     quantile_edges,
+    sorted_bin_proportions,
 )
 
 
@@ -150,3 +151,14 @@ def test_compare_names_missing_features() -> None:
     profile = {"a": feature_profile(np.arange(100.0), 10, 100), "b": feature_profile(np.arange(100.0), 10, 100)}
     with pytest.raises(DriftDataError, match=r"absent from the data: \['b'\]"):
         compare_frames(profile, {"a": np.arange(50.0)}, Thresholds())
+
+
+def test_profile_edges_are_numpy_quantiles_and_sorted_bins_agree() -> None:
+    x = np.random.default_rng(5).gamma(2.0, size=3001)
+    x[:200] = 1.0  # ties at an edge
+    p = feature_profile(x, 10, 100_000)
+    np.testing.assert_allclose(p["edges"], quantile_edges(x, 10))
+    np.testing.assert_allclose(p["proportions"], bin_proportions(x, quantile_edges(x, 10)))
+    y = np.random.default_rng(6).gamma(2.2, size=777)
+    edges = np.asarray(p["edges"])
+    np.testing.assert_allclose(sorted_bin_proportions(np.sort(y), edges), bin_proportions(y, edges))
