@@ -162,3 +162,11 @@ def test_profile_edges_are_numpy_quantiles_and_sorted_bins_agree() -> None:
     y = np.random.default_rng(6).gamma(2.2, size=777)
     edges = np.asarray(p["edges"])
     np.testing.assert_allclose(sorted_bin_proportions(np.sort(y), edges), bin_proportions(y, edges))
+
+
+@pytest.mark.parametrize("d", [0.002, 0.005, 0.01, 0.03])
+def test_limiting_ks_pvalue_agrees_with_scipy_for_large_samples(d: float) -> None:
+    from pipelines.drift import KS_LIMITING_N, ks_pvalue
+
+    en = 4 * KS_LIMITING_N
+    assert ks_pvalue(d, en) == pytest.approx(stats.kstwo.sf(d, en), abs=2e-3)
