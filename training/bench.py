@@ -305,6 +305,7 @@ def finish_bench(
     """Table text; writes JSON and logs table + bar chart to MLflow when asked."""
     table = render_table(kind, results)
     data = {"kind": kind, "config": asdict(cfg), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu": detect_capabilities().as_params(),
             "results": [asdict(v) for v in results], "summary": summary(kind, results)}
     if json_out:
         json_out.write_text(json.dumps(data, indent=2))

@@ -49,6 +49,8 @@ class CpuCapabilities:
     avx512: bool = False
     avx512_bf16: bool = False
     amx: bool = False
+    vnni: bool = False
+    """VNNI (AVX512_VNNI, AVX_VNNI or AMX): INT8 dot products without 16-bit saturation."""
     model_name: str = ""
     torch_isa: str = ""
 
@@ -64,6 +66,7 @@ class CpuCapabilities:
             "cpu_avx512": self.avx512,
             "cpu_avx512_bf16": self.avx512_bf16,
             "cpu_amx": self.amx,
+            "cpu_vnni": self.vnni,
             "torch_cpu_capability": self.torch_isa,
         }
 
@@ -87,6 +90,7 @@ def capabilities_from_flags(flags: set[str], model_name: str = "", torch_isa: st
         avx512="avx512f" in flags,
         avx512_bf16="avx512_bf16" in flags,
         amx=bool({"amx_bf16", "amx_tile"} & flags),
+        vnni=bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags),
         model_name=model_name,
         torch_isa=torch_isa,
     )

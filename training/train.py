@@ -40,7 +40,14 @@ from training.optimize import (
     tune_runtime,
 )
 from training.profile import log_profile
-from training.quantize import GateResult, check_accuracy_gate, quantize_ipex, quantize_pt2e, save_pt2e
+from training.quantize import (
+    GateResult,
+    check_accuracy_gate,
+    compile_for_inference,
+    quantize_ipex,
+    quantize_pt2e,
+    save_pt2e,
+)
 
 log = logging.getLogger(__name__)
 
@@ -368,9 +375,13 @@ def quantize_and_gate(
             tracking.log_artifact(str(path), "int8_ipex")
         artifact = "int8_ipex/model_int8_ipex.pt"
     else:
-        converted = quantize_pt2e(plain_copy(plain), calibration, example)
-        logits = predict_logits(converted, splits.val.images, 64)
-        method = "PT2E X86InductorQuantizer static (torch.export.save; load with training.quantize.load_pt2e)"
+        # 7-bit activations where the CPU lacks VNNI (see quantize_pt2e); gate what serving runs:
+        # the inductor-compiled INT8 kernels, not the eager q/dq graph.
+        reduce_range = not detect_capabilities().vnni
+        converted = quantize_pt2e(plain_copy(plain), calibration, example, reduce_range=reduce_range)
+        logits = predict_logits(compile_for_inference(converted), splits.val.images, 64)
+        tracking.log_params({"int8_reduce_range": reduce_range})
+        method = "PT2E X86InductorQuantizer static, compiled (torch.export.save; load with training.quantize.load_pt2e)"
         with tempfile.TemporaryDirectory() as tmp:
             path = save_pt2e(converted, example, Path(tmp) / "model_int8.pt2")
             meta = Path(tmp) / "int8.json"
