@@ -354,7 +354,6 @@ def create_app() -> FastAPI:
         title="Pill quality model serving",
         description="Predicts good/defective for pill images with the registered champion model.",
         version="1",
-        root_path=s.serve_root_path,
         lifespan=lifespan,
     )
 

@@ -11,11 +11,23 @@ from mlops.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+try:
+    from uvicorn.workers import UvicornWorker
+except ImportError:  # pragma: no cover - uvicorn is a dependency
+    UvicornWorker = object  # type: ignore[assignment,misc]
+
+
+class Worker(UvicornWorker):  # type: ignore[misc,valid-type]
+    """uvicorn worker for gunicorn that serves under nginx's path prefix (``MLOPS_SERVE_ROOT_PATH``)."""
+
+    CONFIG_KWARGS = {**getattr(UvicornWorker, "CONFIG_KWARGS", {}),
+                     "root_path": os.environ.get("MLOPS_SERVE_ROOT_PATH", "")}
+
 
 def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn", "serving.app:create_app()",
-        "--worker-class", "uvicorn.workers.UvicornWorker",
+        "--worker-class", "serving.server.Worker",
         "--workers", str(workers),
         "--bind", f"{host}:{port}",
         # Model loading happens in a background thread: boot is quick, the timeout can stay short.

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from mlops.settings import get_settings
 from pipelines.promote import Evaluation, Thresholds, decide, promote
+from pipelines.register import load_version
 from training.model import CustomVGG
 from training.train import TrainConfig, log_model, train
 
@@ -96,8 +97,8 @@ def trained(gate_env: dict[str, str]) -> tuple[TrainConfig, CustomVGG]:
                          experiment_name="it-promote", model_name=f"promote-it-{uuid.uuid4().hex[:6]}")
     result = train(config, show_progress=False)
     assert result.registered_version == "1"
-    loaded = mlflow.pytorch.load_model(f"models:/{config.model_name}/1")
-    return config, loaded
+    client = MlflowClient()
+    return config, load_version(client, client.get_model_version(config.model_name, "1")).model
 
 
 def _register_copy(config: TrainConfig, model: CustomVGG, name: str, bias_to_good: bool = False) -> str:
@@ -220,7 +221,7 @@ def test_two_concurrent_promotions_leave_exactly_one_champion(trained, gate_env:
                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for v in (reg.good, reg.good_b)
     ]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     client = MlflowClient()
     champion = client.get_model_version_by_alias(reg.name, "champion").version

@@ -28,6 +28,7 @@ from PIL import Image
 
 from mlops import monitoring
 from mlops.settings import get_settings
+from pipelines.register import load_version
 from training.data import preprocess, synthetic_arrays
 from training.features import FEATURE_NAMES
 from training.model import CustomVGG
@@ -136,7 +137,8 @@ def server(serving_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
                          model_name=f"serve-it-{uuid.uuid4().hex[:6]}")
     result = train(config, show_progress=False)
     assert promote(config.model_name, result.registered_version).promoted
-    model = mlflow.pytorch.load_model(f"models:/{config.model_name}/{result.registered_version}").eval()
+    client = MlflowClient()
+    model = load_version(client, client.get_model_version(config.model_name, result.registered_version)).model
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     proc, url = _start(serving_env, config.model_name, log)
     srv = Server(url, proc, config.model_name, config, model, log)
