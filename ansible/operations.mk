@@ -22,11 +22,14 @@ gc: $(VENV_STAMP) ## Run the scheduled `mlflow gc` now (deleted runs and their a
 upgrade: $(VENV_STAMP) ## Upgrade MLflow: MLFLOW_VERSION=x.y.z (backup, mlflow db upgrade, restart in order, raise the pin)
 	@[[ "$(MLFLOW_VERSION)" =~ ^[0-9]+\.[0-9]+\.[0-9]+$$ ]] || { echo "make upgrade needs MLFLOW_VERSION=x.y.z (got '$(MLFLOW_VERSION)')" >&2; exit 2; }
 	$(BIN)/ansible-playbook -i $(INVENTORY) ansible/upgrade.yml $(ANSIBLE_ARGS) -e mlflow_version=$(MLFLOW_VERSION)
-	sed -i -E 's/^mlflow_version: .*/mlflow_version: "$(MLFLOW_VERSION)"/' ansible/roles/mlflow/defaults/main.yml
-	sed -i -E 's/"mlflow==[0-9.]+"/"mlflow==$(MLFLOW_VERSION)"/' pyproject.toml
+	@# Only when they differ: rewriting pyproject.toml (even unchanged) makes every make target reinstall .venv.
+	grep -q '^mlflow_version: "$(MLFLOW_VERSION)"$$' ansible/roles/mlflow/defaults/main.yml \
+	  || sed -i -E 's/^mlflow_version: .*/mlflow_version: "$(MLFLOW_VERSION)"/' ansible/roles/mlflow/defaults/main.yml
+	grep -q '"mlflow==$(MLFLOW_VERSION)"' pyproject.toml \
+	  || sed -i -E 's/"mlflow==[0-9.]+"/"mlflow==$(MLFLOW_VERSION)"/' pyproject.toml
 	@echo "MLflow $(MLFLOW_VERSION) is running; the pins in ansible/roles/mlflow/defaults/main.yml and pyproject.toml say so: commit them."
 
-test-operations: test-deps ## Day-2 operations tests alone (backup/restore, gc, timers, log rotation, upgrade)
+test-operations: test-deps ## Day-2 operations tests alone (backup/restore, gc, timers, log rotation; upgrade: make test-upgrade)
 	$(BIN)/pytest tests/operations
 
 # The upgrade test provisions a second instance at the previous MLflow minor (several minutes), so
