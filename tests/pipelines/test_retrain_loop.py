@@ -109,9 +109,11 @@ def loop_env(request: pytest.FixtureRequest) -> dict[str, str]:
 
 def record_traffic(model_name: str, window: Window, n: int, seed: int, shift: Shift | None = None) -> None:
     """Record ``n`` predictions of the champion inside ``window`` as serving does."""
+    from pipelines.register import load_version
+
     client = MlflowClient()
     mv = client.get_model_version_by_alias(model_name, "champion")
-    model = mlflow.pytorch.load_model(f"models:/{model_name}@champion")
+    model = load_version(client, mv).model  # the plain module (the logged pt2 graph has no embed())
     images = synthetic_images(n, get_settings().train_image_size, seed, shift=shift).images
     out = model_outputs(model, images)
     rows = feature_rows(images)
