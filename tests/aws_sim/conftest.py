@@ -70,7 +70,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _moto_server() -> str | None:
-    candidates = [os.environ.get("MLOPS_MOTO_SERVER"), str(REPO / ".venv-infra/bin/moto_server"), shutil.which("moto_server")]
+    candidates = [
+        os.environ.get("MLOPS_MOTO_SERVER"),
+        str(REPO / ".venv-infra/bin/moto_server"),
+        shutil.which("moto_server"),
+    ]
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
 
@@ -94,7 +98,9 @@ def _wait(predicate, what: str, timeout: float = 30) -> None:
 
 
 def _as_postgres(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], text=True, capture_output=True, check=True, **kwargs)
+    return subprocess.run(
+        ["runuser", "-u", "postgres", "--", *cmd], text=True, capture_output=True, check=True, **kwargs
+    )
 
 
 @dataclass
@@ -132,8 +138,11 @@ class AwsSim:
 
     def aws(self, service: str):
         return boto3.client(
-            service, region_name=REGION, endpoint_url=self.moto_url,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            service,
+            region_name=REGION,
+            endpoint_url=self.moto_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         )
 
     def path(self, kind: str) -> Path:
@@ -142,31 +151,60 @@ class AwsSim:
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(self.path("home") / "supervisor/bin/supervisorctl"), "-c", str(self.path("config") / "supervisord.conf"), *args],
-            capture_output=True, text=True, check=False,
+            [
+                str(self.path("home") / "supervisor/bin/supervisorctl"),
+                "-c",
+                str(self.path("config") / "supervisord.conf"),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
     def rds_sql(self, sql: str) -> str:
         """Run SQL as the cluster's superuser over its Unix socket (stdin, never argv)."""
         return _as_postgres(
-            [str(self.pg_bindir / "psql"), "-h", str(self.rds_socket_dir), "-p", str(self.rds_port), "-d", DB_NAME,
-             "-v", "ON_ERROR_STOP=1", "-At"],
+            [
+                str(self.pg_bindir / "psql"),
+                "-h",
+                str(self.rds_socket_dir),
+                "-p",
+                str(self.rds_port),
+                "-d",
+                DB_NAME,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+            ],
             input=sql,
         ).stdout
 
     def provision(self) -> Run:
         start = time.monotonic()
         result = subprocess.run(
-            ["make", "--no-print-directory", "provision", f"PROVISION_INVENTORY={self.inventory}",
-             f"ANSIBLE_ARGS=-v -e @{self.vars_file}"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900, check=False,
+            [
+                "make",
+                "--no-print-directory",
+                "provision",
+                f"PROVISION_INVENTORY={self.inventory}",
+                f"ANSIBLE_ARGS=-v -e @{self.vars_file}",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=900,
+            check=False,
             env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         )
         run = Run(result.returncode, result.stdout, time.monotonic() - start)
         self.runs.append(run)
         (self.root / f"provision-{len(self.runs)}.log").write_text(result.stdout)
         if result.returncode != 0:
-            pytest.fail(f"make provision failed ({result.returncode}) after {run.seconds:.0f} s:\n{result.stdout[-8000:]}")
+            pytest.fail(
+                f"make provision failed ({result.returncode}) after {run.seconds:.0f} s:\n{result.stdout[-8000:]}"
+            )
         return run
 
 
@@ -177,12 +215,39 @@ def _start_rds(root: Path, bindir: Path, password: str) -> tuple[Path, Path]:
     for path in (rds, data, sockets):
         path.mkdir(mode=0o700)
         shutil.chown(path, "postgres", "postgres")
-    _as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=peer",
-                  "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])
+    _as_postgres(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth-local=peer",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ]
+    )
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-keyout", str(data / "server.key"), "-out", str(data / "server.crt")],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(data / "server.key"),
+            "-out",
+            str(data / "server.crt"),
+        ],
+        check=True,
+        capture_output=True,
     )
     for name in ("server.key", "server.crt"):
         shutil.chown(data / name, "postgres", "postgres")
@@ -191,12 +256,29 @@ def _start_rds(root: Path, bindir: Path, password: str) -> tuple[Path, Path]:
     (data / "pg_hba.conf").write_text(
         "local all postgres peer\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n"
     )
-    options = (f"-p {RDS_PORT} -k {sockets} -c listen_addresses=127.0.0.1 -c ssl=on "
-               "-c ssl_cert_file=server.crt -c ssl_key_file=server.key")
-    _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(rds / "postgresql.log"), "-o", options, "start"])
-    psql = [str(bindir / "psql"), "-h", str(sockets), "-p", str(RDS_PORT), "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
+    options = (
+        f"-p {RDS_PORT} -k {sockets} -c listen_addresses=127.0.0.1 -c ssl=on "
+        "-c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+    )
+    _as_postgres(
+        [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(rds / "postgresql.log"), "-o", options, "start"]
+    )
+    psql = [
+        str(bindir / "psql"),
+        "-h",
+        str(sockets),
+        "-p",
+        str(RDS_PORT),
+        "-d",
+        "postgres",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-q",
+    ]
     literal = password.replace("'", "''")
-    _as_postgres(psql, input=f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{literal}';\nCREATE DATABASE {DB_NAME} OWNER {DB_USER};\n")
+    _as_postgres(
+        psql, input=f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{literal}';\nCREATE DATABASE {DB_NAME} OWNER {DB_USER};\n"
+    )
     return data, sockets
 
 
@@ -239,7 +321,9 @@ def aws_sim() -> AwsSim:
     try:
         moto = subprocess.Popen(
             [moto_server, "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
-            stdout=(root / "moto.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=(root / "moto.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         _wait(lambda: not _port_free(MOTO_PORT), "moto server")
         pg_data, sockets = _start_rds(root, pg_bindir, password)
@@ -254,34 +338,44 @@ def aws_sim() -> AwsSim:
         # Stand-in for the instance role: dummy keys the default credential chain finds.
         credentials = root / "aws" / "credentials"
         credentials.parent.mkdir()
-        credentials.write_text("[default]\naws_access_key_id = AKIAAWSSIMULATOR0000\naws_secret_access_key = simulated\n")
+        credentials.write_text(
+            "[default]\naws_access_key_id = AKIAAWSSIMULATOR0000\naws_secret_access_key = simulated\n"
+        )
         credentials.chmod(0o644)
 
         write_inventory(_terraform_outputs(sim.secret_arn), inventory)
         group_vars = inventory / "group_vars" / "all"
         shutil.copy(REPO / "ansible/inventories/aws/group_vars/all/main.yml", group_vars / "main.yml")
-        (group_vars / "simulator.yml").write_text(yaml.safe_dump({
-            "mlflow_secretsmanager_endpoint_url": sim.moto_url,
-            "mlflow_s3_endpoint_url": sim.moto_url,
-            "mlflow_extra_environment": {"AWS_SHARED_CREDENTIALS_FILE": str(credentials)},
-            # The heavy torch + IPEX install is for real trainer hosts; the DDP env file and the
-            # Xeon tuning still run.
-            "trainer_install_packages": False,
-            # Serving on the MLflow host is an inventory choice with its own tests (tests/serving);
-            # left out here to keep this test within its time budget.
-            "serving_enabled": False,
-        }))
-        vars_file.write_text(yaml.safe_dump({
-            "ansible_connection": "local",
-            "ansible_user": "root",
-            "ansible_python_interpreter": "/usr/bin/python3",
-            "mlops_root": str(root),
-            "mlops_instance": INSTANCE,
-            "mlops_client_state_dir": str(state_dir),
-            # The simulated public name does not resolve: clients use the loopback address.
-            "mlops_client_host": "127.0.0.1",
-            **PORTS,
-        }))
+        (group_vars / "simulator.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "mlflow_secretsmanager_endpoint_url": sim.moto_url,
+                    "mlflow_s3_endpoint_url": sim.moto_url,
+                    "mlflow_extra_environment": {"AWS_SHARED_CREDENTIALS_FILE": str(credentials)},
+                    # The heavy torch + IPEX install is for real trainer hosts; the DDP env file and the
+                    # Xeon tuning still run.
+                    "trainer_install_packages": False,
+                    # Serving on the MLflow host is an inventory choice with its own tests (tests/serving);
+                    # left out here to keep this test within its time budget.
+                    "serving_enabled": False,
+                }
+            )
+        )
+        vars_file.write_text(
+            yaml.safe_dump(
+                {
+                    "ansible_connection": "local",
+                    "ansible_user": "root",
+                    "ansible_python_interpreter": "/usr/bin/python3",
+                    "mlops_root": str(root),
+                    "mlops_instance": INSTANCE,
+                    "mlops_client_state_dir": str(state_dir),
+                    # The simulated public name does not resolve: clients use the loopback address.
+                    "mlops_client_host": "127.0.0.1",
+                    **PORTS,
+                }
+            )
+        )
         sim.provision()
         sim.provision()
         yield sim
@@ -289,11 +383,30 @@ def aws_sim() -> AwsSim:
         if vars_file.exists():
             subprocess.run(
                 ["make", "--no-print-directory", "down", f"INVENTORY={inventory}", f"ANSIBLE_ARGS=-e @{vars_file}"],
-                cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
             )
         if pg_data is not None:
-            subprocess.run(["runuser", "-u", "postgres", "--", str(pg_bindir / "pg_ctl"), "-D", str(pg_data), "-m", "fast",
-                            "stop"], capture_output=True, check=False, timeout=60)
+            subprocess.run(
+                [
+                    "runuser",
+                    "-u",
+                    "postgres",
+                    "--",
+                    str(pg_bindir / "pg_ctl"),
+                    "-D",
+                    str(pg_data),
+                    "-m",
+                    "fast",
+                    "stop",
+                ],
+                capture_output=True,
+                check=False,
+                timeout=60,
+            )
         if moto is not None:
             os.killpg(moto.pid, signal.SIGTERM)
             moto.wait(timeout=30)

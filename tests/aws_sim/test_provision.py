@@ -56,9 +56,13 @@ def test_database_password_only_in_runtime_pgpass_files(aws_sim) -> None:
     skip = [aws_sim.root / "rds", aws_sim.path("home") / "venv", aws_sim.path("home") / "supervisor"]
     holders = []
     for path in aws_sim.root.rglob("*"):
-        if path.is_file() and not path.is_symlink() and not any(path.is_relative_to(s) for s in skip):
-            if password in path.read_bytes():
-                holders.append(path)
+        if (
+            path.is_file()
+            and not path.is_symlink()
+            and not any(path.is_relative_to(s) for s in skip)
+            and password in path.read_bytes()
+        ):
+            holders.append(path)
     assert holders, "the server's pgpass file is missing"
     for path in holders:
         assert path.parent == runtime and path.name.startswith("pgpass."), f"password found in {path}"
@@ -107,21 +111,33 @@ def test_run_logged_through_nginx_lands_in_rds_and_s3(aws_sim, monkeypatch: pyte
         mlflow.set_tracking_uri(None)
 
     # The run is in the "RDS" database, reached like MLflow does (TCP, TLS, the managed password).
-    with psycopg2.connect(host="127.0.0.1", port=aws_sim.rds_port, dbname="mlflow", user="mlflow",
-                          password=aws_sim.db_password, sslmode="require") as conn, conn.cursor() as cur:
+    with (
+        psycopg2.connect(
+            host="127.0.0.1",
+            port=aws_sim.rds_port,
+            dbname="mlflow",
+            user="mlflow",
+            password=aws_sim.db_password,
+            sslmode="require",
+        ) as conn,
+        conn.cursor() as cur,
+    ):
         cur.execute("SELECT value FROM params WHERE run_uuid = %s AND key = 'marker'", (run.info.run_id,))
         assert cur.fetchall() == [(marker,)]
 
     # The artifact object is in the S3 emulator's bucket, under the prefix from Terraform.
     s3 = aws_sim.aws("s3")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=aws_sim.bucket, Prefix=f"{aws_sim.prefix}/").get("Contents", [])]
+    keys = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=aws_sim.bucket, Prefix=f"{aws_sim.prefix}/").get("Contents", [])
+    ]
     (key,) = [k for k in keys if run.info.run_id in k and k.endswith("notes/marker.txt")]
     assert s3.get_object(Bucket=aws_sim.bucket, Key=key)["Body"].read().decode() == f"artifact {marker}\n"
 
 
 def test_trainer_gets_ddp_settings(aws_sim) -> None:
     env = dict(
-        line.split("=", 1) for line in (aws_sim.path("config") / "trainer.env").read_text().splitlines()
+        line.split("=", 1)
+        for line in (aws_sim.path("config") / "trainer.env").read_text().splitlines()
         if line and not line.startswith("#")
     )
     assert env["MASTER_ADDR"] == "127.0.0.1"
