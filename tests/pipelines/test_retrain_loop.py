@@ -211,7 +211,7 @@ def test_the_loop_walks_from_no_drift_to_a_new_champion(loop_env: dict[str, str]
     # Second drifted window: retrain, register, gate. A crash inside the gate's evaluation
     # leaves the champion alone; the next tick recovers without training again.
     record_traffic(model_name, w[3], 80, seed=103, shift=Shift(brightness=0.6))
-    champion_before = client.get_model_version_by_alias(model_name, "champion").version
+    champion_before = str(client.get_model_version_by_alias(model_name, "champion").version)
     original = promote_module.evaluate
 
     def crash(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -223,11 +223,11 @@ def test_the_loop_walks_from_no_drift_to_a_new_champion(loop_env: dict[str, str]
             tick(now=at_end(w[3]))
     finally:
         promote_module.evaluate = original
-    assert client.get_model_version_by_alias(model_name, "champion").version == champion_before
+    assert str(client.get_model_version_by_alias(model_name, "champion").version) == champion_before
     recovered = tick(now=at_end(w[3]))
     assert recovered.action == "recovered", recovered.reason
     assert recovered.promoted is True, recovered.reason
-    new_champion = client.get_model_version_by_alias(model_name, "champion").version
+    new_champion = str(client.get_model_version_by_alias(model_name, "champion").version)
     assert new_champion == recovered.candidate_version != champion_before
 
     # Lineage: drift run -> training run -> model version -> promotion decision.
