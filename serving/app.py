@@ -175,7 +175,13 @@ class ModelHolder:
                     self.state = "serving" if self.current else "no_model"
                     if self.current is None:
                         self.load_error = {"version": "-", "error": f"{self.name!r} has no {self.alias!r} alias yet"}
-                elif target != current and target != self._failed_version:
+                elif target == current:
+                    if self.load_error is not None:  # the alias points back at what we serve: nothing failing
+                        log.info("%s@%s is version %s again, which is serving", self.name, self.alias, current)
+                    self.load_error = None
+                    self._failed_version = None
+                    self.state = "serving"
+                elif target != self._failed_version:
                     self.state = "swapping" if self.current else "loading"
                     log.info("Loading %s version %s (%s)", self.name, target, self.alias)
                     try:
