@@ -18,7 +18,7 @@ from mlops.tracking import load_client_env, read_env_file
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-LONG_RUNNING = {"postgres", "minio", "mlflow", "serving", "nginx"}
+LONG_RUNNING = {"postgres", "minio", "mlflow", "serving", "scheduler", "nginx"}
 ONE_SHOT = {"minio-init", "mlflow-db-upgrade", "nginx-init"}
 
 
