@@ -189,7 +189,9 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{mv.version}",
              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
-            env={**os.environ, "OMP_NUM_THREADS": str(threads)}, stdout=subprocess.DEVNULL,
+            # It execs `uvicorn` by name: the venv's bin must be on PATH.
+            env={**os.environ, "OMP_NUM_THREADS": str(threads),
+                 "PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}"}, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             base = f"http://127.0.0.1:{port}"
