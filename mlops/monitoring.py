@@ -2,7 +2,8 @@
 
 One PostgreSQL schema, ``monitoring``, in the platform's application database (not MLflow's
 backend store). Serving appends to ``monitoring.predictions``; ``mlops drift check`` reads
-windows of it; ``mlops feedback`` writes ``monitoring.feedback``. The DDL below is the single
+windows of it; ``mlops feedback`` writes ``monitoring.feedback``; serving also keeps a sample of
+its input images in ``monitoring.samples`` (for retraining on labelled traffic). The DDL below is the single
 definition (idempotent; applied by :func:`ensure_schema`).
 
 Where the database is: ``MLOPS_MONITORING_DSN`` (a libpq connection string without a password;
@@ -55,6 +56,17 @@ CREATE TABLE IF NOT EXISTS monitoring.feedback (
     label       smallint    NOT NULL,
     ts          timestamptz NOT NULL DEFAULT now(),
     UNIQUE (request_id, item_index)
+);
+
+-- A deterministic sample (MLOPS_SERVE_SAMPLE_RATE, by request id) of the images serving predicted:
+-- a PNG of the decoded RGB input at the model's input size. Joined with feedback, the labelled
+-- examples retraining adds to the reference data (pipelines.feedback.labelled_examples).
+CREATE TABLE IF NOT EXISTS monitoring.samples (
+    request_id  text        NOT NULL,
+    item_index  integer     NOT NULL,
+    ts          timestamptz NOT NULL DEFAULT now(),
+    image       bytea       NOT NULL,
+    PRIMARY KEY (request_id, item_index)
 );
 """
 

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     serve_monitoring: bool = True
     serve_monitoring_batch: int = 256
     serve_monitoring_flush_s: float = 1.0
+    serve_sample_rate: float = 0.1
+    """Share of requests (0..1, chosen by a hash of the request id) whose images go to monitoring.samples."""
 
     # --- drift & retraining --------------------------------------------------------------
     drift_experiment: str = "drift-monitoring"

@@ -96,3 +96,77 @@ def feedback_accuracy(conn: Any, model_name: str, model_version: str | None,  # 
         n, correct = cur.fetchone()
     conn.rollback()
     return FeedbackAccuracy(int(n), int(correct))
+
+
+class NoLabelledSamples(LookupError):
+    """Labels exist but serving kept none of their images (``monitoring.samples``); the message says how many."""
+
+    def __init__(self, message: str, labelled: int) -> None:
+        super().__init__(message)
+        self.labelled = labelled
+
+
+@dataclass
+class LabelledExamples:
+    """Labelled served images as model input: ``images (N, 3, S, S)``, ``labels (N,)``, their ``request_id:item``."""
+
+    images: Any  # torch.Tensor
+    labels: Any  # torch.Tensor
+    keys: list[str]
+    labelled: int  # labels found in the window (with or without a sampled image)
+
+    @property
+    def missing(self) -> int:
+        """Labels whose image serving did not sample (left out; logged)."""
+        return self.labelled - len(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def labelled_examples(conn: Any, model_name: str, start: datetime, end: datetime,  # noqa: ANN401
+                      image_size: int, model_version: str | None = None) -> LabelledExamples:
+    """Feedback joined with the sampled images of the predictions of ``model_name`` made in ``[start, end)``.
+
+    Images are decoded from their PNGs and preprocessed (:func:`training.data.preprocess`) to
+    ``image_size``. Labels without a sampled image are counted and logged; if there are labels but
+    not one sampled image, :class:`NoLabelledSamples` says so. No labels at all: an empty result.
+    """
+    import io
+
+    import torch
+    from PIL import Image
+
+    from training.data import preprocess
+
+    query = ("SELECT f.request_id, f.item_index, f.label, s.image FROM monitoring.feedback f "
+             "JOIN monitoring.predictions p USING (request_id, item_index) "
+             "LEFT JOIN monitoring.samples s USING (request_id, item_index) "
+             "WHERE p.model_name = %s AND p.ts >= %s AND p.ts < %s")
+    args: list[object] = [model_name, start, end]
+    if model_version is not None:
+        query += " AND p.model_version = %s"
+        args.append(str(model_version))
+    with conn.cursor() as cur:
+        cur.execute(query + " ORDER BY p.ts, f.request_id, f.item_index", args)
+        rows = cur.fetchall()
+    conn.rollback()
+    tensors, labels, keys = [], [], []
+    for request_id, item, label, png in rows:
+        if png is None:
+            continue
+        with Image.open(io.BytesIO(bytes(png))) as img:
+            tensors.append(preprocess(img, image_size))
+        labels.append(int(label))
+        keys.append(f"{request_id}:{item}")
+    missing = len(rows) - len(keys)
+    where = f"predictions of {model_name} in [{start.isoformat()}, {end.isoformat()})"
+    if rows and not keys:
+        raise NoLabelledSamples(f"{len(rows)} labelled {where} but none has a sampled image in monitoring.samples "
+                                f"(serving keeps MLOPS_SERVE_SAMPLE_RATE of requests): nothing to retrain on",
+                                len(rows))
+    if missing:
+        log.warning("%d of %d labelled %s have no sampled image: left out of retraining", missing, len(rows), where)
+    log.info("%d labelled examples with images from %s", len(keys), where)
+    images = torch.cat(tensors) if tensors else torch.empty((0, 3, image_size, image_size))
+    return LabelledExamples(images, torch.tensor(labels, dtype=torch.long), keys, len(rows))

@@ -340,7 +340,8 @@ def create_app() -> FastAPI:
         nonlocal writer, monitoring_status
         if s.serve_monitoring:
             try:
-                w = MonitoringWriter(s.serve_monitoring_batch, s.serve_monitoring_flush_s)
+                w = MonitoringWriter(s.serve_monitoring_batch, s.serve_monitoring_flush_s,
+                                     sample_rate=s.serve_sample_rate)
                 w.start()
                 writer, monitoring_status = w, "ok"
             except Exception as exc:  # noqa: BLE001 - serve without monitoring, say so on /health

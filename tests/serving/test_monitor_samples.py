@@ -1,0 +1,158 @@
+"""Serving keeps a deterministic sample of its input images (``monitoring.samples``) for retraining.
+
+Unit tests (offline): which request ids are sampled, and that the stored PNG is exactly the decoded
+picture. Integration: the real writer thread against a private PostgreSQL cluster (no platform),
+then :func:`pipelines.feedback.labelled_examples` turns feedback joined with those samples back
+into model-input tensors and labels, and says clearly when labels have no sampled image.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mlops.settings import get_settings
+from serving.monitor import MonitoringWriter, Record, png_bytes, sampled, to_uint8
+from training.data import preprocess, synthetic_arrays
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+# --- unit --------------------------------------------------------------------------------
+
+
+def test_sampling_is_deterministic_and_follows_the_rate() -> None:
+    ids = [f"req-{i}" for i in range(4000)]
+    share = sum(sampled(r, 0.1) for r in ids) / len(ids)
+    assert 0.08 < share < 0.12, share
+    assert [sampled(r, 0.1) for r in ids[:200]] == [sampled(r, 0.1) for r in ids[:200]]
+    # Nested: an id kept at 10% is kept at any higher rate.
+    assert all(sampled(r, 0.5) for r in ids if sampled(r, 0.1))
+    assert all(sampled(r, 1.0) for r in ids) and not any(sampled(r, 0.0) for r in ids)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_a_rate_outside_0_1_is_refused(rate: float) -> None:
+    with pytest.raises(ValueError, match="outside 0..1"):
+        sampled("r", rate)
+    with pytest.raises(ValueError, match="MLOPS_SERVE_SAMPLE_RATE"):
+        MonitoringWriter(sample_rate=rate)
+
+
+def test_the_png_is_the_decoded_picture() -> None:
+    pictures, _, _ = synthetic_arrays(6, 32, seed=5)
+    x = torch.cat([preprocess(p, 32) for p in pictures])
+    back = to_uint8(x)
+    assert back.dtype == np.uint8 and np.array_equal(back, pictures)
+    with Image.open(io.BytesIO(png_bytes(back[0]))) as img:
+        assert img.mode == "RGB" and np.array_equal(np.asarray(img), pictures[0])
+        assert torch.equal(preprocess(img, 32), x[:1])
+
+
+# --- integration: a private PostgreSQL ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def monitoring_db() -> Iterator[str]:
+    """A private PostgreSQL cluster as the monitoring store (MLOPS_MONITORING_DSN)."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN}")
+    root = Path(tempfile.mkdtemp(prefix="mlops-samples-"))
+    root.chmod(0o777)  # initdb runs as postgres
+    data = root / "pg"
+    port = 25632 + int(os.environ.get("MLOPS_TEST_PORT_OFFSET", "0"))
+    as_postgres = ["su", "postgres", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
+    subprocess.run([*as_postgres, f"{PG_BIN}/initdb -A trust -U postgres -D {data} >/dev/null"], check=True)
+    subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -w -D {data} -l {root}/pg.log -o "
+                    f"'-p {port} -k {root} -c listen_addresses=127.0.0.1' start >/dev/null"], check=True)
+    dsn = f"host=127.0.0.1 port={port} dbname=postgres user=postgres"
+    saved = os.environ.get("MLOPS_MONITORING_DSN")
+    os.environ["MLOPS_MONITORING_DSN"] = dsn
+    get_settings.cache_clear()
+    try:
+        yield dsn
+    finally:
+        if saved is None:
+            os.environ.pop("MLOPS_MONITORING_DSN", None)
+        else:
+            os.environ["MLOPS_MONITORING_DSN"] = saved
+        get_settings.cache_clear()
+        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -w -D {data} -m immediate stop >/dev/null"], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class _Embedder(torch.nn.Module):
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+@pytest.mark.integration
+def test_the_writer_stores_sampled_images_and_feedback_turns_them_into_examples(monitoring_db: str) -> None:
+    from mlops import monitoring
+    from pipelines.feedback import Label, NoLabelledSamples, labelled_examples, record_feedback
+
+    model = f"samples-{uuid.uuid4().hex[:6]}"
+    rate = 0.5
+    requests = [f"{model}-{i}" for i in range(24)]
+    kept = [r for r in requests if sampled(r, rate)]
+    assert 0 < len(kept) < len(requests)  # the ids exercise both branches
+    pictures, labels, _ = synthetic_arrays(len(requests) * 2, 32, seed=11)
+    start = dt.datetime.now(dt.UTC)
+    writer = MonitoringWriter(batch_rows=16, flush_s=0.2, sample_rate=rate)
+    writer.start()
+    for k, r in enumerate(requests):
+        x = torch.cat([preprocess(p, 32) for p in pictures[2 * k:2 * k + 2]])
+        writer.put(Record(r, dt.datetime.now(dt.UTC), model, "1", "fp32", x, [0, 1], [0.9, 0.8], None, _Embedder()))
+    writer.close()
+    end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    assert writer.last_error is None and writer.dropped == 0
+    assert writer.written == 2 * len(requests) and writer.samples_written == 2 * len(kept)
+
+    conn = monitoring.connect("test-samples")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT request_id, item_index, image FROM monitoring.samples WHERE request_id LIKE %s",
+                        (f"{model}-%",))
+            rows = cur.fetchall()
+        conn.rollback()
+        assert sorted((r, i) for r, i, _ in rows) == sorted((r, i) for r in kept for i in (0, 1))
+        for r, i, png in rows:
+            with Image.open(io.BytesIO(bytes(png))) as img:
+                assert np.array_equal(np.asarray(img), pictures[2 * requests.index(r) + i])
+
+        # No labels yet: nothing, and no error.
+        assert len(labelled_examples(conn, model, start, end, 32)) == 0
+        # Labels only on requests serving did not sample: a clear error with the count.
+        unsampled = [r for r in requests if r not in kept][:3]
+        record_feedback(conn, [Label(r, 0, 1) for r in unsampled])
+        with pytest.raises(NoLabelledSamples, match="3 labelled predictions of .* none has a sampled image"):
+            labelled_examples(conn, model, start, end, 32)
+        # Labels on every item: the sampled ones come back as tensors with their labels; the rest are counted.
+        truth = {(r, i): int(labels[2 * k + i]) for k, r in enumerate(requests) for i in (0, 1)}
+        record_feedback(conn, [Label(r, i, y) for (r, i), y in truth.items()])
+        found = labelled_examples(conn, model, start, end, 32)
+        assert len(found) == 2 * len(kept) and found.missing == 2 * (len(requests) - len(kept))
+        assert found.images.shape == (len(found), 3, 32, 32)
+        for j, key in enumerate(found.keys):
+            r, i = key.rsplit(":", 1)
+            k = requests.index(r)
+            assert int(found.labels[j]) == truth[(r, int(i))]
+            assert torch.equal(found.images[j:j + 1], preprocess(pictures[2 * k + int(i)], 32))
+        # Another input size: resized by the same preprocessing as training.
+        assert labelled_examples(conn, model, start, end, 48).images.shape[2:] == (48, 48)
+        # Outside the time range: nothing.
+        assert len(labelled_examples(conn, model, end, end + dt.timedelta(hours=1), 32)) == 0
+    finally:
+        conn.close()
