@@ -14,7 +14,10 @@ A tick:
    then goes through the promotion gate (:func:`pipelines.promote.promote`). Only a winner becomes
    champion, and only after a complete evaluation; a tick that crashed anywhere is recovered by the
    next one (a failed/unfinished training run is retrained, a registered but unjudged version is
-   sent to the gate).
+   sent to the gate). Training uses the reference data plus the labelled served images of the last
+   M windows (``monitoring.feedback`` joined with ``monitoring.samples``,
+   :func:`pipelines.feedback.labelled_examples`), appended to the training split; the run records
+   ``labelled_examples`` and the label window, and its reference profile covers them.
 
 Lineage in MLflow: drift run --(tags)--> training run --> model version --> promotion run.
 """
@@ -143,7 +146,8 @@ def _tick_locked(conn: Any, model_name: str, window: Window) -> TickResult:  # n
         return TickResult(action, f"{check.verdict}: {check.reason}; {by_drift.reason}; {by_labels.reason}",
                           window.id, check.run_id, details=base)
     reason = "; ".join(t.reason for t in (by_drift, by_labels) if t.retrain)
-    return retrain_for_window(client, model_name, window, check.run_id, reason, base)
+    return retrain_for_window(client, model_name, window, check.run_id, reason, base, conn=conn,
+                              labels_since=windows[-1].start)
 
 
 def _find_retrain_runs(client: Any, experiment_id: str, model_name: str, window: Window) -> list[Any]:  # noqa: ANN401
@@ -170,9 +174,40 @@ def retrain_config(model_name: str) -> Any:  # noqa: ANN401 - training.train.Tra
     return TrainConfig.from_settings(model_name=model_name, register=True)
 
 
+def retrain_examples(conn: Any, model_name: str, start: datetime, end: datetime,  # noqa: ANN401
+                     image_size: int) -> tuple[Any, dict[str, Any]]:
+    """The labelled served images of ``[start, end)`` as a training ImageSet (None if none) and params to log.
+
+    Labels whose images serving did not sample are left out and counted (``labelled_missing_images``);
+    if no labelled prediction has an image, retraining goes on with the reference data alone, logged.
+    """
+    from pipelines.feedback import NoLabelledSamples, labelled_examples
+    from training.data import ImageSet
+
+    params: dict[str, Any] = {"labelled_window_start": start.isoformat(), "labelled_window_end": end.isoformat()}
+    try:
+        found = labelled_examples(conn, model_name, start, end, image_size)
+    except NoLabelledSamples as exc:
+        log.warning("Retraining on the reference data only: %s", exc)
+        params["labelled_missing_images"] = exc.labelled
+        return None, params
+    params["labelled_missing_images"] = found.missing
+    if not len(found):
+        log.info("No labelled examples in [%s, %s): retraining on the reference data", start, end)
+        return None, params
+    return ImageSet(found.images, found.labels, [f"served:{k}" for k in found.keys]), params
+
+
 def retrain_for_window(client: Any, model_name: str, window: Window, drift_run_id: str,  # noqa: ANN401
-                       reason: str, details: dict[str, Any]) -> TickResult:
-    """Retrain (once per window) and send the new version through the promotion gate."""
+                       reason: str, details: dict[str, Any], *, conn: Any = None,  # noqa: ANN401
+                       labels_since: datetime | None = None) -> TickResult:
+    """Retrain (once per window) and send the new version through the promotion gate.
+
+    With ``conn`` (the monitoring database), the labelled served images since ``labels_since``
+    (default: the window's start) up to the window's end are added to the training data.
+    """
+    from mlflow.entities import Param
+
     from mlops.tracking import retry
     from pipelines.drift import _experiment_id
 
@@ -205,22 +240,27 @@ def retrain_for_window(client: Any, model_name: str, window: Window, drift_run_i
     run = retry(client.create_run)(train_exp, tags=tags, run_name=f"retrain {model_name} {window.id}")
     run_id = run.info.run_id
     retry(client.set_tag)(drift_run_id, TAG_RETRAIN_RUN, run_id)
-    log.info("Retraining %s (%s) in run %s", model_name, reason, run_id)
-    result = _train_in_run(config, run_id)
+    extra, label_params = (None, {}) if conn is None else retrain_examples(
+        conn, model_name, labels_since or window.start, window.end, config.image_size)
+    if label_params:
+        retry(client.log_batch)(run_id, params=[Param(k, str(v)) for k, v in label_params.items()])
+    log.info("Retraining %s (%s) in run %s with %d labelled examples", model_name, reason, run_id,
+             len(extra) if extra is not None else 0)
+    result = _train_in_run(config, run_id, extra)
     version = result.registered_version or _version_of_run(client, model_name, run_id)
     if not version:
         raise RuntimeError(f"retraining run {run_id} registered no version of {model_name}")
     return _promote(client, model_name, window, drift_run_id, run_id, version, "retrained", details)
 
 
-def _train_in_run(config: Any, run_id: str) -> Any:  # noqa: ANN401
+def _train_in_run(config: Any, run_id: str, extra: Any = None) -> Any:  # noqa: ANN401
     """Run training inside the already created (and tagged) run: ``mlflow.start_run`` resumes MLFLOW_RUN_ID."""
     from training.train import train
 
     previous = os.environ.get("MLFLOW_RUN_ID")
     os.environ["MLFLOW_RUN_ID"] = run_id
     try:
-        return train(config)
+        return train(config, extra=extra)
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_RUN_ID", None)

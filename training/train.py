@@ -23,7 +23,7 @@ from tqdm import tqdm
 from mlops.settings import get_settings
 from mlops.tracking import load_client_env
 from training import distributed, tracking
-from training.data import CLASS_NAMES, Splits, mvtec_splits, synthetic_splits
+from training.data import CLASS_NAMES, ImageSet, Splits, mvtec_splits, synthetic_splits
 from training.metrics import Scores, confusion_figure, curves_figure, score
 from training.model import CustomVGG, ModelConfig, build_model, plain_copy
 from training.optimize import (
@@ -198,23 +198,42 @@ def train_epoch(
     return total / max(seen, 1), seen, time.perf_counter() - start
 
 
-def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
-    """Train, evaluate per epoch, log to MLflow (rank 0), register the model, quantize to INT8."""
+def with_extra(splits: Splits, extra: ImageSet | None) -> Splits:
+    """``extra`` (e.g. labelled served images) appended to the training split; validation unchanged."""
+    if extra is None or len(extra) == 0:
+        return splits
+    if extra.images.shape[1:] != splits.train.images.shape[1:]:
+        raise ValueError(f"extra examples have shape {tuple(extra.images.shape[1:])}, the training images "
+                         f"{tuple(splits.train.images.shape[1:])}: preprocess them to the same image size")
+    sources = extra.sources or ["labelled"] * len(extra)
+    train_set = ImageSet(torch.cat([splits.train.images, extra.images]),
+                         torch.cat([splits.train.labels, extra.labels.to(splits.train.labels.dtype)]),
+                         [*splits.train.sources, *sources])
+    return Splits(train_set, splits.val, splits.source)
+
+
+def train(config: TrainConfig, show_progress: bool = True, extra: ImageSet | None = None) -> TrainResult:
+    """Train, evaluate per epoch, log to MLflow (rank 0), register the model, quantize to INT8.
+
+    ``extra``: labelled examples appended to the training split (logged as ``labelled_examples``);
+    the validation split stays the reference one, so runs remain comparable.
+    """
     ctx = distributed.init_from_env()
     try:
-        return _train(config, ctx, show_progress and ctx.is_main)
+        return _train(config, ctx, show_progress and ctx.is_main, extra)
     finally:
         distributed.shutdown(ctx)
 
 
-def _train(config: TrainConfig, ctx: distributed.DistContext, show_progress: bool) -> TrainResult:
+def _train(config: TrainConfig, ctx: distributed.DistContext, show_progress: bool,
+           extra: ImageSet | None = None) -> TrainResult:
     torch.manual_seed(config.seed)
     tuning = tune_runtime(config.threads, ctx.local_world_size)
     caps = detect_capabilities()
     choice = select_backend(config.backend, caps, ipex_available(), config.compile)
     log.info("Backend %s (%s): %s", choice.name.value, str(choice.dtype), choice.reason)
 
-    splits = load_splits(config)
+    splits = with_extra(load_splits(config), extra)
     model_config = ModelConfig(width=config.width, batch_norm=config.batch_norm, image_size=config.image_size)
     model: nn.Module = build_model(model_config, config.pretrained, config.freeze_trunk)
     optimizer: torch.optim.Optimizer = torch.optim.AdamW(
@@ -244,6 +263,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext, show_progress: boo
                 "world_size": ctx.world_size,
                 "dist_backend": ctx.backend,
                 "n_train_images": len(splits.train),
+                "labelled_examples": len(extra) if extra is not None else 0,
                 "n_val_images": len(splits.val),
                 "data_source": splits.source,
                 "embedding_dim": plain_copy(model).embedding_dim,

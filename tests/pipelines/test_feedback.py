@@ -37,3 +37,22 @@ def test_bad_files_name_the_line(tmp_path: Path, content: str, message: str) -> 
     f.write_text(content)
     with pytest.raises(FeedbackError, match=message):
         read_labels(f)
+
+
+def test_labelled_examples_join_the_training_split_only() -> None:
+    import torch
+
+    from training.data import ImageSet, Shift, synthetic_images, synthetic_splits
+    from training.train import with_extra
+
+    splits = synthetic_splits(16, 8, 32, seed=0)
+    extra = synthetic_images(5, 32, seed=1, shift=Shift(brightness=0.6))
+    combined = with_extra(splits, ImageSet(extra.images, extra.labels, []))
+    assert len(combined.train) == 21 and combined.val is splits.val
+    assert torch.equal(combined.train.images[16:], extra.images) and torch.equal(combined.train.labels[16:],
+                                                                                  extra.labels)
+    assert combined.train.sources[16:] == ["labelled"] * 5
+    assert with_extra(splits, None) is splits
+    wrong = synthetic_images(2, 48, seed=1)
+    with pytest.raises(ValueError, match=r"shape \(3, 48, 48\), the training images \(3, 32, 32\)"):
+        with_extra(splits, wrong)
