@@ -2,7 +2,11 @@
 
 train -> promote -> serve -> in-distribution traffic (no drift; nothing happens) -> shifted traffic
 (darker lighting of the synthetic pills) -> drift over enough windows -> retrain -> gate -> the new
-champion is served. Windows are short (``--window``, default 20s) so the demo takes minutes; the
+champion is served -> shifted traffic again, checked against the new champion. The demo knows the
+true labels of the synthetic pills it sends: it labels the shifted predictions (as ``mlops feedback``
+would), so the retraining adds the shifted images serving sampled (``MLOPS_SERVE_SAMPLE_RATE`` of
+requests; shifted traffic goes one image per request so the sample spreads over it). Windows are
+short (``--window``, default 20s) so the demo takes minutes; the
 loop ticks are the same :func:`pipelines.retrain.tick` the scheduler runs.
 """
 
@@ -29,6 +33,7 @@ class DemoConfig:
     batch: int = 16
     shift: Shift = Shift(brightness=0.6)  # noqa: RUF009 - frozen dataclass, immutable default
     max_windows: int = 6
+    label_shifted: bool = True
     serve_timeout_s: float = 900.0
     train: bool = True
 
@@ -59,8 +64,12 @@ def wait_until_served(config: DemoConfig, version: str, say: Say) -> None:
     raise TimeoutError(f"serving did not switch to version {version} within {config.serve_timeout_s:.0f} s")
 
 
-def send_window(config: DemoConfig, length: timedelta, shift: Shift | None, seed: int, say: Say) -> datetime:
-    """Send traffic until the current window ends; return the time the window ended."""
+def send_window(config: DemoConfig, length: timedelta, shift: Shift | None, seed: int, say: Say,
+                label: bool = False) -> datetime:
+    """Send traffic until the current window ends; return the time the window ended.
+
+    ``label``: one image per request, and every prediction gets its true label in ``monitoring.feedback``.
+    """
     from mlops.settings import get_settings
     from pipelines.drift import latest_complete_window
     from serving.client import make_client, predict
@@ -71,16 +80,34 @@ def send_window(config: DemoConfig, length: timedelta, shift: Shift | None, seed
     if (end - now) < length / 2:  # too little of this window left: use the next one whole
         end += length
         time.sleep(max(0.0, (end - length - datetime.now(UTC)).total_seconds()))
-    images, _, _ = synthetic_arrays(config.images_per_window, get_settings().train_image_size, seed, shift=shift)
+    images, truth, _ = synthetic_arrays(config.images_per_window, get_settings().train_image_size, seed, shift=shift)
+    batch = 1 if label else config.batch
+    labels = []
     client, ep = make_client()
     try:
-        for start in range(0, len(images), config.batch):
-            predict(list(images[start:start + config.batch]), client=client, ep=ep)
+        for start in range(0, len(images), batch):
+            answer = predict(list(images[start:start + batch]), client=client, ep=ep)
+            labels += [(answer["request_id"], i, int(truth[start + i])) for i in range(len(answer["predictions"]))]
     finally:
         client.close()
     say(f"  sent {len(images)} {'shifted' if shift else 'in-distribution'} images; window ends {end:%H:%M:%S}")
+    if label:
+        say(f"  labelled {record_labels(labels)} of them with their true class (mlops feedback)")
     time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()) + 3.0)  # + the monitoring writer's flush
     return end
+
+
+def record_labels(labels: list[tuple[str, int, int]]) -> int:
+    """Record (request_id, item_index, label) in monitoring.feedback, as ``mlops feedback`` does."""
+    from mlops import monitoring
+    from pipelines.feedback import Label, record_feedback
+
+    conn = monitoring.connect("mlops-demo")
+    try:
+        monitoring.ensure_schema(conn)
+        return record_feedback(conn, [Label(r, i, y) for r, i, y in labels])
+    finally:
+        conn.close()
 
 
 def run_demo(config: DemoConfig, say: Say) -> None:
@@ -117,8 +144,11 @@ def run_demo(config: DemoConfig, say: Say) -> None:
 
     say(f"5. Shifted traffic (lighting x{config.shift.brightness}) until the loop retrains "
         f"({s.retrain_min_drifted} of {s.retrain_windows} windows must drift) ...")
+    if config.label_shifted:
+        say(f"   the shifted predictions are labelled; serving keeps the images of {s.serve_sample_rate:.0%} of "
+            f"requests (MLOPS_SERVE_SAMPLE_RATE of the serving process)")
     for i in range(config.max_windows):
-        end = send_window(config, length, config.shift, seed=9100 + i, say=say)
+        end = send_window(config, length, config.shift, seed=9100 + i, say=say, label=config.label_shifted)
         r = tick(config.model_name, config.window, now=end + timedelta(seconds=1))
         say(f"   tick: [{r.action}] {r.reason}")
         if r.training_run_id:
@@ -127,8 +157,15 @@ def run_demo(config: DemoConfig, say: Say) -> None:
         raise RuntimeError(f"no retraining after {config.max_windows} shifted windows")
     say(f"6. Drift run {r.drift_run_id} -> training run {r.training_run_id} -> version {r.candidate_version} "
         f"-> {'promoted' if r.promoted else 'refused by the gate'}")
+    params = MlflowClient().get_run(r.training_run_id).data.params
+    say(f"   the retraining added {params.get('labelled_examples', '0')} labelled served images to the reference "
+        f"data ({params.get('labelled_missing_images', '0')} labels had no sampled image)")
     if r.promoted:
         say(f"7. Waiting for serving to switch to version {r.candidate_version} ...")
         wait_until_served(config, r.candidate_version, say)
+        say("8. Shifted traffic again, now checked against the new champion's reference profile ...")
+        end = send_window(config, length, config.shift, seed=9200, say=say)
+        after = tick(config.model_name, config.window, now=end + timedelta(seconds=1))
+        say(f"   tick: [{after.action}] {after.reason}")
     say(f"See it in the UI at {ui.rstrip('/')}: experiments '{s.drift_experiment}' (drift runs with plots), "
         f"'{s.experiment_name}' (training runs), 'model-promotion' (gate decisions), Models > {config.model_name}.")

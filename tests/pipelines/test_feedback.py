@@ -56,3 +56,36 @@ def test_labelled_examples_join_the_training_split_only() -> None:
     wrong = synthetic_images(2, 48, seed=1)
     with pytest.raises(ValueError, match=r"shape \(3, 48, 48\), the training images \(3, 32, 32\)"):
         with_extra(splits, wrong)
+
+
+def test_the_demo_labels_each_shifted_prediction_with_its_true_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``send_window(label=True)``: one image per request, each request's prediction labelled with the truth."""
+    from datetime import timedelta
+
+    from pipelines import demo
+    from serving import client as serving_client
+    from training.data import Shift, synthetic_arrays
+
+    sent, recorded = [], []
+
+    def fake_predict(images, client=None, ep=None):  # noqa: ANN001, ANN202
+        sent.append(len(images))
+        return {"request_id": f"r{len(sent)}", "predictions": [{} for _ in images]}
+
+    monkeypatch.setattr(serving_client, "make_client", lambda: (type("C", (), {"close": lambda self: None})(), None))
+    monkeypatch.setattr(serving_client, "predict", fake_predict)
+    monkeypatch.setattr(demo, "record_labels", lambda labels: recorded.extend(labels) or len(labels))
+    monkeypatch.setattr(demo.time, "sleep", lambda s: None)
+    config = demo.DemoConfig(model_name="m", images_per_window=6, batch=4)
+    shift = Shift(brightness=0.6)
+    said: list[str] = []
+    demo.send_window(config, timedelta(seconds=1), shift, seed=7, say=said.append, label=True)
+    from mlops.settings import get_settings
+
+    _, truth, _ = synthetic_arrays(6, get_settings().train_image_size, 7, shift=shift)
+    assert sent == [1] * 6
+    assert recorded == [(f"r{k + 1}", 0, int(truth[k])) for k in range(6)]
+    assert "labelled 6 of them" in said[-1]
+    sent.clear()
+    demo.send_window(config, timedelta(seconds=1), None, seed=7, say=said.append)
+    assert sent == [4, 2] and len(recorded) == 6  # unlabelled traffic: batched, no labels
