@@ -124,6 +124,10 @@ def platform() -> Platform:
             ["make", "--no-print-directory", "down", f"ANSIBLE_ARGS=-e @{vars_file}"],
             cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
         )
+        # Scheduled jobs of a host without systemd are /etc/cron.d entries (mlops_timer): a stopped
+        # test instance's entries must not be left for another instance's cron daemon to run.
+        for entry in Path("/etc/cron.d").glob(f"{instance.instance}-*"):
+            entry.unlink(missing_ok=True)
         if not os.environ.get("MLOPS_KEEP_TEST_ROOT"):
             shutil.rmtree(root, ignore_errors=True)
 
