@@ -44,7 +44,20 @@ test-deps: $(VENV_STAMP) ## System packages the tests need beyond what the roles
 test-python: test-deps ## Unit and integration tests (starts a private platform instance on loopback)
 	$(BIN)/pytest -m "not ipex and not infra"
 
-test: test-python ## Everything CI runs
+# Test groups: this file and each fragment append theirs. Groups are independent (own instance
+# names, ports and environments), so `make test` runs them two at a time, longest first, each
+# group's output printed whole when it ends.
+TEST_GROUPS := test-python
+TEST_JOBS ?= 2
+# Longest first, so the two slots end close together.
+TEST_ORDER := test-python test-upgrade test-aws-sim ipex-test infra-test
+
+test: $(VENV_STAMP) test-deps ## Everything CI runs (the test groups, two at a time)
+	@echo "make test: running $(TEST_GROUPS) ($(TEST_JOBS) at a time)"
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target \
+	  $(filter $(TEST_GROUPS),$(TEST_ORDER)) $(filter-out $(TEST_ORDER),$(TEST_GROUPS)); \
+	echo "make test: all groups passed in $$(( $$(date +%s) - start )) s"
 
 lint: $(VENV_STAMP) ## ruff and ansible-lint
 	$(BIN)/ruff check mlops training pipelines serving tests

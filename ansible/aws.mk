@@ -19,4 +19,4 @@ test-aws-sim: $(VENV_STAMP) $(INFRA_STAMP) ## Provision an AWS-shaped inventory 
 	  $(BIN)/pytest -m aws_sim tests/aws_sim -q; \
 	echo "[aws-sim] test-aws-sim passed in $$(( $$(date +%s) - start )) s"
 
-test: test-aws-sim
+TEST_GROUPS += test-aws-sim

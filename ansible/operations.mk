@@ -39,4 +39,4 @@ test-upgrade: test-deps ## Upgrade test: an instance at the previous MLflow mino
 	MLOPS_TEST_UPGRADE=1 $(BIN)/pytest tests/operations/test_upgrade.py -q; \
 	echo "[operations] test-upgrade passed in $$(( $$(date +%s) - start )) s"
 
-test: test-upgrade
+TEST_GROUPS += test-upgrade

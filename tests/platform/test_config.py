@@ -135,13 +135,16 @@ def test_status_is_unhealthy_when_any_service_fails():
 @pytest.mark.integration
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 def test_compose_nginx_config_passes_nginx_t(platform, tmp_path):
-    """Render the shared template with compose's values (as envsubst would) and run `nginx -t`."""
+    """Render the shared template with compose's values (as envsubst would) and run `nginx -t`.
+
+    Upstream service names only resolve inside the compose network: loopback addresses stand in.
+    """
     env = dict(SERVICES["nginx"]["environment"])
     tls = platform.path("config") / "nginx" / "tls"
     env.update(
         MLOPS_PUBLIC_HTTPS_PORT="8443", MLOPS_TLS_CERT=str(tls / "server.crt"),
         MLOPS_TLS_KEY=str(tls / "server.key"), MLOPS_HTPASSWD=str(tmp_path / "htpasswd"),
-        MLOPS_MLFLOW_UPSTREAM="127.0.0.1:5000",
+        MLOPS_MLFLOW_UPSTREAM="127.0.0.1:5000", MLOPS_SERVING_UPSTREAM="127.0.0.1:8700",
     )
     (tmp_path / "htpasswd").write_text("admin:$6$salt$x\n")
     text = (REPO / "nginx/templates/mlops.conf.template").read_text()
