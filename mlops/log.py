@@ -11,6 +11,6 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    # MLflow and botocore are chatty at INFO; keep their warnings.
-    for noisy in ("botocore", "urllib3", "alembic"):
+    # MLflow, botocore and httpx (a line per request) are chatty at INFO; keep their warnings.
+    for noisy in ("botocore", "urllib3", "alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
