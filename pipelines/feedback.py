@@ -81,18 +81,24 @@ class FeedbackAccuracy:
         return self.correct / self.n if self.n else None
 
 
+def _window(model_name: str, model_version: str | None, start: datetime, end: datetime) -> tuple[str, list[object]]:
+    """The WHERE clause (on predictions ``p``) selecting a model's (or version's) predictions in ``[start, end)``."""
+    where = "WHERE p.model_name = %s AND p.ts >= %s AND p.ts < %s"
+    args: list[object] = [model_name, start, end]
+    if model_version is not None:
+        where += " AND p.model_version = %s"
+        args.append(str(model_version))
+    return where, args
+
+
 def feedback_accuracy(conn: Any, model_name: str, model_version: str | None,  # noqa: ANN401
                       start: datetime, end: datetime) -> FeedbackAccuracy:
     """Accuracy of the predictions (of the version, if given) made in ``[start, end)`` that have labels."""
-    query = ("SELECT count(*), count(*) FILTER (WHERE f.label = p.predicted_class) FROM monitoring.feedback f "
-             "JOIN monitoring.predictions p USING (request_id, item_index) "
-             "WHERE p.model_name = %s AND p.ts >= %s AND p.ts < %s")
-    args: list[object] = [model_name, start, end]
-    if model_version is not None:
-        query += " AND p.model_version = %s"
-        args.append(str(model_version))
+    where, args = _window(model_name, model_version, start, end)
     with conn.cursor() as cur:
-        cur.execute(query, args)
+        # S608: `where` is constant SQL from _window; every value goes in as a parameter.
+        cur.execute("SELECT count(*), count(*) FILTER (WHERE f.label = p.predicted_class) FROM monitoring.feedback f "  # noqa: S608
+                    "JOIN monitoring.predictions p USING (request_id, item_index) " + where, args)
         n, correct = cur.fetchone()
     conn.rollback()
     return FeedbackAccuracy(int(n), int(correct))
@@ -139,16 +145,12 @@ def labelled_examples(conn: Any, model_name: str, start: datetime, end: datetime
 
     from training.data import preprocess
 
-    query = ("SELECT f.request_id, f.item_index, f.label, s.image FROM monitoring.feedback f "
-             "JOIN monitoring.predictions p USING (request_id, item_index) "
-             "LEFT JOIN monitoring.samples s USING (request_id, item_index) "
-             "WHERE p.model_name = %s AND p.ts >= %s AND p.ts < %s")
-    args: list[object] = [model_name, start, end]
-    if model_version is not None:
-        query += " AND p.model_version = %s"
-        args.append(str(model_version))
+    where, args = _window(model_name, model_version, start, end)
     with conn.cursor() as cur:
-        cur.execute(query + " ORDER BY p.ts, f.request_id, f.item_index", args)
+        cur.execute("SELECT f.request_id, f.item_index, f.label, s.image FROM monitoring.feedback f "  # noqa: S608
+                    "JOIN monitoring.predictions p USING (request_id, item_index) "
+                    "LEFT JOIN monitoring.samples s USING (request_id, item_index) "
+                    + where + " ORDER BY p.ts, f.request_id, f.item_index", args)
         rows = cur.fetchall()
     conn.rollback()
     tensors, labels, keys = [], [], []

@@ -7,15 +7,18 @@ user already runs on this machine. It is stopped with `make down` at the end of 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from mlops.settings import get_settings
 from mlops.tracking import read_env_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,3 +145,28 @@ def platform_env(platform: Platform) -> dict[str, str]:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@contextlib.contextmanager
+def _environ(overrides: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def patched_environ():  # noqa: ANN201 - a context manager factory
+    """``with patched_environ(env):`` sets the variables and re-reads settings; restores both after.
+
+    For module-scoped fixtures, where pytest's function-scoped ``monkeypatch`` cannot be used.
+    """
+    return _environ

@@ -79,18 +79,10 @@ class Registered:
 
 
 @pytest.fixture(scope="module")
-def gate_env(platform_env: dict[str, str], platform) -> dict[str, str]:  # noqa: ANN001 - conftest Platform
+def gate_env(platform_env: dict[str, str], platform, patched_environ) -> dict[str, str]:  # noqa: ANN001
     env = {**platform_env, **GATE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    get_settings.cache_clear()
+    with patched_environ(env):
+        yield env
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,7 @@ def local_backend() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module", params=["local", "platform"])
-def loop_env(request: pytest.FixtureRequest) -> dict[str, str]:
+def loop_env(request: pytest.FixtureRequest, patched_environ) -> dict[str, str]:  # noqa: ANN001
     """The loop's environment on a private PostgreSQL + SQLite MLflow ("local"), or on the platform."""
     if request.param == "local":
         backend = request.getfixturevalue("local_backend")
@@ -95,16 +95,8 @@ def loop_env(request: pytest.FixtureRequest) -> dict[str, str]:
         backend = {**platform.env, "MLOPS_STATE_DIR": str(platform.state_dir)}
     model = f"{MODEL}-{request.param}"
     env = {**backend, **LOOP_ENV, "MLOPS_MODEL_NAME": model}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    get_settings.cache_clear()
+    with patched_environ(env):
+        yield env
 
 
 def record_traffic(model_name: str, window: Window, n: int, seed: int, shift: Shift | None = None,

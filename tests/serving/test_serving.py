@@ -27,7 +27,6 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from mlops import monitoring
-from mlops.settings import get_settings
 from pipelines.register import load_version
 from training.data import preprocess, synthetic_arrays
 from training.features import FEATURE_NAMES
@@ -114,18 +113,10 @@ def _start(env: dict[str, str], name: str, log: Path) -> tuple[subprocess.Popen,
 
 
 @pytest.fixture(scope="module")
-def serving_env(platform_env: dict[str, str], platform) -> Iterator[dict[str, str]]:  # noqa: ANN001
+def serving_env(platform_env: dict[str, str], platform, patched_environ) -> Iterator[dict[str, str]]:  # noqa: ANN001
     env = {**platform_env, **SERVE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    yield {**os.environ}
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    get_settings.cache_clear()
+    with patched_environ(env):
+        yield {**os.environ}
 
 
 @pytest.fixture(scope="module")
