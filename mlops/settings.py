@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -55,6 +57,12 @@ class Settings(BaseSettings):
     promote_accuracy_tolerance: float = 0.0
     """How far (absolute) the candidate's accuracy may be below the champion's (0 = not lower)."""
     promote_f1_tolerance: float = 0.0
+    promote_min_recent_images: int = 20
+    """The gate also judges on recent labelled served images held out of retraining (the candidate run's
+    label window, see retrain_holdout_share) when at least this many exist; otherwise on the reference set only."""
+    promote_reference_tolerance: float = 0.03
+    """With a recent set, how far (absolute) accuracy and F1 on the reference set may fall below the
+    champion's (the guard against forgetting); the recent set is held to the two tolerances above."""
     promote_max_latency_regression: float = 0.20
     """Batch-1 p50 latency may be at most this fraction worse than the champion's."""
     promote_eval_images: int = 256
@@ -125,6 +133,13 @@ class Settings(BaseSettings):
     """Fewer labels than this are not enough to judge accuracy."""
     retrain_lock_key: int = 5_050_505
     """PostgreSQL advisory lock key of the retrain tick (one tick at a time across hosts)."""
+    retrain_holdout_share: float = Field(0.3, ge=0.0, lt=1.0)
+    """Share of labelled served images (chosen by a hash of request id and item) kept out of every
+    retraining for the promotion gate's recent set."""
+    retrain_reference: Literal["recent", "training"] = "recent"
+    """A drift-triggered retraining's reference profile: ``recent`` = the served images sampled in the
+    drifted windows (what the new champion is expected to see; needs drift_min_rows of them, else the
+    training data), ``training`` = its training data."""
 
     # --- day-2 operations ----------------------------------------------------------------
 

@@ -129,6 +129,42 @@ class LabelledExamples:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def split(self, share: float) -> tuple[LabelledExamples, LabelledExamples]:
+        """(retraining part, held-out part): :func:`held_out` decides per example, the same way every time."""
+        import torch
+
+        mask = [held_out(k, share) for k in self.keys]
+        parts = []
+        for want in (False, True):
+            idx = [i for i, m in enumerate(mask) if m == want]
+            index = torch.tensor(idx, dtype=torch.long)
+            parts.append(LabelledExamples(self.images[index], self.labels[index], [self.keys[i] for i in idx],
+                                          len(idx)))
+        return parts[0], parts[1]
+
+
+def held_out(key: str, share: float) -> bool:
+    """Whether the labelled example ``request_id:item`` belongs to the gate's held-out set (stable hash).
+
+    No retraining ever trains on a held-out example, so every candidate and champion can be judged on them.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"mlops.holdout:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") < share * 2**64
+
+
+def _decode(png: bytes | memoryview, image_size: int) -> Any:  # noqa: ANN401 - torch.Tensor (1, 3, S, S)
+    """A sampled PNG from ``monitoring.samples`` as a model input (the one preprocessing, training.data)."""
+    import io
+
+    from PIL import Image
+
+    from training.data import preprocess
+
+    with Image.open(io.BytesIO(bytes(png))) as img:
+        return preprocess(img, image_size)
+
 
 def labelled_examples(conn: Any, model_name: str, start: datetime, end: datetime,  # noqa: ANN401
                       image_size: int, model_version: str | None = None) -> LabelledExamples:
@@ -138,12 +174,7 @@ def labelled_examples(conn: Any, model_name: str, start: datetime, end: datetime
     ``image_size``. Labels without a sampled image are counted and logged; if there are labels but
     not one sampled image, :class:`NoLabelledSamples` says so. No labels at all: an empty result.
     """
-    import io
-
     import torch
-    from PIL import Image
-
-    from training.data import preprocess
 
     where, args = _window(model_name, model_version, start, end)
     with conn.cursor() as cur:
@@ -157,8 +188,7 @@ def labelled_examples(conn: Any, model_name: str, start: datetime, end: datetime
     for request_id, item, label, png in rows:
         if png is None:
             continue
-        with Image.open(io.BytesIO(bytes(png))) as img:
-            tensors.append(preprocess(img, image_size))
+        tensors.append(_decode(png, image_size))
         labels.append(int(label))
         keys.append(f"{request_id}:{item}")
     missing = len(rows) - len(keys)
@@ -172,3 +202,35 @@ def labelled_examples(conn: Any, model_name: str, start: datetime, end: datetime
     log.info("%d labelled examples with images from %s", len(keys), where)
     images = torch.cat(tensors) if tensors else torch.empty((0, 3, image_size, image_size))
     return LabelledExamples(images, torch.tensor(labels, dtype=torch.long), keys, len(rows))
+
+
+@dataclass
+class SampledImages:
+    """Served images serving sampled (``monitoring.samples``) as model inputs, with their ``request_id:item``."""
+
+    images: Any  # torch.Tensor (N, 3, S, S)
+    keys: list[str]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def sampled_images(conn: Any, model_name: str, windows: Iterable[tuple[datetime, datetime]],  # noqa: ANN401
+                   image_size: int) -> SampledImages:
+    """Every sampled image (labelled or not) of the predictions of ``model_name`` in the ``[start, end)`` windows."""
+    import torch
+
+    tensors, keys = [], []
+    for start, end in windows:
+        where, args = _window(model_name, None, start, end)
+        with conn.cursor() as cur:
+            cur.execute("SELECT s.request_id, s.item_index, s.image FROM monitoring.samples s "  # noqa: S608
+                        "JOIN monitoring.predictions p USING (request_id, item_index) "
+                        + where + " ORDER BY p.ts, s.request_id, s.item_index", args)
+            rows = cur.fetchall()
+        conn.rollback()
+        for request_id, item, png in rows:
+            tensors.append(_decode(png, image_size))
+            keys.append(f"{request_id}:{item}")
+    images = torch.cat(tensors) if tensors else torch.empty((0, 3, image_size, image_size))
+    return SampledImages(images, keys)

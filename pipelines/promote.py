@@ -8,6 +8,13 @@ off, the registry stages: candidate → Production, old → Archived). A losing 
 ``challenger``. Every evaluation is an MLflow run in the ``model-promotion`` experiment, tagged
 with both versions; the version gets tags pointing back at the run.
 
+Recent data: a candidate retrained on labelled served images (its run logs the label window,
+:mod:`pipelines.retrain`) is also judged, against the champion, on the labelled served images of that
+window that no retraining trains on (:func:`pipelines.feedback.held_out`), when there are at least
+``promote_min_recent_images``. There it must not be worse (the tolerances); on the reference set it
+may then be worse by at most ``promote_reference_tolerance`` (adapting to new traffic may cost a
+little on the old, but not more).
+
 Concurrency: the read-evaluate-write section runs under a PostgreSQL advisory lock (per model) in
 the platform's application database, so two promotions at once are serialised: the second one
 compares against whatever the first one left. Idempotency: a candidate that already is the
@@ -23,6 +30,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 import mlflow
 import numpy as np
@@ -67,12 +75,14 @@ class Thresholds:
     accuracy_tolerance: float
     f1_tolerance: float
     max_latency_regression: float
+    reference_tolerance: float = 0.03
+    min_recent_images: int = 20
 
     @classmethod
     def from_settings(cls) -> Thresholds:
         s = get_settings()
         return cls(s.promote_min_accuracy, s.promote_min_f1, s.promote_accuracy_tolerance, s.promote_f1_tolerance,
-                   s.promote_max_latency_regression)
+                   s.promote_max_latency_regression, s.promote_reference_tolerance, s.promote_min_recent_images)
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,16 @@ class Evaluation:
     auroc: float
     latency_p50_ms: float
     latency_p90_ms: float
+    n_images: int
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Accuracy, F1 and AUROC of one model on the recent labelled held-out images."""
+
+    accuracy: float
+    f1: float
+    auroc: float
     n_images: int
 
 
@@ -97,6 +117,8 @@ class PromotionDecision:
     candidate: Evaluation | None = None
     champion: Evaluation | None = None
     thresholds: Thresholds | None = None
+    candidate_recent: Quality | None = None
+    champion_recent: Quality | None = None
 
 
 @dataclass
@@ -110,8 +132,12 @@ class RollbackResult:
 
 
 def decide(name: str, candidate_version: str, candidate: Evaluation, champion_version: str | None,
-           champion: Evaluation | None, t: Thresholds) -> tuple[bool, str]:
-    """The verdict and one sentence naming the first failed threshold (pure; unit-tested)."""
+           champion: Evaluation | None, t: Thresholds,
+           recent: tuple[Quality, Quality] | None = None) -> tuple[bool, str]:
+    """The verdict and one sentence naming the first failed threshold (pure; unit-tested).
+
+    ``recent``: (candidate, champion) on the recent labelled held-out images, when there are enough.
+    """
     who = f"{name} version {candidate_version}"
     if candidate.accuracy < t.min_accuracy:
         return False, (f"{who} refused: accuracy {candidate.accuracy:.3f} is below the floor "
@@ -122,20 +148,35 @@ def decide(name: str, candidate_version: str, candidate: Evaluation, champion_ve
         return True, (f"{who} promoted: no champion yet and it passes the floors "
                       f"(accuracy {candidate.accuracy:.3f}, F1 {candidate.f1:.3f}).")
     vs = f"champion version {champion_version}"
-    if candidate.accuracy < champion.accuracy - t.accuracy_tolerance:
-        return False, (f"{who} refused: accuracy {candidate.accuracy:.3f} is lower than {vs}'s "
-                       f"{champion.accuracy:.3f} (tolerance {t.accuracy_tolerance:.3f}).")
-    if candidate.f1 < champion.f1 - t.f1_tolerance:
-        return False, (f"{who} refused: F1 {candidate.f1:.3f} is lower than {vs}'s {champion.f1:.3f} "
-                       f"(tolerance {t.f1_tolerance:.3f}).")
+    ref_acc_tol, ref_f1_tol, on_ref = t.accuracy_tolerance, t.f1_tolerance, ""
+    recent_note = ""
+    if recent is not None:
+        cand_r, champ_r = recent
+        on_recent = f"on the {cand_r.n_images} recent labelled images"
+        if cand_r.accuracy < champ_r.accuracy - t.accuracy_tolerance:
+            return False, (f"{who} refused: accuracy {on_recent} {cand_r.accuracy:.3f} is lower than {vs}'s "
+                           f"{champ_r.accuracy:.3f} (tolerance {t.accuracy_tolerance:.3f}).")
+        if cand_r.f1 < champ_r.f1 - t.f1_tolerance:
+            return False, (f"{who} refused: F1 {on_recent} {cand_r.f1:.3f} is lower than {vs}'s {champ_r.f1:.3f} "
+                           f"(tolerance {t.f1_tolerance:.3f}).")
+        ref_acc_tol = ref_f1_tol = t.reference_tolerance
+        on_ref = " on the reference set"
+        recent_note = (f" {on_recent}: accuracy {cand_r.accuracy:.3f} vs {champ_r.accuracy:.3f}, "
+                       f"F1 {cand_r.f1:.3f} vs {champ_r.f1:.3f};")
+    if candidate.accuracy < champion.accuracy - ref_acc_tol:
+        return False, (f"{who} refused: accuracy{on_ref} {candidate.accuracy:.3f} is lower than {vs}'s "
+                       f"{champion.accuracy:.3f} (tolerance {ref_acc_tol:.3f}).")
+    if candidate.f1 < champion.f1 - ref_f1_tol:
+        return False, (f"{who} refused: F1{on_ref} {candidate.f1:.3f} is lower than {vs}'s {champion.f1:.3f} "
+                       f"(tolerance {ref_f1_tol:.3f}).")
     limit = champion.latency_p50_ms * (1.0 + t.max_latency_regression)
     if candidate.latency_p50_ms > limit:
         worse = 100.0 * (candidate.latency_p50_ms / champion.latency_p50_ms - 1.0)
         return False, (f"{who} refused: batch-1 latency {candidate.latency_p50_ms:.2f} ms is {worse:.0f}% worse than "
                        f"{vs}'s {champion.latency_p50_ms:.2f} ms (limit {100 * t.max_latency_regression:.0f}%).")
-    return True, (f"{who} promoted over {vs}: accuracy {candidate.accuracy:.3f} vs {champion.accuracy:.3f}, "
-                  f"F1 {candidate.f1:.3f} vs {champion.f1:.3f}, batch-1 latency {candidate.latency_p50_ms:.2f} vs "
-                  f"{champion.latency_p50_ms:.2f} ms.")
+    return True, (f"{who} promoted over {vs}:{recent_note} accuracy{on_ref} {candidate.accuracy:.3f} vs "
+                  f"{champion.accuracy:.3f}, F1 {candidate.f1:.3f} vs {champion.f1:.3f}, batch-1 latency "
+                  f"{candidate.latency_p50_ms:.2f} vs {champion.latency_p50_ms:.2f} ms.")
 
 
 # --- evaluation ----------------------------------------------------------------------------
@@ -172,6 +213,59 @@ def evaluate(models: list[LoadedVersion]) -> list[Evaluation]:
                    int(sets[m.image_size][1].shape[0]))
         for m, q, lat in zip(models, quality, samples, strict=True)
     ]
+
+
+@dataclass
+class RecentSet:
+    """The recent labelled held-out images per input size (``images``, ``labels``), or why there are none."""
+
+    by_size: dict[int, tuple[torch.Tensor, torch.Tensor]]
+    note: str
+    window: str = ""
+
+    @property
+    def n_images(self) -> int:
+        return min((len(y) for _, y in self.by_size.values()), default=0)
+
+
+def recent_set(client: MlflowClient, name: str, candidate: LoadedVersion, sizes: set[int],
+               min_images: int) -> RecentSet:
+    """The labelled served images of the candidate run's label window that retraining held out (maybe none)."""
+    from pipelines.feedback import NoLabelledSamples, labelled_examples
+
+    params = retry(client.get_run)(candidate.run_id).data.params if candidate.run_id else {}
+    start, end = params.get("labelled_window_start"), params.get("labelled_window_end")
+    if not (start and end):
+        return RecentSet({}, "the candidate was not retrained on labelled served images")
+    window = f"{start} .. {end}"
+    share = get_settings().retrain_holdout_share
+    conn = monitoring.connect(application_name="mlops-promote")
+    try:
+        by_size = {}
+        for size in sorted(sizes):
+            try:
+                found = labelled_examples(conn, name, datetime.fromisoformat(start), datetime.fromisoformat(end), size)
+            except NoLabelledSamples as exc:
+                return RecentSet({}, str(exc), window)
+            _, holdout = found.split(share)
+            by_size[size] = (holdout.images, holdout.labels)
+    finally:
+        conn.close()
+    found_n = min(len(y) for _, y in by_size.values())
+    if found_n < min_images:
+        return RecentSet({}, f"{found_n} held-out labelled images in {window} (< promote_min_recent_images="
+                             f"{min_images}): judged on the reference set only", window)
+    return RecentSet(by_size, f"{found_n} held-out labelled images in {window}", window)
+
+
+@torch.no_grad()
+def evaluate_recent(models: list[LoadedVersion], recent: RecentSet) -> list[Quality]:
+    out = []
+    for m in models:
+        x, y = recent.by_size[m.image_size]
+        q = score(predict_logits(m.model, x, 64), y)
+        out.append(Quality(q.accuracy, q.f1, q.auroc, int(y.shape[0])))
+    return out
 
 
 # --- locking -------------------------------------------------------------------------------
@@ -301,14 +395,25 @@ def _promote_locked(client: MlflowClient, name: str, candidate: str) -> Promotio
     loaded = [load_version(client, cand_mv)] + ([load_version(client, champ_mv)] if champ_mv else [])
     evals = evaluate(loaded)
     cand_eval, champ_eval = evals[0], (evals[1] if champ_mv else None)
-    promoted, reason = decide(name, version, cand_eval, champ_version, champ_eval, thresholds)
+    recent, recent_q = None, None
+    if champ_mv:
+        recent = recent_set(client, name, loaded[0], {m.image_size for m in loaded}, thresholds.min_recent_images)
+        log.info("Recent data: %s", recent.note)
+        if recent.by_size:
+            cand_r, champ_r = evaluate_recent(loaded, recent)
+            recent_q = (cand_r, champ_r)
+    promoted, reason = decide(name, version, cand_eval, champ_version, champ_eval, thresholds, recent_q)
 
     metrics = {f"candidate_{k}": v for k, v in asdict(cand_eval).items()}
     if champ_eval:
         metrics.update({f"champion_{k}": v for k, v in asdict(champ_eval).items()})
+    if recent_q:
+        for who, q in zip(("candidate", "champion"), recent_q, strict=True):
+            metrics.update({f"{who}_recent_{k}": v for k, v in asdict(q).items()})
     params = {**{f"threshold_{k}": v for k, v in asdict(thresholds).items()}, "eval_images": s.promote_eval_images,
               "eval_seed": s.promote_eval_seed, "latency_iterations": s.promote_latency_iterations,
-              "transition_stages": s.promote_transition_stages}
+              "transition_stages": s.promote_transition_stages,
+              **({"recent_set": recent.note[:6000], "recent_window": recent.window} if recent else {})}
     run_tags = {
         "action": "promote", "model_name": name, "candidate_version": version,
         "candidate_run_id": cand_mv.run_id or "", "champion_version": champ_version or "none",
@@ -318,7 +423,9 @@ def _promote_locked(client: MlflowClient, name: str, candidate: str) -> Promotio
     }
     record = {"model_name": name, "candidate_version": version, "champion_version": champ_version,
               "candidate": asdict(cand_eval), "champion": asdict(champ_eval) if champ_eval else None,
-              "thresholds": asdict(thresholds), "promoted": promoted, "reason": reason}
+              "thresholds": asdict(thresholds), "promoted": promoted, "reason": reason,
+              "recent": {"note": recent.note, "candidate": asdict(recent_q[0]) if recent_q else None,
+                         "champion": asdict(recent_q[1]) if recent_q else None} if recent else None}
     run_id = _log_run(client, f"promote-{name}-v{version}", run_tags, params, metrics, record)
 
     for key, value in {TAG_RUN: run_id, TAG_VERDICT: "promoted" if promoted else "refused",
@@ -338,7 +445,9 @@ def _promote_locked(client: MlflowClient, name: str, candidate: str) -> Promotio
     log.info("%s (run %s)", reason, run_id)
     return PromotionDecision(promoted=promoted, reason=reason, candidate_version=version,
                              champion_version=champ_version, evaluation_run_id=run_id, model_name=name,
-                             changed=True, candidate=cand_eval, champion=champ_eval, thresholds=thresholds)
+                             changed=True, candidate=cand_eval, champion=champ_eval, thresholds=thresholds,
+                             candidate_recent=recent_q[0] if recent_q else None,
+                             champion_recent=recent_q[1] if recent_q else None)
 
 
 # --- rollback --------------------------------------------------------------------------------

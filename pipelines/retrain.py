@@ -16,8 +16,11 @@ A tick:
    next one (a failed/unfinished training run is retrained, a registered but unjudged version is
    sent to the gate). Training uses the reference data plus the labelled served images of the last
    M windows (``monitoring.feedback`` joined with ``monitoring.samples``,
-   :func:`pipelines.feedback.labelled_examples`), appended to the training split; the run records
-   ``labelled_examples`` and the label window, and its reference profile covers them.
+   :func:`pipelines.feedback.labelled_examples`), appended to the training split, less a held-out
+   share the promotion gate judges candidate and champion on (the run records ``labelled_examples``,
+   ``labelled_holdout`` and the label window). With ``retrain_reference=recent`` the new model's
+   reference profile describes the served images sampled in the drifted windows: once it is
+   champion, the traffic it was retrained for is its normal.
 
 Lineage in MLflow: drift run --(tags)--> training run --> model version --> promotion run.
 """
@@ -146,8 +149,9 @@ def _tick_locked(conn: Any, model_name: str, window: Window) -> TickResult:  # n
         return TickResult(action, f"{check.verdict}: {check.reason}; {by_drift.reason}; {by_labels.reason}",
                           window.id, check.run_id, details=base)
     reason = "; ".join(t.reason for t in (by_drift, by_labels) if t.retrain)
+    drifted = [w for w, v in zip(windows, verdicts, strict=True) if v == "drifted"]
     return retrain_for_window(client, model_name, window, check.run_id, reason, base, conn=conn,
-                              labels_since=windows[-1].start)
+                              labels_since=windows[-1].start, drifted=drifted)
 
 
 def _find_retrain_runs(client: Any, experiment_id: str, model_name: str, window: Window) -> list[Any]:  # noqa: ANN401
@@ -176,11 +180,14 @@ def retrain_config(model_name: str) -> Any:  # noqa: ANN401 - training.train.Tra
 
 def retrain_examples(conn: Any, model_name: str, start: datetime, end: datetime,  # noqa: ANN401
                      image_size: int) -> tuple[Any, dict[str, Any]]:
-    """The labelled served images of ``[start, end)`` as a training ImageSet (None if none) and params to log.
+    """The labelled served images of ``[start, end)`` to train on, as an ImageSet (None if none), and params to log.
 
     Labels whose images serving did not sample are left out and counted (``labelled_missing_images``);
-    if no labelled prediction has an image, retraining goes on with the reference data alone, logged.
+    the held-out share (``retrain_holdout_share``, :func:`pipelines.feedback.held_out`) is left out for the
+    promotion gate, which finds it again from the logged label window (``labelled_holdout``). If no
+    labelled prediction has an image, retraining goes on with the reference data alone, logged.
     """
+    from mlops.settings import get_settings
     from pipelines.feedback import NoLabelledSamples, labelled_examples
     from training.data import ImageSet
 
@@ -192,19 +199,59 @@ def retrain_examples(conn: Any, model_name: str, start: datetime, end: datetime,
         params["labelled_missing_images"] = exc.labelled
         return None, params
     params["labelled_missing_images"] = found.missing
-    if not len(found):
-        log.info("No labelled examples in [%s, %s): retraining on the reference data", start, end)
+    trained, holdout = found.split(get_settings().retrain_holdout_share)
+    params["labelled_holdout"] = len(holdout)
+    if not len(trained):
+        log.info("No labelled examples to train on in [%s, %s) (%d held out for the gate): retraining on the "
+                 "reference data", start, end, len(holdout))
         return None, params
-    return ImageSet(found.images, found.labels, [f"served:{k}" for k in found.keys]), params
+    log.info("%d labelled served images to train on, %d held out for the promotion gate", len(trained), len(holdout))
+    return ImageSet(trained.images, trained.labels, [f"served:{k}" for k in trained.keys]), params
+
+
+def recent_reference(conn: Any, model_name: str, drifted: Sequence[Window], image_size: int,  # noqa: ANN401
+                     trained: Any = None) -> tuple[Any, dict[str, Any]]:  # noqa: ANN401
+    """The reference profile's images for a drift-triggered retraining (``retrain_reference``), and params to log.
+
+    ``recent``: the images serving sampled in the drifted windows, which is the traffic the new model has to
+    serve, so that this traffic stops counting as drift once a model trained for it is champion. Predictions
+    and embeddings come from the ones it was not trained on (``trained``: the labelled ImageSet), or from all of
+    them when fewer than ``drift_min_rows`` are left. Too few images, no drifted window, or ``training``:
+    None (the training data, as for a first model).
+    """
+    from mlops.settings import get_settings
+    from pipelines.feedback import sampled_images
+    from training.profile import ReferenceImages
+
+    s = get_settings()
+    if s.retrain_reference == "training" or not drifted:
+        why = "retrain_reference=training" if s.retrain_reference == "training" else "no drifted window"
+        return None, {"reference_policy": s.retrain_reference, "reference_note": why}
+    found = sampled_images(conn, model_name, [(w.start, w.end) for w in drifted], image_size)
+    params: dict[str, Any] = {"reference_policy": "recent", "reference_windows": ",".join(w.id for w in drifted)}
+    if len(found) < s.drift_min_rows:
+        note = (f"{len(found)} sampled images in the drifted windows (< drift_min_rows={s.drift_min_rows}): "
+                "the reference profile describes the training data")
+        log.warning("Reference: %s", note)
+        return None, {**params, "reference_note": note}
+    seen = {src.removeprefix("served:") for src in (trained.sources if trained is not None else [])}
+    unseen = [i for i, k in enumerate(found.keys) if k not in seen]
+    outputs = found.images[unseen] if len(unseen) >= s.drift_min_rows else found.images
+    note = (f"{len(found)} sampled images of windows {params['reference_windows']}; predictions and embeddings "
+            f"on {len(outputs)} ({len(unseen)} not trained on)")
+    log.info("Reference: %s", note)
+    return ReferenceImages(found.images, outputs, f"served:{len(found)} images"), {**params, "reference_note": note}
 
 
 def retrain_for_window(client: Any, model_name: str, window: Window, drift_run_id: str,  # noqa: ANN401
                        reason: str, details: dict[str, Any], *, conn: Any = None,  # noqa: ANN401
-                       labels_since: datetime | None = None) -> TickResult:
+                       labels_since: datetime | None = None, drifted: Sequence[Window] = ()) -> TickResult:
     """Retrain (once per window) and send the new version through the promotion gate.
 
     With ``conn`` (the monitoring database), the labelled served images since ``labels_since``
-    (default: the window's start) up to the window's end are added to the training data.
+    (default: the window's start) up to the window's end are added to the training data (less the
+    gate's held-out share), and the reference profile follows ``retrain_reference`` over the
+    ``drifted`` windows (:func:`recent_reference`).
     """
     from mlflow.entities import Param
 
@@ -240,27 +287,31 @@ def retrain_for_window(client: Any, model_name: str, window: Window, drift_run_i
     run = retry(client.create_run)(train_exp, tags=tags, run_name=f"retrain {model_name} {window.id}")
     run_id = run.info.run_id
     retry(client.set_tag)(drift_run_id, TAG_RETRAIN_RUN, run_id)
-    extra, label_params = (None, {}) if conn is None else retrain_examples(
-        conn, model_name, labels_since or window.start, window.end, config.image_size)
-    if label_params:
-        retry(client.log_batch)(run_id, params=[Param(k, str(v)) for k, v in label_params.items()])
+    extra, reference, params = None, None, {}
+    if conn is not None:
+        extra, params = retrain_examples(conn, model_name, labels_since or window.start, window.end,
+                                         config.image_size)
+        reference, ref_params = recent_reference(conn, model_name, drifted, config.image_size, extra)
+        params.update(ref_params)
+    if params:
+        retry(client.log_batch)(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     log.info("Retraining %s (%s) in run %s with %d labelled examples", model_name, reason, run_id,
              len(extra) if extra is not None else 0)
-    result = _train_in_run(config, run_id, extra)
+    result = _train_in_run(config, run_id, extra, reference)
     version = result.registered_version or _version_of_run(client, model_name, run_id)
     if not version:
         raise RuntimeError(f"retraining run {run_id} registered no version of {model_name}")
     return _promote(client, model_name, window, drift_run_id, run_id, version, "retrained", details)
 
 
-def _train_in_run(config: Any, run_id: str, extra: Any = None) -> Any:  # noqa: ANN401
+def _train_in_run(config: Any, run_id: str, extra: Any = None, reference: Any = None) -> Any:  # noqa: ANN401
     """Run training inside the already created (and tagged) run: ``mlflow.start_run`` resumes MLFLOW_RUN_ID."""
     from training.train import train
 
     previous = os.environ.get("MLFLOW_RUN_ID")
     os.environ["MLFLOW_RUN_ID"] = run_id
     try:
-        return train(config, extra=extra)
+        return train(config, extra=extra, reference=reference)
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_RUN_ID", None)

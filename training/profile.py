@@ -17,6 +17,7 @@ Contents (JSON):
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,19 @@ log = logging.getLogger(__name__)
 
 PROFILE_ARTIFACT = "drift/reference_profile.json"
 PROFILE_FORMAT = 1
+
+
+@dataclass
+class ReferenceImages:
+    """What a profile describes instead of the training data: the traffic a retrained model is expected to see.
+
+    ``features``: the images whose statistics make the feature profile; ``outputs``: images the model did
+    not train on, for its predicted classes, confidences and embeddings; ``source``: where they came from.
+    """
+
+    features: torch.Tensor
+    outputs: torch.Tensor
+    source: str
 
 
 def model_outputs(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> dict[str, np.ndarray]:
@@ -50,22 +64,30 @@ def model_outputs(model: nn.Module, images: torch.Tensor, batch_size: int = 128)
 
 
 def build_profile(
-    model: nn.Module, splits: Splits, bins: int, max_sample: int, max_embeddings: int, seed: int = 0
+    model: nn.Module, splits: Splits, bins: int, max_sample: int, max_embeddings: int, seed: int = 0,
+    reference: ReferenceImages | None = None,
 ) -> dict[str, Any]:
-    """The reference profile of a trained model and its data (a few seconds for the demo's data)."""
+    """The reference profile of a trained model and its data (a few seconds for the demo's data).
+
+    By default it describes the training and validation images (outputs on the validation images);
+    with ``reference``, those images instead.
+    """
     from pipelines.drift import feature_profile
 
-    images = torch.cat([splits.train.images, splits.val.images])
+    if reference is None:
+        images, unseen, source = torch.cat([splits.train.images, splits.val.images]), splits.val.images, splits.source
+    else:
+        images, unseen, source = reference.features, reference.outputs, reference.source
     columns = image_features(images)
     features = {name: feature_profile(columns[name], bins, max_sample, seed=seed) for name in FEATURE_NAMES}
-    out = model_outputs(model, splits.val.images)
+    out = model_outputs(model, unseen)
     counts = np.bincount(out["predicted_class"], minlength=len(CLASS_NAMES))
     emb = out["embedding"]
     if len(emb) > max_embeddings:
         emb = emb[np.random.default_rng(seed).choice(len(emb), max_embeddings, replace=False)]
     profile = {
         "format": PROFILE_FORMAT,
-        "source": splits.source,
+        "source": source,
         "n_images": int(len(images)),
         "features": features,
         "predictions": {
@@ -76,17 +98,18 @@ def build_profile(
         "embedding": {"dim": int(emb.shape[1]), "sample": emb.astype(np.float32).tolist()},  # serving stores real[]
         "settings": {"bins": bins, "max_sample": max_sample, "max_embeddings": max_embeddings, "seed": seed},
     }
-    log.info("Reference profile: %d features over %d images, %d embeddings of dim %d",
-             len(features), len(images), len(emb), emb.shape[1])
+    log.info("Reference profile (%s): %d features over %d images, %d embeddings of dim %d",
+             source, len(features), len(images), len(emb), emb.shape[1])
     return profile
 
 
-def log_profile(model: nn.Module, splits: Splits) -> dict[str, Any]:
+def log_profile(model: nn.Module, splits: Splits, reference: ReferenceImages | None = None) -> dict[str, Any]:
     """Build the profile with the drift settings and log it to the active MLflow run."""
     from mlops.settings import get_settings
     from training import tracking
 
     s = get_settings()
-    profile = build_profile(model, splits, s.drift_psi_bins, s.drift_profile_sample, s.drift_mmd_max_samples)
+    profile = build_profile(model, splits, s.drift_psi_bins, s.drift_profile_sample, s.drift_mmd_max_samples,
+                            reference=reference)
     tracking.log_dict(profile, PROFILE_ARTIFACT)
     return profile

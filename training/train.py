@@ -39,7 +39,7 @@ from training.optimize import (
     to_memory_format,
     tune_runtime,
 )
-from training.profile import log_profile
+from training.profile import ReferenceImages, log_profile
 from training.quantize import (
     GateResult,
     check_accuracy_gate,
@@ -212,21 +212,23 @@ def with_extra(splits: Splits, extra: ImageSet | None) -> Splits:
     return Splits(train_set, splits.val, splits.source)
 
 
-def train(config: TrainConfig, show_progress: bool = True, extra: ImageSet | None = None) -> TrainResult:
+def train(config: TrainConfig, show_progress: bool = True, extra: ImageSet | None = None,
+          reference: ReferenceImages | None = None) -> TrainResult:
     """Train, evaluate per epoch, log to MLflow (rank 0), register the model, quantize to INT8.
 
     ``extra``: labelled examples appended to the training split (logged as ``labelled_examples``);
-    the validation split stays the reference one, so runs remain comparable.
+    the validation split stays the reference one, so runs remain comparable. ``reference``: what the
+    drift reference profile describes instead of the training data (logged as ``reference_source``).
     """
     ctx = distributed.init_from_env()
     try:
-        return _train(config, ctx, show_progress and ctx.is_main, extra)
+        return _train(config, ctx, show_progress and ctx.is_main, extra, reference)
     finally:
         distributed.shutdown(ctx)
 
 
 def _train(config: TrainConfig, ctx: distributed.DistContext, show_progress: bool,
-           extra: ImageSet | None = None) -> TrainResult:
+           extra: ImageSet | None = None, reference: ReferenceImages | None = None) -> TrainResult:
     torch.manual_seed(config.seed)
     tuning = tune_runtime(config.threads, ctx.local_world_size)
     caps = detect_capabilities()
@@ -264,6 +266,9 @@ def _train(config: TrainConfig, ctx: distributed.DistContext, show_progress: boo
                 "dist_backend": ctx.backend,
                 "n_train_images": len(splits.train),
                 "labelled_examples": len(extra) if extra is not None else 0,
+                "reference_source": reference.source if reference is not None else "training",
+                "reference_images": len(splits.train) + len(splits.val) if reference is None
+                else len(reference.features),
                 "n_val_images": len(splits.val),
                 "data_source": splits.source,
                 "embedding_dim": plain_copy(model).embedding_dim,
@@ -297,7 +302,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext, show_progress: boo
         distributed.barrier(ctx)
         if not ctx.is_main:
             return TrainResult(None, None, None, choice.name.value, {}, [])
-        result = _finish(config, model, splits, choice, history, run.info.run_id if run else None)
+        result = _finish(config, model, splits, choice, history, run.info.run_id if run else None, reference)
     except BaseException:
         if run is not None:
             mlflow.end_run(status="FAILED")
@@ -314,6 +319,7 @@ def _finish(
     choice: BackendChoice,
     history: list[dict[str, float]],
     run_id: str | None,
+    reference: ReferenceImages | None = None,
 ) -> TrainResult:
     plain = plain_copy(model)
     with torch.no_grad():
@@ -325,7 +331,7 @@ def _finish(
         tracking.log_figure(curves_figure(history), "plots/training_curves.png")
     tracking.log_figure(confusion_figure(final.confusion, CLASS_NAMES), "plots/confusion_matrix.png")
     # The drift reference profile travels with the run the model version is registered from.
-    log_profile(plain, splits)
+    log_profile(plain, splits, reference)
 
     model_info = log_model(plain, config, splits)
     result = TrainResult(

@@ -58,6 +58,31 @@ def test_labelled_examples_join_the_training_split_only() -> None:
         with_extra(splits, wrong)
 
 
+def test_the_holdout_split_is_stable_and_about_the_share() -> None:
+    import torch
+
+    from pipelines.feedback import LabelledExamples, held_out
+
+    keys = [f"req{i // 4}:{i % 4}" for i in range(2000)]
+    chosen = [held_out(k, 0.3) for k in keys]
+    assert 0.26 < sum(chosen) / len(keys) < 0.34
+    assert chosen == [held_out(k, 0.3) for k in keys]  # the same every time (no process-salted hash)
+    assert not any(held_out(k, 0.0) for k in keys)
+    # A larger share keeps every example the smaller one held out (the gate's set only grows).
+    assert all(held_out(k, 0.5) for k, c in zip(keys, chosen, strict=True) if c)
+
+    n = 50
+    examples = LabelledExamples(torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 2, 2),
+                                torch.arange(n) % 2, keys[:n], labelled=n + 3)
+    train, holdout = examples.split(0.3)
+    assert len(train) + len(holdout) == n and set(train.keys).isdisjoint(holdout.keys)
+    assert holdout.keys == [k for k in keys[:n] if held_out(k, 0.3)]
+    for part in (train, holdout):
+        for key, image, label in zip(part.keys, part.images, part.labels, strict=True):
+            i = keys.index(key)
+            assert float(image[0, 0, 0]) == i and int(label) == i % 2
+
+
 def test_the_demo_labels_each_shifted_prediction_with_its_true_class(monkeypatch: pytest.MonkeyPatch) -> None:
     """``send_window(label=True)``: one image per request, each request's prediction labelled with the truth."""
     from datetime import timedelta

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from mlops.settings import get_settings
-from pipelines.promote import Evaluation, Thresholds, decide, promote
+from pipelines.promote import Evaluation, Quality, Thresholds, decide, promote
 from pipelines.register import load_version
 from training.model import CustomVGG
 from training.train import TrainConfig, log_model, train
@@ -65,6 +65,35 @@ def test_decide_names_the_failed_threshold() -> None:
     assert ok
     ok, _ = decide("m", "2", _eval(acc=0.89), "1", _eval(acc=0.9), _thresholds(accuracy_tolerance=0.02))
     assert ok
+
+
+def test_decide_with_recent_labelled_images() -> None:
+    """Recent held-out images: not worse there; on the reference set at most promote_reference_tolerance worse."""
+    t = _thresholds(reference_tolerance=0.03)
+
+    def q(acc: float, f1: float = 0.8) -> Quality:
+        return Quality(acc, f1, 0.9, 40)
+
+    # Better on the recent images, 0.012 worse on the reference: the adaptation wins.
+    ok, why = decide("m", "2", _eval(acc=0.941), "1", _eval(acc=0.953), t, (q(0.85), q(0.40)))
+    assert ok, why
+    assert "on the 40 recent labelled images: accuracy 0.850 vs 0.400" in why and "on the reference set" in why
+    # The same reference drop without recent data is refused (tolerance 0).
+    ok, why = decide("m", "2", _eval(acc=0.941), "1", _eval(acc=0.953), t)
+    assert not ok and "accuracy 0.941 is lower" in why
+    # Worse on the recent images: refused, whatever the reference says.
+    ok, why = decide("m", "2", _eval(acc=0.99), "1", _eval(acc=0.9), t, (q(0.70), q(0.75)))
+    assert not ok and "accuracy on the 40 recent labelled images 0.700 is lower than champion version 1's 0.750" in why
+    ok, why = decide("m", "2", _eval(), "1", _eval(), t, (q(0.8, f1=0.5), q(0.8, f1=0.6)))
+    assert not ok and "F1 on the 40 recent labelled images 0.500" in why
+    # Forgetting: better on the recent images but more than 0.03 worse on the reference set.
+    ok, why = decide("m", "2", _eval(acc=0.91), "1", _eval(acc=0.95), t, (q(0.9), q(0.4)))
+    assert not ok and "on the reference set 0.910 is lower than champion version 1's 0.950 (tolerance 0.030)" in why
+    ok, why = decide("m", "2", _eval(f1=0.86), "1", _eval(f1=0.9), t, (q(0.9), q(0.4)))
+    assert not ok and "F1 on the reference set 0.860" in why
+    # The floors still apply first.
+    ok, why = decide("m", "2", _eval(acc=0.6), "1", _eval(), t, (q(0.9), q(0.4)))
+    assert not ok and "promote_min_accuracy" in why
 
 
 # --- against the platform ---------------------------------------------------------------------------
