@@ -126,8 +126,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         model: str | None = typer.Option(None, "--model", help="Registered model (default: MLOPS_MODEL_NAME)."),
-        window: str = typer.Option("20s", "--window", help="Drift window length for the demo (short)."),
-        images_per_window: int = typer.Option(48, "--images-per-window", min=1, help="Images sent per window."),
+        window: str = typer.Option("30s", "--window", help="Drift window length for the demo (short)."),
+        images_per_window: int = typer.Option(2000, "--images-per-window", min=1,
+                                              help="At most this many images per window."),
+        clients: int = typer.Option(4, "--clients", min=1, help="Concurrent clients sending the traffic."),
         train_first: bool = typer.Option(True, "--train/--no-train", help="Train and promote a first model."),
     ) -> None:
         """The whole loop on the running platform: train, promote, serve, drift, retrain, new champion."""
@@ -140,7 +142,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--window") from exc
         config = DemoConfig(model_name=model or get_settings().model_name, window=window,
-                            images_per_window=images_per_window, train=train_first)
+                            max_images_per_window=images_per_window, clients=clients, train=train_first)
         try:
             run_demo(config, typer.echo)
         except (RuntimeError, TimeoutError) as exc:

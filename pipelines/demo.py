@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from training.data import Shift
 
@@ -28,14 +29,28 @@ Say = Callable[[str], None]
 @dataclass
 class DemoConfig:
     model_name: str
-    window: str = "20s"
-    images_per_window: int = 48
+    window: str = "30s"
+    max_images_per_window: int = 2000
+    """Traffic goes on for most of each window (until ``send_margin`` of it is left), up to this many images."""
+    clients: int = 4
     batch: int = 16
     shift: Shift = Shift(brightness=0.6)  # noqa: RUF009 - frozen dataclass, immutable default
     max_windows: int = 6
     label_shifted: bool = True
     serve_timeout_s: float = 900.0
     train: bool = True
+    send_margin: float = 0.2
+
+
+@dataclass
+class DemoResult:
+    """What the loop did: the first champion, the retraining tick, what serving answers with at the end."""
+
+    first_champion: str
+    in_distribution: Any = None  # pipelines.retrain.TickResult of the in-distribution window
+    retrain: Any = None  # the tick that retrained
+    served_version: str | None = None
+    after: Any = None  # the tick on shifted traffic against the new champion
 
 
 def _served_version(config: DemoConfig) -> str | None:
@@ -66,13 +81,21 @@ def wait_until_served(config: DemoConfig, version: str, say: Say) -> None:
 
 def send_window(config: DemoConfig, length: timedelta, shift: Shift | None, seed: int, say: Say,
                 label: bool = False) -> datetime:
-    """Send traffic until the current window ends; return the time the window ended.
+    """Send traffic through serving during the current window; return the time the window ended.
 
-    ``label``: one image per request, and every prediction gets its true label in ``monitoring.feedback``.
+    ``config.clients`` concurrent clients send freshly generated images (never repeated: repeated images
+    would shrink the drift tests' real sample size) until ``send_margin`` of the window is left or
+    ``max_images_per_window`` are sent. ``label``: one image per request, so serving's request sample
+    (MLOPS_SERVE_SAMPLE_RATE) spreads over the images, and every prediction gets its true label in
+    ``monitoring.feedback`` (as ``mlops feedback`` would record it).
     """
+    import itertools
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     from mlops.settings import get_settings
     from pipelines.drift import latest_complete_window
-    from serving.client import make_client, predict
+    from serving import client as serving
     from training.data import synthetic_arrays
 
     now = datetime.now(UTC)
@@ -80,17 +103,41 @@ def send_window(config: DemoConfig, length: timedelta, shift: Shift | None, seed
     if (end - now) < length / 2:  # too little of this window left: use the next one whole
         end += length
         time.sleep(max(0.0, (end - length - datetime.now(UTC)).total_seconds()))
-    images, truth, _ = synthetic_arrays(config.images_per_window, get_settings().train_image_size, seed, shift=shift)
-    batch = 1 if label else config.batch
-    labels = []
-    client, ep = make_client()
-    try:
-        for start in range(0, len(images), batch):
-            answer = predict(list(images[start:start + batch]), client=client, ep=ep)
-            labels += [(answer["request_id"], i, int(truth[start + i])) for i in range(len(answer["predictions"]))]
-    finally:
-        client.close()
-    say(f"  sent {len(images)} {'shifted' if shift else 'in-distribution'} images; window ends {end:%H:%M:%S}")
+    stop_at = end - length * config.send_margin
+    size = get_settings().train_image_size
+    chunks = itertools.count()
+    lock = threading.Lock()
+    labels: list[tuple[str, int, int]] = []
+    sent = [0]
+
+    def take(n: int) -> int:
+        with lock:
+            n = min(n, config.max_images_per_window - sent[0])
+            sent[0] += max(n, 0)
+            return n
+
+    def client_loop() -> None:
+        client, ep = serving.make_client()
+        try:
+            while datetime.now(UTC) < stop_at:
+                n = take(config.batch)
+                if n <= 0:
+                    return
+                k = next(chunks)
+                images, truth, _ = synthetic_arrays(n, size, seed * 100_003 + k, shift=shift)
+                step = 1 if label else n
+                for start in range(0, n, step):
+                    answer = serving.predict(list(images[start:start + step]), client=client, ep=ep)
+                    if label:
+                        labels.extend((answer["request_id"], i, int(truth[start + i]))
+                                      for i in range(len(answer["predictions"])))
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(config.clients, thread_name_prefix="demo-traffic") as pool:
+        for future in [pool.submit(client_loop) for _ in range(config.clients)]:
+            future.result()
+    say(f"  sent {sent[0]} {'shifted' if shift else 'in-distribution'} images; window ends {end:%H:%M:%S}")
     if label:
         say(f"  labelled {record_labels(labels)} of them with their true class (mlops feedback)")
     time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()) + 3.0)  # + the monitoring writer's flush
@@ -110,8 +157,10 @@ def record_labels(labels: list[tuple[str, int, int]]) -> int:
         conn.close()
 
 
-def run_demo(config: DemoConfig, say: Say) -> None:
+def run_demo(config: DemoConfig, say: Say) -> DemoResult:
+    """The loop, narrated. Raises RuntimeError when it does not end with a new champion being served."""
     import mlflow
+    from mlflow import MlflowClient
 
     from mlops.settings import get_settings
     from mlops.tracking import load_client_env
@@ -131,15 +180,15 @@ def run_demo(config: DemoConfig, say: Say) -> None:
         say(f"2. Promotion gate for version {result.registered_version} ...")
         decision = promote(config.model_name, str(result.registered_version))
         say(f"   {decision.reason}")
-    from mlflow import MlflowClient
-
-    champion = str(MlflowClient().get_model_version_by_alias(config.model_name, "champion").version)
+    client = MlflowClient()
+    champion = str(client.get_model_version_by_alias(config.model_name, "champion").version)
     say(f"3. Waiting for serving to load champion version {champion} ...")
     wait_until_served(config, champion, say)
+    outcome = DemoResult(champion)
 
-    say(f"4. In-distribution traffic for one {config.window} window ...")
+    say(f"4. In-distribution traffic for one {config.window} window ({config.clients} clients) ...")
     end = send_window(config, length, None, seed=9001, say=say)
-    r = tick(config.model_name, config.window, now=end + timedelta(seconds=1))
+    r = outcome.in_distribution = tick(config.model_name, config.window, now=end + timedelta(seconds=1))
     say(f"   tick: [{r.action}] {r.reason}")
 
     say(f"5. Shifted traffic (lighting x{config.shift.brightness}) until the loop retrains "
@@ -155,17 +204,23 @@ def run_demo(config: DemoConfig, say: Say) -> None:
             break
     else:
         raise RuntimeError(f"no retraining after {config.max_windows} shifted windows")
+    outcome.retrain = r
     say(f"6. Drift run {r.drift_run_id} -> training run {r.training_run_id} -> version {r.candidate_version} "
         f"-> {'promoted' if r.promoted else 'refused by the gate'}")
-    params = MlflowClient().get_run(r.training_run_id).data.params
+    params = client.get_run(r.training_run_id).data.params
     say(f"   the retraining added {params.get('labelled_examples', '0')} labelled served images to the reference "
-        f"data ({params.get('labelled_missing_images', '0')} labels had no sampled image)")
-    if r.promoted:
-        say(f"7. Waiting for serving to switch to version {r.candidate_version} ...")
-        wait_until_served(config, r.candidate_version, say)
-        say("8. Shifted traffic again, now checked against the new champion's reference profile ...")
-        end = send_window(config, length, config.shift, seed=9200, say=say)
-        after = tick(config.model_name, config.window, now=end + timedelta(seconds=1))
-        say(f"   tick: [{after.action}] {after.reason}")
+        f"data ({params.get('labelled_holdout', '0')} held out for the gate, "
+        f"{params.get('labelled_missing_images', '0')} labels had no sampled image)")
+    say(f"   its reference profile: {params.get('reference_note') or params.get('reference_source', 'training')}")
+    if not r.promoted:
+        raise RuntimeError(f"the gate refused the retrained version {r.candidate_version}: {r.reason}")
+    say(f"7. Waiting for serving to switch to version {r.candidate_version} ...")
+    wait_until_served(config, r.candidate_version, say)
+    outcome.served_version = r.candidate_version
+    say("8. Shifted traffic again, now checked against the new champion's reference profile ...")
+    end = send_window(config, length, config.shift, seed=9200, say=say)
+    outcome.after = tick(config.model_name, config.window, now=end + timedelta(seconds=1))
+    say(f"   tick: [{outcome.after.action}] {outcome.after.reason}")
     say(f"See it in the UI at {ui.rstrip('/')}: experiments '{s.drift_experiment}' (drift runs with plots), "
         f"'{s.experiment_name}' (training runs), 'model-promotion' (gate decisions), Models > {config.model_name}.")
+    return outcome

@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -170,3 +173,42 @@ def patched_environ():  # noqa: ANN201 - a context manager factory
     For module-scoped fixtures, where pytest's function-scoped ``monkeypatch`` cannot be used.
     """
     return _environ
+
+
+@dataclass
+class ServeProcess:
+    """A private ``mlops serve`` (gunicorn + uvicorn worker) on a free loopback port."""
+
+    url: str
+    proc: subprocess.Popen  # type: ignore[type-arg]
+    log: Path
+
+    def stop(self, timeout: float = 90) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=timeout)
+
+
+def _start_serving(env: dict[str, str], model: str, log: Path) -> ServeProcess:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlops.cli", "serve", "--port", str(port), "--model", model, "--workers", "1"],
+        cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    return ServeProcess(f"http://127.0.0.1:{port}", proc, log)
+
+
+@pytest.fixture(scope="session")
+def serve_process():  # noqa: ANN201 - a factory
+    """``serve_process(env, model, log_path)`` starts ``mlops serve`` for ``model``; stopped at the latest here."""
+    started: list[ServeProcess] = []
+
+    def start(env: dict[str, str], model: str, log: Path) -> ServeProcess:
+        started.append(_start_serving(env, model, log))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()

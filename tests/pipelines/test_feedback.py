@@ -101,16 +101,20 @@ def test_the_demo_labels_each_shifted_prediction_with_its_true_class(monkeypatch
     monkeypatch.setattr(serving_client, "predict", fake_predict)
     monkeypatch.setattr(demo, "record_labels", lambda labels: recorded.extend(labels) or len(labels))
     monkeypatch.setattr(demo.time, "sleep", lambda s: None)
-    config = demo.DemoConfig(model_name="m", images_per_window=6, batch=4)
+    config = demo.DemoConfig(model_name="m", max_images_per_window=6, batch=4, clients=1)
     shift = Shift(brightness=0.6)
     said: list[str] = []
-    demo.send_window(config, timedelta(seconds=1), shift, seed=7, say=said.append, label=True)
+    window = timedelta(hours=1)  # the cap, not the clock, ends the traffic here
+    demo.send_window(config, window, shift, seed=7, say=said.append, label=True)
     from mlops.settings import get_settings
 
-    _, truth, _ = synthetic_arrays(6, get_settings().train_image_size, 7, shift=shift)
+    size = get_settings().train_image_size
+    truth = [*synthetic_arrays(4, size, 7 * 100_003, shift=shift)[1], *synthetic_arrays(2, size, 7 * 100_003 + 1,
+                                                                                        shift=shift)[1]]
     assert sent == [1] * 6
     assert recorded == [(f"r{k + 1}", 0, int(truth[k])) for k in range(6)]
     assert "labelled 6 of them" in said[-1]
     sent.clear()
-    demo.send_window(config, timedelta(seconds=1), None, seed=7, say=said.append)
-    assert sent == [4, 2] and len(recorded) == 6  # unlabelled traffic: batched, no labels
+    demo.send_window(demo.DemoConfig(model_name="m", max_images_per_window=6, batch=4, clients=2), window, None,
+                     seed=7, say=said.append)
+    assert sorted(sent) == [2, 4] and len(recorded) == 6  # unlabelled traffic: batched, no labels

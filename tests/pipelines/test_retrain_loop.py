@@ -56,6 +56,10 @@ LOOP_ENV = {
     "MLOPS_PROMOTE_MAX_LATENCY_REGRESSION": "1000",  # timing noise on shared cores: see test_promote
     "MLOPS_PROMOTE_EVAL_IMAGES": "64",
     "MLOPS_PROMOTE_LATENCY_ITERATIONS": "5",
+    # About 14 of the 48 labelled images are held out here: too few to judge two seconds-long models on
+    # (one image is 7 points). The gate's recent set is exercised where traffic is plentiful
+    # (test_demo_loop.py) and in decide()'s unit test.
+    "MLOPS_PROMOTE_MIN_RECENT_IMAGES": "1000",
 }
 
 
@@ -247,9 +251,14 @@ def test_the_loop_walks_from_no_drift_to_a_new_champion(loop_env: dict[str, str]
     drift_artifacts = {a.path for a in client.list_artifacts(recovered.drift_run_id, "plots")}
     assert {"plots/drift_scores.png", "plots/drift_histograms.png"} <= drift_artifacts
 
-    # The retraining used the labelled shifted examples, and its reference profile covers them.
+    # The retraining used the labelled shifted examples less the gate's held-out share, and its reference
+    # profile describes the images sampled in the drifted windows (here: the 48 of w[3]).
     params = training_run.data.params
-    assert params["labelled_examples"] == "48" and params["labelled_missing_images"] == "4", params
+    assert params["labelled_missing_images"] == "4", params
+    holdout = int(params["labelled_holdout"])
+    assert 0 < holdout < 48 and int(params["labelled_examples"]) == 48 - holdout, params
+    assert params["reference_policy"] == "recent" and params["reference_source"] == "served:48 images", params
+    assert params["reference_windows"] == ",".join(w.id for w in (w[3], w[2])), params
     assert params["labelled_window_start"] == w[3].previous(4).start.isoformat()
     assert params["labelled_window_end"] == w[3].end.isoformat()
     from pipelines.drift import load_profile
@@ -257,12 +266,8 @@ def test_the_loop_walks_from_no_drift_to_a_new_champion(loop_env: dict[str, str]
     _, old_profile = load_profile(client, model_name, champion_before)
     _, new_profile = load_profile(client, model_name, new_champion)
     old_b, new_b = old_profile["features"]["brightness"], new_profile["features"]["brightness"]
-    assert new_b["n"] == old_b["n"] + 48
-    # 48 of 240 images at 0.6x lighting pull the reference brightness down by about 8%. (Pure shifted
-    # traffic still drifts against this mixed reference with a model this small: checked, it does;
-    # so the test asserts the profile moved, not that the next shifted window is clean.)
-    assert new_b["mean"] < 0.97 * old_b["mean"], (old_b["mean"], new_b["mean"])
-    assert min(new_b["sample"]) < min(old_b["sample"])
+    assert old_b["n"] == 192 and new_b["n"] == 48 and new_profile["source"] == "served:48 images"
+    assert new_b["mean"] < 0.75 * old_b["mean"], (old_b["mean"], new_b["mean"])  # 0.6x lighting
 
     # The same window again: never a second retraining.
     again = tick(now=at_end(w[3]))
@@ -270,6 +275,12 @@ def test_the_loop_walks_from_no_drift_to_a_new_champion(loop_env: dict[str, str]
     runs = mlflow.search_runs([client.get_experiment_by_name(LOOP_ENV["MLOPS_EXPERIMENT_NAME"]).experiment_id],
                               filter_string=f"tags.`mlops.retrain_window` = '{w[3].id}'", output_format="list")
     assert len(runs) == 1
+
+    # The shifted lighting is now the champion's normal: its brightness no longer drifts.
+    record_traffic(model_name, w[4], 80, seed=105, shift=Shift(brightness=0.6))
+    after = tick(now=at_end(w[4]))
+    assert after.action in {"no-drift", "wait"}, after.reason
+    assert "brightness" not in after.reason.split("; ")[0], after.reason
 
 
 def test_feedback_below_the_floor_is_reported(loop_env: dict[str, str], tmp_path: Path) -> None:

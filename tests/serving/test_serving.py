@@ -7,9 +7,7 @@ import copy
 import io
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -35,7 +33,6 @@ from training.train import TrainConfig, log_model, train
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 
 SERVE_ENV = {
     "MLOPS_PROMOTE_MIN_ACCURACY": "0.55",
@@ -63,12 +60,6 @@ class Server:
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _png(array: np.ndarray) -> str:
@@ -103,15 +94,6 @@ def _wait(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def _start(env: dict[str, str], name: str, log: Path) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlops.cli", "serve", "--port", str(port), "--model", name, "--workers", "1"],
-        cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module")
 def serving_env(platform_env: dict[str, str], platform, patched_environ) -> Iterator[dict[str, str]]:  # noqa: ANN001
     env = {**platform_env, **SERVE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
@@ -120,7 +102,8 @@ def serving_env(platform_env: dict[str, str], platform, patched_environ) -> Iter
 
 
 @pytest.fixture(scope="module")
-def server(serving_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(serving_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
+           serve_process) -> Iterator[Server]:  # noqa: ANN001 - conftest factory
     from pipelines.promote import promote
 
     config = TrainConfig(epochs=3, batch_size=16, image_size=32, width=0.0625, n_train=256, n_val=64,
@@ -131,15 +114,13 @@ def server(serving_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     client = MlflowClient()
     model = load_version(client, client.get_model_version(config.model_name, result.registered_version)).model
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    proc, url = _start(serving_env, config.model_name, log)
-    srv = Server(url, proc, config.model_name, config, model, log)
+    started = serve_process(serving_env, config.model_name, log)
+    srv = Server(started.url, started.proc, config.model_name, config, model, log)
     try:
         _wait(lambda: srv.get("/health").status_code == 200, 240, f"the server to load the champion ({log})")
         yield srv
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=90)
+        started.stop()
 
 
 def test_serves_the_champion_with_its_predictions(server: Server) -> None:
