@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     """A drift-triggered retraining's reference profile: ``recent`` = the served images sampled in the
     drifted windows (what the new champion is expected to see; needs drift_min_rows of them, else the
     training data), ``training`` = its training data."""
+    retrain_reference_max_images: int = Field(5000, ge=1)
+    """At most this many sampled images make a ``recent`` reference profile (a fixed pseudo-random subset)."""
 
     # --- day-2 operations ----------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -215,18 +215,23 @@ class SampledImages:
         return len(self.keys)
 
 
-def sampled_images(conn: Any, model_name: str, windows: Iterable[tuple[datetime, datetime]],  # noqa: ANN401
-                   image_size: int) -> SampledImages:
-    """Every sampled image (labelled or not) of the predictions of ``model_name`` in the ``[start, end)`` windows."""
+def sampled_images(conn: Any, model_name: str, windows: Sequence[tuple[datetime, datetime]],  # noqa: ANN401
+                   image_size: int, max_images: int) -> SampledImages:
+    """The sampled images (labelled or not) of the predictions of ``model_name`` in the ``[start, end)`` windows.
+
+    At most ``max_images`` in all (a fixed pseudo-random subset, an equal share per window).
+    """
     import torch
 
     tensors, keys = [], []
+    per_window = -(-max_images // max(1, len(windows)))
     for start, end in windows:
         where, args = _window(model_name, None, start, end)
         with conn.cursor() as cur:
-            cur.execute("SELECT s.request_id, s.item_index, s.image FROM monitoring.samples s "  # noqa: S608
-                        "JOIN monitoring.predictions p USING (request_id, item_index) "
-                        + where + " ORDER BY p.ts, s.request_id, s.item_index", args)
+            cur.execute("SELECT request_id, item_index, image FROM (SELECT s.request_id, s.item_index, s.image, p.ts "  # noqa: S608
+                        "FROM monitoring.samples s JOIN monitoring.predictions p USING (request_id, item_index) "
+                        + where + " ORDER BY md5(s.request_id || ':' || s.item_index) LIMIT %s) AS chosen "
+                        "ORDER BY ts, request_id, item_index", [*args, per_window])
             rows = cur.fetchall()
         conn.rollback()
         for request_id, item, png in rows:

@@ -227,7 +227,8 @@ def recent_reference(conn: Any, model_name: str, drifted: Sequence[Window], imag
     if s.retrain_reference == "training" or not drifted:
         why = "retrain_reference=training" if s.retrain_reference == "training" else "no drifted window"
         return None, {"reference_policy": s.retrain_reference, "reference_note": why}
-    found = sampled_images(conn, model_name, [(w.start, w.end) for w in drifted], image_size)
+    found = sampled_images(conn, model_name, [(w.start, w.end) for w in drifted], image_size,
+                           s.retrain_reference_max_images)
     params: dict[str, Any] = {"reference_policy": "recent", "reference_windows": ",".join(w.id for w in drifted)}
     if len(found) < s.drift_min_rows:
         note = (f"{len(found)} sampled images in the drifted windows (< drift_min_rows={s.drift_min_rows}): "

@@ -276,6 +276,18 @@ def test_the_loop_walks_from_no_drift_to_a_new_champion(loop_env: dict[str, str]
                               filter_string=f"tags.`mlops.retrain_window` = '{w[3].id}'", output_format="list")
     assert len(runs) == 1
 
+    # A recent reference is capped at retrain_reference_max_images: a fixed subset, the same every time.
+    from pipelines.feedback import sampled_images
+
+    conn = monitoring.connect("test-samples")
+    try:
+        capped = [sampled_images(conn, model_name, [(w[3].start, w[3].end)], 32, 10).keys for _ in range(2)]
+        every = sampled_images(conn, model_name, [(w[2].start, w[2].end), (w[3].start, w[3].end)], 32, 1000)
+    finally:
+        conn.close()
+    assert len(capped[0]) == 10 and capped[0] == capped[1] and set(capped[0]) < set(every.keys)
+    assert len(every) == 48 and every.images.shape == (48, 3, 32, 32)
+
     # The shifted lighting is now the champion's normal: its brightness no longer drifts.
     record_traffic(model_name, w[4], 80, seed=105, shift=Shift(brightness=0.6))
     after = tick(now=at_end(w[4]))
