@@ -95,11 +95,10 @@ module "network" {
 module "security_groups" {
   source = "../../modules/security_groups"
 
-  name           = local.name
-  vpc_id         = module.network.vpc_id
-  allowed_cidrs  = var.allowed_cidrs
-  admin_cidrs    = var.admin_cidrs
-  ddp_port_range = var.ddp_port_range
+  name          = local.name
+  vpc_id        = module.network.vpc_id
+  allowed_cidrs = var.allowed_cidrs
+  admin_cidrs   = var.admin_cidrs
 }
 
 module "artifacts" {

@@ -101,18 +101,6 @@ variable "admin_cidrs" {
   }
 }
 
-variable "ddp_port_range" {
-  description = "TCP port range open between trainers only (torch.distributed rendezvous on 29500 and gloo)."
-  type = object({
-    from = number
-    to   = number
-  })
-  default = {
-    from = 29400
-    to   = 29600
-  }
-}
-
 # --- Hosts -------------------------------------------------------------------
 
 variable "ami_id" {

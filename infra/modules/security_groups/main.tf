@@ -16,6 +16,8 @@ resource "aws_security_group" "mlflow" {
 }
 
 resource "aws_security_group" "trainer" {
+  # "DDP ports" are every TCP port (trainers_in/trainers_out below). The description is kept as it
+  # was: changing it replaces the group, and create_before_destroy cannot reuse the name.
   #checkov:skip=CKV2_AWS_5:Attached to instances and RDS by the xeon_hosts and database modules (another module).
   name        = "${var.name}-trainer"
   description = "Trainer hosts: DDP ports between trainers only, SSH from admin_cidrs only"
@@ -111,25 +113,28 @@ resource "aws_security_group_rule" "db_out" {
   source_security_group_id = aws_security_group.db.id
 }
 
-# --- Trainers: DDP traffic between trainers only ---------------------------
+# --- Trainers: all TCP between trainers only -------------------------------
+# torch.distributed's c10d rendezvous listens on one fixed port (29500 on the first trainer), but
+# gloo's pairwise connections between ranks listen on ephemeral ports chosen at run time, so no
+# fixed range covers them: trainers accept any TCP port, from members of their own group only.
 
-resource "aws_security_group_rule" "ddp_in" {
+resource "aws_security_group_rule" "trainers_in" {
   type              = "ingress"
-  description       = "torch.distributed rendezvous and gloo between trainers"
+  description       = "All TCP from trainers only (DDP: c10d rendezvous and gloo ephemeral ports)"
   security_group_id = aws_security_group.trainer.id
   protocol          = "tcp"
-  from_port         = var.ddp_port_range.from
-  to_port           = var.ddp_port_range.to
+  from_port         = 0
+  to_port           = 65535
   self              = true
 }
 
-resource "aws_security_group_rule" "ddp_out" {
+resource "aws_security_group_rule" "trainers_out" {
   type              = "egress"
-  description       = "torch.distributed rendezvous and gloo between trainers"
+  description       = "All TCP to trainers only (DDP: c10d rendezvous and gloo ephemeral ports)"
   security_group_id = aws_security_group.trainer.id
   protocol          = "tcp"
-  from_port         = var.ddp_port_range.from
-  to_port           = var.ddp_port_range.to
+  from_port         = 0
+  to_port           = 65535
   self              = true
 }
 

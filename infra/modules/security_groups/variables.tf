@@ -35,23 +35,6 @@ variable "db_port" {
   default     = 5432
 }
 
-variable "ddp_port_range" {
-  description = "TCP ports trainers open to each other only: torch.distributed rendezvous (c10d, MASTER_PORT) and gloo."
-  type = object({
-    from = number
-    to   = number
-  })
-  default = {
-    from = 29400
-    to   = 29600
-  }
-
-  validation {
-    condition     = var.ddp_port_range.from >= 1024 && var.ddp_port_range.to <= 65535 && var.ddp_port_range.from <= var.ddp_port_range.to
-    error_message = "ddp_port_range must be an unprivileged range with from <= to."
-  }
-}
-
 variable "tags" {
   description = "Tags added to every security group."
   type        = map(string)

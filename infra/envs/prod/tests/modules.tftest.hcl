@@ -229,8 +229,12 @@ run "security_groups_least_privilege" {
   }
 
   assert {
-    condition     = aws_security_group_rule.ddp_in.self && aws_security_group_rule.ddp_in.security_group_id == aws_security_group.trainer.id && aws_security_group_rule.ddp_in.from_port == 29400
-    error_message = "DDP ports are open between trainers only."
+    condition = alltrue([
+      for r in [aws_security_group_rule.trainers_in, aws_security_group_rule.trainers_out] :
+      r.self && r.security_group_id == aws_security_group.trainer.id && r.protocol == "tcp"
+      && r.from_port == 0 && r.to_port == 65535 && try(length(r.cidr_blocks), 0) == 0
+    ])
+    error_message = "Trainers accept and open any TCP port (gloo's ephemeral ports) to other trainers only, never a CIDR."
   }
 }
 
