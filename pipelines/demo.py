@@ -175,7 +175,8 @@ def run_demo(config: DemoConfig, say: Say) -> DemoResult:
     length = parse_duration(config.window)
     if config.train:
         say("1. Training the first model (its reference profile is logged with it) ...")
-        result = train(TrainConfig.from_settings(model_name=config.model_name), show_progress=True)
+        result = train(TrainConfig.from_settings(model_name=config.model_name, int8_required=False),
+                       show_progress=True)
         say(f"   run {result.run_id}, registered version {result.registered_version}")
         say(f"2. Promotion gate for version {result.registered_version} ...")
         decision = promote(config.model_name, str(result.registered_version))

@@ -172,10 +172,13 @@ def _version_of_run(client: Any, model_name: str, run_id: str) -> str | None:  #
 
 
 def retrain_config(model_name: str) -> Any:  # noqa: ANN401 - training.train.TrainConfig
-    """The retraining configuration: the training settings (MLOPS_TRAIN_*) for this model."""
+    """The retraining configuration: the training settings (MLOPS_TRAIN_*) for this model.
+
+    A refused INT8 program does not fail an unattended retraining: the FP32 model goes to the gate.
+    """
     from training.train import TrainConfig
 
-    return TrainConfig.from_settings(model_name=model_name, register=True)
+    return TrainConfig.from_settings(model_name=model_name, register=True, int8_required=False)
 
 
 def retrain_examples(conn: Any, model_name: str, start: datetime, end: datetime,  # noqa: ANN401

@@ -41,6 +41,7 @@ from training.optimize import (
 )
 from training.profile import ReferenceImages, log_profile
 from training.quantize import (
+    AccuracyGateError,
     GateResult,
     check_accuracy_gate,
     compile_for_inference,
@@ -76,6 +77,9 @@ class TrainConfig:
     threads: int | None = None
     int8: bool = True
     int8_max_drop_points: float = 0.5
+    int8_required: bool = True
+    """An INT8 model refused by the accuracy gate fails the run (``mlops train``); False: the FP32 model stands,
+    logged (the retrain loop: serving then runs FP32)."""
     calibration_images: int = 256
     experiment_name: str = "visual-quality-inspection"
     model_name: str = "pill-quality"
@@ -384,8 +388,12 @@ def log_model(plain: CustomVGG, config: TrainConfig, splits: Splits) -> mlflow.m
 
 def quantize_and_gate(
     plain: CustomVGG, splits: Splits, choice: BackendChoice, config: TrainConfig, fp32_accuracy: float
-) -> tuple[GateResult, str | None]:
-    """INT8 on the run's backend, calibrated on training images; logged, then gated (raises on refusal)."""
+) -> tuple[GateResult | None, str | None]:
+    """INT8 on the run's backend, calibrated on training images; logged, then gated.
+
+    A refusal raises :class:`AccuracyGateError` when ``config.int8_required``; otherwise it is logged and
+    tagged (``int8_gate=refused``, so serving never loads the INT8 program) and ``(None, None)`` returned.
+    """
     calib = splits.train.images[: config.calibration_images]
     calibration = [calib[i : i + 32] for i in range(0, calib.shape[0], 32)]
     example = splits.val.images[:2]
@@ -424,6 +432,12 @@ def quantize_and_gate(
     tracking.log_params({"int8_method": method, "int8_max_drop_points": config.int8_max_drop_points})
     try:
         gate = check_accuracy_gate(fp32_accuracy, int8_acc, config.int8_max_drop_points)
+    except AccuracyGateError as exc:
+        tracking.set_tags({"int8_gate": "refused"})
+        if config.int8_required:
+            raise
+        log.warning("%s The FP32 model stands; serving will not use INT8 for it.", exc)
+        return None, None
     except Exception:
         tracking.set_tags({"int8_gate": "refused"})
         raise

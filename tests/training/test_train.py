@@ -53,6 +53,19 @@ def test_cli_int8_gate_refusal_exits_nonzero(local_tracking: str) -> None:
     assert "INT8 model refused" in result.output
 
 
+def test_a_refused_int8_model_leaves_the_fp32_model_standing_when_not_required(
+        tiny_config: TrainConfig, local_tracking: str) -> None:
+    """The retrain loop trains with int8_required=False: a refused INT8 program must not fail the run."""
+    import dataclasses
+
+    config = dataclasses.replace(tiny_config, int8_max_drop_points=-1.0, int8_required=False)
+    result = train(config, show_progress=False)
+    run = mlflow.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and result.registered_version == "1"
+    assert result.int8_gate is None and result.int8_artifact is None
+    assert run.data.tags["int8_gate"] == "refused" and "int8_artifact" not in run.data.tags
+
+
 def test_cli_rejects_unknown_backend() -> None:
     result = CliRunner().invoke(app, ["train", "--backend=tpu"])
     assert result.exit_code != 0
