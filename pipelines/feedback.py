@@ -198,7 +198,8 @@ def labelled_examples(conn: Any, model_name: str, start: datetime, end: datetime
                                 f"(serving keeps MLOPS_SERVE_SAMPLE_RATE of requests): nothing to retrain on",
                                 len(rows))
     if missing:
-        log.warning("%d of %d labelled %s have no sampled image: left out of retraining", missing, len(rows), where)
+        log.warning("%d of %d labelled %s have no sampled image (MLOPS_SERVE_SAMPLE_RATE): left out", missing,
+                    len(rows), where)
     log.info("%d labelled examples with images from %s", len(keys), where)
     images = torch.cat(tensors) if tensors else torch.empty((0, 3, image_size, image_size))
     return LabelledExamples(images, torch.tensor(labels, dtype=torch.long), keys, len(rows))
