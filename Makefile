@@ -42,7 +42,7 @@ test-deps: $(VENV_STAMP) ## System packages the tests need beyond what the roles
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test-python: test-deps ## Unit and integration tests (starts a private platform instance on loopback)
-	$(BIN)/pytest -m "not ipex and not infra"
+	$(BIN)/pytest -m "not ipex and not infra" --durations=15
 
 # Test groups: this file and each fragment append theirs. Groups are independent (own instance
 # names, ports and environments), so `make test` runs them two at a time, longest first, each
