@@ -12,8 +12,13 @@ for AWS:
   credential chain (AWS_SHARED_CREDENTIALS_FILE in the service environment).
 
 Only endpoint URLs (and that credentials file) differ from real AWS; they live in an inventory
-group_vars file. The platform runs under a temporary root with its own instance name and ports
-(28xxx), so it never collides with a user's platform or the other test instances (18xxx).
+group_vars file. Every host of the inventory is this machine under one instance: "mlflow", the
+trainer "trainer-0" (the retrain job runs there) and "serving-0" in a serving_servers group of its
+own (an inventory file beside the generated one, as a user adds it), so serving is provisioned
+as on a host of its own: reaching MLflow through nginx with the basic-auth credentials and the
+pinned certificate, and the application database the playbook creates on the "RDS". The
+platform runs under a temporary root with its own instance name and ports (28xxx-29xxx;
+MLOPS_AWS_SIM_PORT_OFFSET moves them), so it never collides with a user's platform or the other test instances (18xxx).
 
 These tests are selected only with `-m aws_sim` (`make test-aws-sim`): they provision a whole
 instance of their own.
@@ -48,6 +53,7 @@ PORTS = {
     "nginx_http_port": 28080 + OFFSET,
     "mlflow_port": 28500 + OFFSET,
 }
+SERVING_PORT = PORTS["mlflow_port"] + 700  # the serving role's default
 RDS_PORT = 28432 + OFFSET
 MOTO_PORT = 28900 + OFFSET
 INSTANCE = "mlopsawssim" if OFFSET == 0 else f"mlopsawssim{OFFSET}"
@@ -180,6 +186,24 @@ class AwsSim:
             input=sql,
         ).stdout
 
+    def rds_sql_app(self, sql: str) -> str:
+        """Like rds_sql, in the application database `mlops`."""
+        return _as_postgres(
+            [
+                str(self.pg_bindir / "psql"),
+                "-h",
+                str(self.rds_socket_dir),
+                "-p",
+                str(self.rds_port),
+                "-d",
+                "mlops",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+            ],
+            input=sql,
+        ).stdout
+
     def provision(self) -> Run:
         start = time.monotonic()
         result = subprocess.run(
@@ -277,7 +301,10 @@ def _start_rds(root: Path, bindir: Path, password: str) -> tuple[Path, Path]:
     ]
     literal = password.replace("'", "''")
     _as_postgres(
-        psql, input=f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{literal}';\nCREATE DATABASE {DB_NAME} OWNER {DB_USER};\n"
+        psql,
+        # Like RDS's master user (rds_superuser): may create databases and roles, is no superuser.
+        input=f"CREATE ROLE {DB_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{literal}';\n"
+        f"CREATE DATABASE {DB_NAME} OWNER {DB_USER};\n",
     )
     return data, sockets
 
@@ -309,7 +336,7 @@ def aws_sim() -> AwsSim:
         pytest.skip("no moto_server (make infra-venv builds .venv-infra with moto[server]; or set MLOPS_MOTO_SERVER)")
     if pg_bindir is None:
         pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql (apt-get install postgresql-15)")
-    busy = [port for port in (*PORTS.values(), RDS_PORT, MOTO_PORT) if not _port_free(port)]
+    busy = [port for port in (*PORTS.values(), SERVING_PORT, RDS_PORT, MOTO_PORT) if not _port_free(port)]
     if busy:
         pytest.fail(f"loopback ports {busy} are in use; set MLOPS_AWS_SIM_PORT_OFFSET to move the simulated instance")
 
@@ -343,7 +370,29 @@ def aws_sim() -> AwsSim:
         )
         credentials.chmod(0o644)
 
+        # The serving role installs the project from a snapshot taken once, so both runs see the same
+        # sources even while the working tree is being edited (the second run must change nothing).
+        project = root / "project"
+        project.mkdir()
+        shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
+        for package in ("mlops", "training", "serving", "pipelines"):
+            shutil.copytree(REPO / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
+
         write_inventory(_terraform_outputs(sim.secret_arn), inventory)
+        # Serving on a host of its own: an inventory file beside the generated hosts.yml.
+        (inventory / "serving.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "all": {
+                        "children": {
+                            "serving_servers": {
+                                "hosts": {"serving-0": {"ansible_host": "127.0.0.1", "mlops_private_ip": "127.0.0.1"}}
+                            }
+                        }
+                    }
+                }
+            )
+        )
         group_vars = inventory / "group_vars" / "all"
         shutil.copy(REPO / "ansible/inventories/aws/group_vars/all/main.yml", group_vars / "main.yml")
         (group_vars / "simulator.yml").write_text(
@@ -352,12 +401,10 @@ def aws_sim() -> AwsSim:
                     "mlflow_secretsmanager_endpoint_url": sim.moto_url,
                     "mlflow_s3_endpoint_url": sim.moto_url,
                     "mlflow_extra_environment": {"AWS_SHARED_CREDENTIALS_FILE": str(credentials)},
-                    # The heavy torch + IPEX install is for real trainer hosts; the DDP env file and the
-                    # Xeon tuning still run.
+                    # The heavy torch + IPEX install is for real trainer hosts; the DDP env file, the
+                    # Xeon tuning and the retrain job still run.
                     "trainer_install_packages": False,
-                    # Serving on the MLflow host is an inventory choice with its own tests (tests/serving);
-                    # left out here to keep this test within its time budget.
-                    "serving_enabled": False,
+                    "serving_source_dir": str(project),
                 }
             )
         )
@@ -389,6 +436,9 @@ def aws_sim() -> AwsSim:
                 timeout=300,
                 check=False,
             )
+        # Without systemd the scheduled jobs are /etc/cron.d entries: none may outlive the instance.
+        for entry in Path("/etc/cron.d").glob(f"{INSTANCE}-*"):
+            entry.unlink(missing_ok=True)
         if pg_data is not None:
             subprocess.run(
                 [

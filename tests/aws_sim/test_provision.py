@@ -27,7 +27,7 @@ def test_second_provision_changes_nothing(aws_sim) -> None:
     first, second = aws_sim.runs[:2]
     print(f"first run {first.seconds:.0f} s, second run {second.seconds:.0f} s")
     recap = _recap(second.output)
-    assert set(recap) >= {"mlflow", "trainer-0"}, second.output[-3000:]
+    assert set(recap) >= {"mlflow", "trainer-0", "serving-0"}, second.output[-3000:]
     assert {host: c["changed"] for host, c in recap.items()} == dict.fromkeys(recap, 0), second.output[-6000:]
     assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in recap.values())
 
@@ -45,6 +45,17 @@ def test_database_password_never_in_ansible_output(aws_sim) -> None:
         assert "PLAY RECAP" in run.output  # the whole output was captured
         for form in forms:
             assert form not in run.output
+
+
+def test_app_and_basic_auth_passwords_never_in_ansible_output(aws_sim) -> None:
+    """The application database password (sent to the host on stdin, written to pgpass files) and
+    the basic-auth password the serving host and the trainers get are in no Ansible output."""
+    credentials = aws_sim.state_dir / "credentials"
+    secrets = [(credentials / name).read_text().split()[0] for name in ("postgresql-mlops_app", "nginx-admin")]
+    assert all(len(s) >= 16 for s in secrets)
+    for run in aws_sim.runs:
+        for secret in secrets:
+            assert secret not in run.output
 
 
 def test_database_password_only_in_runtime_pgpass_files(aws_sim) -> None:
@@ -143,7 +154,74 @@ def test_trainer_gets_ddp_settings(aws_sim) -> None:
     assert env["MASTER_ADDR"] == "127.0.0.1"
     assert env["MLOPS_RDZV_ENDPOINT"] == f"127.0.0.1:{env['MASTER_PORT']}"
     assert env["MLOPS_NNODES"] == "1" and env["MLOPS_NODE_RANK"] == "0"
+    assert env["MLFLOW_TRACKING_URI"] == aws_sim.client_env["MLFLOW_TRACKING_URI"]  # nginx, with its port
     assert int(env["OMP_NUM_THREADS"]) >= 1
+
+
+def _program_environment(aws_sim, name: str) -> dict[str, str]:
+    conf = (aws_sim.path("config") / "supervisor.d" / f"{name}.conf").read_text()
+    (line,) = [line for line in conf.splitlines() if line.startswith("environment=")]
+    return dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', line))
+
+
+def test_app_database_created_on_rds_by_the_playbook(aws_sim) -> None:
+    """The master user (credentials read on the host) created the `mlops` database owned by
+    `mlops_app`; the password is stored as a SCRAM verifier."""
+    rows = aws_sim.rds_sql(
+        "SELECT d.datname || '|' || pg_get_userbyid(d.datdba) || '|' || left(a.rolpassword, 14) "
+        "FROM pg_database d JOIN pg_authid a ON a.oid = d.datdba WHERE d.datname = 'mlops';"
+    )
+    assert rows.strip() == "mlops|mlops_app|SCRAM-SHA-256$"
+    pgpass = aws_sim.path("config") / "monitoring" / "pgpass"
+    assert pgpass.stat().st_mode & 0o777 == 0o600 and pgpass.owner() == "mlops"
+    assert pgpass.read_text().startswith(f"127.0.0.1:{aws_sim.rds_port}:mlops:mlops_app:")
+
+
+def test_serving_host_reaches_mlflow_through_nginx_and_monitoring_on_rds(aws_sim) -> None:
+    """serving-0 (serving_servers) runs the app with MLflow through nginx (TLS + basic auth from
+    its ~/.mlflow/credentials, never in its environment) and the monitoring DSN of the "RDS";
+    /serve/health through the MLflow host's nginx reports monitoring ok."""
+    env = _program_environment(aws_sim, "serving")
+    nginx_url = aws_sim.client_env["MLFLOW_TRACKING_URI"]
+    assert env["MLFLOW_TRACKING_URI"] == nginx_url and nginx_url.startswith("https://")
+    assert env["MLFLOW_TRACKING_SERVER_CERT_PATH"] == str(aws_sim.path("config") / "mlflow-ca.pem")
+    assert env["MLOPS_MONITORING_DSN"] == (
+        f"host=127.0.0.1 port={aws_sim.rds_port} dbname=mlops user=mlops_app sslmode=require"
+    )
+    assert "MLFLOW_TRACKING_PASSWORD" not in env
+    credentials = Path(env["HOME"]) / ".mlflow" / "credentials"
+    assert credentials.stat().st_mode & 0o777 == 0o600 and credentials.owner() == "mlops"
+    assert aws_sim.client_env["MLFLOW_TRACKING_PASSWORD"] in credentials.read_text()
+
+    deadline = time.monotonic() + 120
+    while True:
+        response = requests.get(
+            f"{nginx_url}/serve/health",
+            auth=(aws_sim.client_env["MLFLOW_TRACKING_USERNAME"], aws_sim.client_env["MLFLOW_TRACKING_PASSWORD"]),
+            verify=aws_sim.client_env["MLFLOW_TRACKING_SERVER_CERT_PATH"],
+            timeout=10,
+        )
+        assert response.status_code in (200, 503), response.text
+        if response.json().get("monitoring") == "ok" or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert response.json()["monitoring"] == "ok", response.text
+    # The serving app wrote its monitoring schema into the application database.
+    assert aws_sim.rds_sql_app("SELECT count(*) FROM pg_tables WHERE schemaname = 'monitoring';").strip() != "0"
+
+
+def test_retrain_job_runs_on_the_trainers(aws_sim) -> None:
+    """The retrain tick is scheduled by the trainers play (with the training environment), reaches
+    MLflow through nginx and the application database on the "RDS"."""
+    job = (aws_sim.path("home") / "bin" / "job-retrain").read_text()
+    assert f"{aws_sim.path('home')}/trainer/bin/mlops" in job
+    assert aws_sim.client_env["MLFLOW_TRACKING_URI"] in job
+    assert f"port={aws_sim.rds_port} dbname=mlops user=mlops_app sslmode=require" in job
+    assert "OMP_NUM_THREADS" in job  # Xeon tuning of the trainer host
+    assert aws_sim.client_env["MLFLOW_TRACKING_PASSWORD"] not in job
+    credentials = aws_sim.path("data") / "retrain" / ".mlflow" / "credentials"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    assert Path(f"/etc/cron.d/{aws_sim.instance}-retrain").exists()
 
 
 def test_password_is_read_at_service_start(aws_sim) -> None:
