@@ -75,8 +75,8 @@ class Thresholds:
     accuracy_tolerance: float
     f1_tolerance: float
     max_latency_regression: float
-    reference_tolerance: float = 0.03
-    min_recent_images: int = 20
+    reference_tolerance: float
+    min_recent_images: int
 
     @classmethod
     def from_settings(cls) -> Thresholds:

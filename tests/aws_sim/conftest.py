@@ -168,8 +168,8 @@ class AwsSim:
             check=False,
         )
 
-    def rds_sql(self, sql: str) -> str:
-        """Run SQL as the cluster's superuser over its Unix socket (stdin, never argv)."""
+    def rds_sql(self, sql: str, database: str = DB_NAME) -> str:
+        """Run SQL as the cluster's superuser over its Unix socket (stdin, never argv), in ``database``."""
         return _as_postgres(
             [
                 str(self.pg_bindir / "psql"),
@@ -178,25 +178,7 @@ class AwsSim:
                 "-p",
                 str(self.rds_port),
                 "-d",
-                DB_NAME,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-At",
-            ],
-            input=sql,
-        ).stdout
-
-    def rds_sql_app(self, sql: str) -> str:
-        """Like rds_sql, in the application database `mlops`."""
-        return _as_postgres(
-            [
-                str(self.pg_bindir / "psql"),
-                "-h",
-                str(self.rds_socket_dir),
-                "-p",
-                str(self.rds_port),
-                "-d",
-                "mlops",
+                database,
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-At",

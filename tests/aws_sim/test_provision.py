@@ -207,7 +207,8 @@ def test_serving_host_reaches_mlflow_through_nginx_and_monitoring_on_rds(aws_sim
         time.sleep(2)
     assert response.json()["monitoring"] == "ok", response.text
     # The serving app wrote its monitoring schema into the application database.
-    assert aws_sim.rds_sql_app("SELECT count(*) FROM pg_tables WHERE schemaname = 'monitoring';").strip() != "0"
+    tables = aws_sim.rds_sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'monitoring';", database="mlops")
+    assert tables.strip() != "0"
 
 
 def test_retrain_job_runs_on_the_trainers(aws_sim) -> None:

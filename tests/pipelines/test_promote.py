@@ -39,7 +39,7 @@ GATE_ENV = {
 
 def _thresholds(**kw: float) -> Thresholds:
     base = {"min_accuracy": 0.7, "min_f1": 0.6, "accuracy_tolerance": 0.0, "f1_tolerance": 0.0,
-            "max_latency_regression": 0.2}
+            "max_latency_regression": 0.2, "reference_tolerance": 0.03, "min_recent_images": 20}
     return Thresholds(**{**base, **kw})
 
 
