@@ -15,6 +15,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+IsaClass = Literal["baseline", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx"]
+"""CPU ISA classes, lowest first (see training.cpu)."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", env_file=".env", extra="ignore")
@@ -44,6 +47,9 @@ class Settings(BaseSettings):
     int8_max_drop_points: float = 0.5
     """The INT8 model is refused when its validation accuracy is more than this many points below FP32."""
     int8_calibration_images: int = 256
+    cpu_isa_override: IsaClass | None = None
+    """Report this ISA class instead of the CPU's (tests; see training.cpu). The probes still run this host's
+    kernels; limit those too with training.cpu.emulation_environment (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY)."""
 
     # --- monitoring store (see mlops.monitoring) -------------------------------------------
     monitoring_dsn: str = ""
@@ -91,7 +97,7 @@ class Settings(BaseSettings):
     serve_max_image_bytes: int = 4_000_000
     serve_max_body_bytes: int = 32_000_000
     serve_variant: str = "auto"
-    """auto | int8 | compiled | fp32 (auto: the fastest variant that passes the load-time check)."""
+    """auto | int8 | bf16 | compiled | fp32 (auto: the fastest variant that passes the load-time check)."""
     serve_compile: bool = True
     serve_agreement_images: int = 64
     serve_min_agreement: float = 0.98

@@ -41,6 +41,7 @@ class LoadedVersion:
     model: CustomVGG
     tags: dict[str, str] = field(default_factory=dict)
     run_tags: dict[str, str] = field(default_factory=dict)
+    run_params: dict[str, str] = field(default_factory=dict)
     local_dir: Path | None = None
 
     @property
@@ -104,8 +105,10 @@ def _download(run_id: str, artifact_path: str, dst: str) -> str:
 
 
 @retry
-def _run_tags(client: MlflowClient, run_id: str) -> dict[str, str]:
-    return dict(client.get_run(run_id).data.tags)
+def _run_data(client: MlflowClient, run_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(tags, params) of a run."""
+    data = client.get_run(run_id).data
+    return dict(data.tags), dict(data.params)
 
 
 def load_version(client: MlflowClient, mv: ModelVersion, keep_dir: Path | None = None) -> LoadedVersion:
@@ -140,9 +143,10 @@ def load_version(client: MlflowClient, mv: ModelVersion, keep_dir: Path | None =
     finally:
         if tmp is not None:
             tmp.cleanup()
+    run_tags, run_params = _run_data(client, mv.run_id)
     return LoadedVersion(
         name=mv.name, version=str(mv.version), run_id=mv.run_id, model=model, tags=dict(mv.tags or {}),
-        run_tags=_run_tags(client, mv.run_id), local_dir=keep_dir,
+        run_tags=run_tags, run_params=run_params, local_dir=keep_dir,
     )
 
 

@@ -443,6 +443,8 @@ def create_app() -> FastAPI:
             "model_version": served.version if served else None,
             "variant": served.variant if served else None,
             "variant_reason": served.variant_reason if served else None,
+            "variant_checks": served.checks if served else None,
+            "cpu": served.cpu if served else None,
             "load_error": holder.load_error,
             "monitoring": monitoring_status if writer is None or not writer.last_error else
             f"error: {writer.last_error}",

@@ -19,18 +19,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.cpu import CpuCapabilities, detect_capabilities
 from training.data import synthetic_splits
 from training.model import CustomVGG, ModelConfig
 from training.optimize import (
     Backend,
-    detect_capabilities,
     ipex_available,
     predict_logits,
     select_backend,
     tune_runtime,
 )
+from training.probe import int8_reduce_range, probe
 
 log = logging.getLogger(__name__)
+
+
+def bf16_skip(path: str, caps: CpuCapabilities) -> str | None:
+    """Why a BF16 variant is not measured here (None: it runs): no BF16 instructions, IPEX missing, or
+    its probe failed. Without AMX it is still measured (it may well be slower than FP32; reported, not assumed)."""
+    if not caps.has_bf16_unit:
+        return "no AMX/AVX512_BF16 on this CPU (emulated BF16 is measured 3-45x slower)"
+    if path == "ipex_bf16" and not ipex_available():
+        return "IPEX not installed"
+    result = probe(path, caps)
+    return None if result.ok else f"{path} probe {result.describe()}"
+
 
 
 @dataclass
@@ -90,10 +103,9 @@ def bench_training(cfg: BenchConfig) -> list[Variant]:
     y = torch.arange(cfg.batch_size) % 2
     plans: list[tuple[str, bool, str | None]] = [("fp32_eager", False, None), ("channels_last", True, None)]
     plans.append(("compiled", True, None if cfg.include_compile else "--no-compile"))
-    plans.append(("bf16_autocast", True, None if caps.has_bf16_unit else "no AMX/AVX512_BF16 on this CPU"))
+    plans.append(("bf16_autocast", True, bf16_skip("native_bf16", caps)))
     plans.append(("ipex_fp32", True, None if ipex_available() else "IPEX not installed"))
-    plans.append(("ipex_bf16", True, None if ipex_available() and caps.has_bf16_unit
-                  else "needs IPEX and AMX/AVX512_BF16"))
+    plans.append(("ipex_bf16", True, bf16_skip("ipex_bf16", caps)))
     built: dict[str, tuple[nn.Module, torch.optim.Optimizer, bool]] = {}
     for name, cl, skip in plans:
         if skip:
@@ -214,14 +226,17 @@ def bench_inference(cfg: BenchConfig) -> list[Variant]:
             return lambda t: q(to_cl(t))
         raise ValueError(name)
 
+    int8_skip = "--no-compile (INT8 kernels come from inductor)" if not cfg.include_compile else None
+    if int8_skip is None and int8_reduce_range(caps)[0] is None:
+        int8_skip = f"no INT8 path passed its probe here: {int8_reduce_range(caps)[1]}"
     plans = {
         "fp32_eager": None,
         "channels_last": None,
         "compiled": None if cfg.include_compile else "--no-compile",
-        "bf16_autocast": None if caps.has_bf16_unit else "no AMX/AVX512_BF16 on this CPU (emulated BF16 is slower)",
+        "bf16_autocast": bf16_skip("native_bf16", caps),
         "ipex_fp32": None if ipex_available() else "IPEX not installed",
-        "ipex_bf16": None if ipex_available() and caps.has_bf16_unit else "needs IPEX and AMX/AVX512_BF16",
-        "int8_pt2e": None if cfg.include_compile else "--no-compile (INT8 kernels come from inductor)",
+        "ipex_bf16": bf16_skip("ipex_bf16", caps),
+        "int8_pt2e": int8_skip,
         "int8_ipex": None if ipex_available() else "IPEX not installed",
     }
     fns: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
@@ -268,10 +283,11 @@ def _ratios(results: list[Variant], latency: bool = False) -> list[Variant]:
     return results
 
 
-def summary(kind: str, results: list[Variant]) -> dict[str, object]:
+def summary(kind: str, results: list[Variant], caps: CpuCapabilities) -> dict[str, object]:
     ran = [v for v in results if not v.skipped and v.ratio is not None]
     best = max(ran, key=lambda v: v.ratio or 0.0)
-    out: dict[str, object] = {"best_variant": best.name, "best_speedup_vs_fp32_eager": round(best.ratio or 0.0, 3)}
+    out: dict[str, object] = {"best_variant": best.name, "best_speedup_vs_fp32_eager": round(best.ratio or 0.0, 3),
+                              "cpu_isa": caps.isa, "cpu_isa_limited_by": caps.limited_by or "none"}
     if kind == "infer":
         base_acc = results[0].accuracy or 0.0
         out["best_accuracy_drop_points"] = round(100 * (base_acc - (best.accuracy or 0.0)), 3)
@@ -303,10 +319,12 @@ def finish_bench(
     kind: str, results: list[Variant], cfg: BenchConfig, json_out: Path | None, log_to_mlflow: bool
 ) -> str:
     """Table text; writes JSON and logs table + bar chart to MLflow when asked."""
-    table = render_table(kind, results)
+    caps = detect_capabilities()
+    table = f"CPU: {caps.model_name or 'unknown'}, ISA class {caps.isa}" + (
+        f" (limited by {caps.limited_by})" if caps.limited_by else "") + "\n" + render_table(kind, results)
     data = {"kind": kind, "config": asdict(cfg), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cpu": detect_capabilities().as_params(),
-            "results": [asdict(v) for v in results], "summary": summary(kind, results)}
+            "cpu": caps.as_params(),
+            "results": [asdict(v) for v in results], "summary": summary(kind, results, caps)}
     if json_out:
         json_out.write_text(json.dumps(data, indent=2))
     if log_to_mlflow:

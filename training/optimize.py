@@ -1,17 +1,16 @@
-"""Optimisation backends, CPU capability detection and runtime tuning.
+"""Optimisation backends and runtime tuning (CPU detection: ``training.cpu``; probes: ``training.probe``).
 
 Backends:
 
 - ``ipex``: ``ipex.optimize`` (training with the optimizer, inference on ``model.eval()``);
-  BF16 only where the CPU has AVX512_BF16 or AMX (IPEX's BF16 prepack asserts on AVX2-only
-  CPUs), FP32 otherwise.
-- ``native``: stock PyTorch: channels_last, BF16 autocast only on AMX/AVX512_BF16,
-  ``torch.compile`` for training only when asked (measured here: no reliable gain, 35–77 s
-  to compile).
+  BF16 only where it pays (AMX) and the ``ipex_bf16`` probe passed here, FP32 otherwise.
+- ``native``: stock PyTorch: channels_last, BF16 autocast only where it pays (AMX) and the
+  ``native_bf16`` probe passed, ``torch.compile`` for training only when asked (measured on
+  AVX2: no reliable gain, 35–77 s to compile).
 - ``none``: plain FP32 eager, contiguous memory.
-- ``auto``: ``ipex`` when it is installed *and* the CPU has a BF16 unit (where IPEX's gains
-  are); otherwise ``native`` (measured on AVX2: channels_last is faster than eager, and IPEX
-  FP32 has no measured gain worth a separate, archived dependency).
+- ``auto``: ``ipex`` when it is installed and its BF16 path is proven here; otherwise ``native``
+  (channels_last is measured faster than eager, and IPEX FP32 has no measured gain worth a
+  separate, archived dependency).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import enum
 import importlib.util
 import logging
 import os
-import platform
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -28,6 +26,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from training.cpu import CpuCapabilities
+from training.probe import ProbeResult, probe
 
 log = logging.getLogger(__name__)
 
@@ -41,71 +42,6 @@ class Backend(enum.StrEnum):
 
 class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here (e.g. IPEX is not installed)."""
-
-
-@dataclass(frozen=True)
-class CpuCapabilities:
-    avx2: bool = False
-    avx512: bool = False
-    avx512_bf16: bool = False
-    amx: bool = False
-    vnni: bool = False
-    """VNNI (AVX512_VNNI, AVX_VNNI or AMX): INT8 dot products without 16-bit saturation."""
-    model_name: str = ""
-    torch_isa: str = ""
-
-    @property
-    def has_bf16_unit(self) -> bool:
-        """Hardware BF16 (AMX or AVX512_BF16): the only case where BF16 pays on CPU."""
-        return self.amx or self.avx512_bf16
-
-    def as_params(self) -> dict[str, object]:
-        return {
-            "cpu_model": self.model_name,
-            "cpu_avx2": self.avx2,
-            "cpu_avx512": self.avx512,
-            "cpu_avx512_bf16": self.avx512_bf16,
-            "cpu_amx": self.amx,
-            "cpu_vnni": self.vnni,
-            "torch_cpu_capability": self.torch_isa,
-        }
-
-
-def parse_cpu_flags(cpuinfo: str) -> tuple[set[str], str]:
-    flags: set[str] = set()
-    model = ""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "flags" and not flags:
-            flags = set(value.split())
-        elif key == "model name" and not model:
-            model = value.strip()
-    return flags, model
-
-
-def capabilities_from_flags(flags: set[str], model_name: str = "", torch_isa: str = "") -> CpuCapabilities:
-    return CpuCapabilities(
-        avx2="avx2" in flags,
-        avx512="avx512f" in flags,
-        avx512_bf16="avx512_bf16" in flags,
-        amx=bool({"amx_bf16", "amx_tile"} & flags),
-        vnni=bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags),
-        model_name=model_name,
-        torch_isa=torch_isa,
-    )
-
-
-def detect_capabilities(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuCapabilities:
-    try:
-        flags, model = parse_cpu_flags(cpuinfo.read_text())
-    except OSError:
-        flags, model = set(), platform.processor()
-    try:
-        isa = torch.backends.cpu.get_cpu_capability()
-    except Exception:  # noqa: BLE001 - informational only
-        isa = "unknown"
-    return capabilities_from_flags(flags, model, isa)
 
 
 def ipex_available() -> bool:
@@ -128,6 +64,8 @@ class BackendChoice:
     channels_last: bool
     compile: bool
     reason: str
+    probes: dict[str, str] = field(default_factory=dict)
+    """The probes this choice ran (path -> result), e.g. ``{"ipex_bf16": "failed: raised RuntimeError: ..."}``."""
 
     @property
     def bf16(self) -> bool:
@@ -141,7 +79,16 @@ class BackendChoice:
             "backend_channels_last": self.channels_last,
             "backend_compile": self.compile,
             "backend_reason": self.reason[:500],
+            **{f"probe_{path}": text[:500] for path, text in self.probes.items()},
         }
+
+
+# Measured with `mlops bench train` (CustomVGG width 0.125, 64 px, batch 32, 2 threads) on a Xeon with
+# AMX: BF16 autocast 1.27x FP32 images/s; with oneDNN limited to AVX512_CORE_BF16 on the same host, 0.90x.
+NO_BF16_UNIT = ("FP32 (no AMX/AVX512_BF16 on this CPU: BF16 would be emulated, measured 3-45x slower, "
+                "and IPEX's BF16 prepack asserts)")
+BF16_WITHOUT_AMX = ("FP32 (AVX512_BF16 without AMX: BF16 training measured 0.90x FP32 with oneDNN limited to "
+                    "AVX512_CORE_BF16; it pays only with AMX)")
 
 
 def select_backend(
@@ -149,42 +96,57 @@ def select_backend(
     caps: CpuCapabilities,
     have_ipex: bool,
     compile_training: bool = False,
+    run_probe: Callable[[str], ProbeResult] | None = None,
 ) -> BackendChoice:
-    """Pick the backend and precision from what was asked, the CPU and what is installed."""
-    bf16 = caps.has_bf16_unit
-    precision = (
-        "BF16 (the CPU has AMX or AVX512_BF16)"
-        if bf16
-        else "FP32 (no AMX/AVX512_BF16 on this CPU: BF16 would be emulated, measured 3-45x slower, "
-        "and IPEX's BF16 prepack asserts)"
-    )
-    dtype = torch.bfloat16 if bf16 else torch.float32
+    """Pick the backend and precision from what was asked, the CPU, what is installed and the probes.
+
+    BF16 is chosen only where it pays (AMX) *and* the path's probe (``training.probe``) ran here and
+    agreed with FP32; a failed probe falls back to the next path (IPEX BF16 -> native BF16 -> FP32),
+    never to a crash. ``run_probe`` replaces the real probes in tests of this policy.
+    """
+    run = run_probe or (lambda path: probe(path, caps))
+    probes: dict[str, str] = {}
+
+    def bf16_proven(path: str) -> tuple[bool, str]:
+        if not caps.has_bf16_unit:
+            return False, NO_BF16_UNIT
+        if not caps.amx:
+            return False, BF16_WITHOUT_AMX
+        result = run(path)
+        probes[path] = result.describe()
+        if result.ok:
+            return True, f"BF16 (the CPU has AMX and the {path} probe {result.describe()})"
+        return False, f"FP32 (the {path} probe {result.describe()})"
+
+    def choice(name: Backend, bf16: bool, channels_last: bool, compile_: bool, reason: str) -> BackendChoice:
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        return BackendChoice(requested, name, dtype, channels_last, compile_, reason, dict(probes))
+
     if requested == Backend.ipex:
         if not have_ipex:
             raise BackendUnavailable(
                 "backend 'ipex' requested but intel_extension_for_pytorch is not installed "
                 "(build the IPEX environment with `make ipex-venv` and run from .venv-ipex)"
             )
-        return BackendChoice(requested, Backend.ipex, dtype, True, False, f"requested; {precision}")
+        bf16, precision = bf16_proven("ipex_bf16")
+        return choice(Backend.ipex, bf16, True, False, f"requested; {precision}")
     if requested == Backend.none:
-        return BackendChoice(requested, Backend.none, torch.float32, False, False, "requested: plain FP32 eager")
+        return choice(Backend.none, False, False, False, "requested: plain FP32 eager")
     if requested == Backend.native:
-        return BackendChoice(requested, Backend.native, dtype, True, compile_training, f"requested; {precision}")
+        bf16, precision = bf16_proven("native_bf16")
+        return choice(Backend.native, bf16, True, compile_training, f"requested; {precision}")
     # auto
-    if have_ipex and bf16:
-        return BackendChoice(
-            requested, Backend.ipex, dtype, True, False,
-            "auto: IPEX installed and the CPU has a BF16 unit, where ipex.optimize's BF16 kernels pay",
-        )
-    why = (
-        "IPEX is not installed"
-        if not have_ipex
-        else "IPEX is installed but this CPU has no AMX/AVX512_BF16, and IPEX FP32 showed no measured gain over "
-        "native channels_last here"
-    )
-    return BackendChoice(
-        requested, Backend.native, dtype, True, compile_training,
-        f"auto: native PyTorch with channels_last (measured faster than FP32 eager on this CPU); {why}; {precision}",
+    why = "IPEX is not installed"
+    if have_ipex:
+        bf16, precision = bf16_proven("ipex_bf16")
+        if bf16:
+            return choice(Backend.ipex, True, True, False,
+                          f"auto: IPEX installed and proven here, where ipex.optimize's BF16 kernels pay; {precision}")
+        why = f"IPEX is installed but not chosen: {precision}"
+    bf16, precision = bf16_proven("native_bf16")
+    return choice(
+        Backend.native, bf16, True, compile_training,
+        f"auto: native PyTorch with channels_last (measured faster than FP32 eager); {why}; {precision}",
     )
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from mlops.settings import get_settings
 from mlops.tracking import load_client_env
 from training import distributed, tracking
+from training.cpu import detect_capabilities
 from training.data import CLASS_NAMES, ImageSet, Splits, mvtec_splits, synthetic_splits
 from training.metrics import Scores, confusion_figure, curves_figure, score
 from training.model import CustomVGG, ModelConfig, build_model, plain_copy
@@ -30,7 +31,6 @@ from training.optimize import (
     Backend,
     BackendChoice,
     autocast,
-    detect_capabilities,
     ipex_available,
     ipex_version,
     predict_logits,
@@ -39,6 +39,7 @@ from training.optimize import (
     to_memory_format,
     tune_runtime,
 )
+from training.probe import int8_reduce_range
 from training.profile import ReferenceImages, log_profile
 from training.quantize import (
     AccuracyGateError,
@@ -409,9 +410,15 @@ def quantize_and_gate(
             tracking.log_artifact(str(path), "int8_ipex")
         artifact = "int8_ipex/model_int8_ipex.pt"
     else:
-        # 7-bit activations where the CPU lacks VNNI (see quantize_pt2e); gate what serving runs:
-        # the inductor-compiled INT8 kernels, not the eager q/dq graph.
-        reduce_range = not detect_capabilities().vnni
+        # Full-range or 7-bit activations, whichever the INT8 probe proved on this CPU (see quantize_pt2e);
+        # gate what serving runs: the inductor-compiled INT8 kernels, not the eager q/dq graph.
+        reduce_range, why = int8_reduce_range()
+        tracking.log_params({"int8_probe": why[:500]})
+        if reduce_range is None:
+            # Not a refusal of this model: the CPU cannot run INT8 correctly. The FP32 model stands.
+            tracking.set_tags({"int8_gate": "unavailable"})
+            log.warning("INT8 skipped: no INT8 path passed its probe on this CPU (%s); the FP32 model stands.", why)
+            return None, None
         converted = quantize_pt2e(plain_copy(plain), calibration, example, reduce_range=reduce_range)
         logits = predict_logits(compile_for_inference(converted), splits.val.images, 64)
         tracking.log_params({"int8_reduce_range": reduce_range})
