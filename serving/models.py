@@ -32,6 +32,7 @@ from pipelines.register import RegistryError, download_run_artifact, load_versio
 from training.cpu import CpuCapabilities, detect_capabilities
 from training.data import synthetic_images
 from training.model import CustomVGG
+from training.optimize import Bf16Autocast
 from training.probe import int8_reduce_range, probe
 from training.probe import ran as probes_ran
 
@@ -120,19 +121,6 @@ def _p50_ms(
             fn(x)
             times[name].append((time.perf_counter() - t) * 1000)
     return {name: sorted(v)[len(v) // 2] for name, v in times.items()}
-
-
-class _Bf16(nn.Module):
-    """(embedding, logits) under BF16 autocast, returned in FP32."""
-
-    def __init__(self, both: nn.Module) -> None:
-        super().__init__()
-        self.both = both
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            emb, logits = self.both(x)
-        return emb.float(), logits.float()
 
 
 def _int8_probe_refusal(caps: CpuCapabilities, artifact_reduce_range: str | None) -> str | None:
@@ -249,7 +237,7 @@ def load_served(client: MlflowClient, name: str, alias: str, work_dir: Path | No
         try:
             from training.quantize import compile_for_inference
 
-            bf16: Callable = _Bf16(both).eval()  # type: ignore[type-arg]
+            bf16: Callable = Bf16Autocast(both).eval()  # type: ignore[type-arg]
             if s.serve_compile:
                 bf16 = compile_for_inference(bf16)
             with torch.no_grad():

@@ -173,8 +173,26 @@ def prepare_training(
     return model, optimizer
 
 
+class Bf16Autocast(nn.Module):
+    """Runs a module under BF16 autocast and returns its tensors in FP32.
+
+    An ``ipex.optimize(dtype=bfloat16)`` module holds BF16-prepacked weights: called with FP32 input
+    outside autocast, its first convolution fails ("could not create a primitive descriptor for the
+    convolution forward propagation primitive"), on AMX Xeons as on AVX-512 EPYCs.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = self.module(*args)
+        return tuple(t.float() for t in out) if isinstance(out, tuple) else out.float()
+
+
 def prepare_inference(model: nn.Module, choice: BackendChoice) -> nn.Module:
-    """Apply the backend to a model for inference (eval mode)."""
+    """Apply the backend to a model for inference (eval mode); the result takes FP32 input and returns FP32."""
     model = model.eval()
     if choice.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -182,7 +200,7 @@ def prepare_inference(model: nn.Module, choice: BackendChoice) -> nn.Module:
         import intel_extension_for_pytorch as ipex
 
         model = ipex.optimize(model, dtype=choice.dtype)
-    return model
+    return Bf16Autocast(model).eval() if choice.bf16 else model
 
 
 def autocast(choice: BackendChoice) -> AbstractContextManager[object]:

@@ -103,7 +103,7 @@ def _ipex_bf16() -> tuple[float, str]:
         ref = net(x)
         optimized = ipex.optimize(_network(same_sign=False).eval().to(memory_format=torch.channels_last),
                                   dtype=torch.bfloat16)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as training.optimize.Bf16Autocast runs it
             out = optimized(x)
     train_net = _network(same_sign=False).train().to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(train_net.parameters(), lr=0.01)

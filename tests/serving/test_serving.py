@@ -26,6 +26,7 @@ from PIL import Image
 
 from mlops import monitoring
 from pipelines.register import load_version
+from training.cpu import detect_capabilities
 from training.data import preprocess, synthetic_arrays
 from training.features import FEATURE_NAMES
 from training.model import CustomVGG
@@ -123,15 +124,45 @@ def server(serving_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         started.stop()
 
 
+@pytest.mark.parametrize("isa", ["avx2", "avx512_bf16", "amx"])
+def test_variant_choice_per_cpu_class(server: Server, patched_environ, isa: str) -> None:  # noqa: ANN001
+    """What each CPU class gets, decided in this process with the detection override (probes run here)."""
+    from serving.models import load_served
+    from training.probe import probe
+
+    with patched_environ({"MLOPS_CPU_ISA_OVERRIDE": isa, "MLOPS_SERVE_VARIANT": "bf16"}):
+        served = load_served(MlflowClient(), server.name, "champion")
+    assert served.cpu["isa"] == isa and served.checks["int8"] == "skipped: serve_variant=bf16"
+    if isa == "avx2":
+        assert served.checks["bf16"].startswith("skipped: no AMX/AVX512_BF16") and served.variant == "fp32"
+        assert "native_bf16" not in served.cpu["probes"]
+    else:
+        assert served.cpu["probes"]["native_bf16"] == probe("native_bf16", detect_capabilities(override=isa)).describe()
+        if served.variant == "bf16":
+            assert served.checks["bf16"].startswith("passed") and "probe passed" in served.variant_reason
+        else:
+            assert served.variant == "fp32" and served.checks["bf16"].startswith("refused"), served.checks
+
+
 def test_serves_the_champion_with_its_predictions(server: Server) -> None:
     client = MlflowClient()
     champion = client.get_model_version_by_alias(server.name, "champion")
     info = server.get("/model").json()
     assert info["name"] == server.name and info["version"] == champion.version and info["alias"] == "champion"
     assert info["run_id"] == champion.run_id
-    assert info["variant"] in {"int8", "fp32"}, info
+    assert info["variant"] in {"int8", "bf16", "fp32"}, info
     assert "not available" not in info["variant_checks"]["int8"]  # training produced an INT8 program
-    assert info["variant_checks"]["bf16"].startswith(("skipped", "passed", "refused"))
+    checks = info["variant_checks"]
+    if info["variant"] != "fp32":
+        assert checks[info["variant"]].startswith("passed"), checks
+    if info["variant"] == "int8":  # the variants after it were never tried, and say so
+        assert checks["bf16"] == checks["compiled"] == "skipped: int8 passed its check first"
+    else:
+        assert checks["int8"].startswith("refused"), checks
+        assert checks["bf16"].startswith(("skipped: no AMX", "refused", "passed")), checks
+    caps = detect_capabilities()
+    assert info["cpu"]["isa"] == caps.isa
+    assert checks["bf16"].startswith("skipped: no AMX") == (not caps.has_bf16_unit)
 
     arrays, _, _ = synthetic_arrays(12, server.config.image_size, 99)
     resp = httpx.post(f"{server.url}/predict", json={"images": [_png(a) for a in arrays]}, timeout=60)
@@ -145,13 +176,14 @@ def test_serves_the_champion_with_its_predictions(server: Server) -> None:
     if info["variant"] == "fp32":
         assert classes == expected.argmax(1).tolist()
         assert torch.allclose(got, expected[:, 1], atol=1e-4)
-    else:  # INT8 passed the load-time agreement check; allow its quantisation error
+    else:  # INT8 or BF16 passed the load-time agreement check; allow its rounding error
         assert sum(a == b for a, b in zip(classes, expected.argmax(1).tolist(), strict=True)) >= 11
     one = httpx.post(f"{server.url}/predict", json={"image": _png(arrays[0])}, timeout=30).json()
     assert one["predictions"][0]["class_index"] == classes[0]
 
     health = server.get("/health").json()
     assert health["status"] == "ok" and health["model_version"] == champion.version
+    assert health["cpu"] == info["cpu"] and health["variant_checks"] == checks
     assert health["monitoring"] == "ok"
     metrics = server.get("/metrics").text
     assert 'mlops_serving_requests_total{endpoint="/predict",status="200"}' in metrics
@@ -266,7 +298,7 @@ def test_monitoring_rows_written_and_flushed_on_shutdown(server: Server) -> None
     counts = Counter(r[0] for r in rows)
     assert dict(counts) == dict(ids)
     for _, _, name, version, variant, cls, conf, features, dim in rows:
-        assert name == server.name and version == expected_version and variant in {"int8", "fp32"}
+        assert name == server.name and version == expected_version and variant in {"int8", "bf16", "fp32"}
         assert cls in (0, 1) and 0.5 <= conf <= 1.0
         assert set(features) == set(FEATURE_NAMES)
         assert dim == server.model.embedding_dim

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,11 +16,11 @@ ipex = pytest.importorskip(
     "intel_extension_for_pytorch", reason="IPEX is only installed in .venv-ipex (make ipex-venv)"
 )
 
+from training.cpu import detect_capabilities, emulation_environment  # noqa: E402
 from training.data import synthetic_splits  # noqa: E402
 from training.model import CustomVGG, ModelConfig, plain_copy  # noqa: E402
 from training.optimize import (  # noqa: E402
     Backend,
-    detect_capabilities,
     prepare_inference,
     prepare_training,
     select_backend,
@@ -82,3 +85,45 @@ def test_model_saved_here_loads_in_main_env_without_ipex(tmp_path: Path, choice)
     out = subprocess.run([str(MAIN_PYTHON), "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(1, 2)" in out.stdout
+
+
+# A CPU whose flags claim AMX while its kernels can do no better than AVX2 (the way IPEX's BF16 convolution
+# failed on an AMD EPYC that reports AVX512_BF16): the IPEX BF16 probe must fail and the choice fall back.
+CLAIMS_MORE = """
+import json, torch
+from training.cpu import detect_capabilities
+from training.model import CustomVGG, ModelConfig, plain_copy
+from training.optimize import Backend, prepare_inference, select_backend
+caps = detect_capabilities()
+out = {"isa": caps.isa}
+for requested in (Backend.ipex, Backend.auto):
+    choice = select_backend(requested, caps, True)
+    model = CustomVGG(ModelConfig(width=0.0625, image_size=32)).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        diff = float((prepare_inference(plain_copy(model), choice)(x.contiguous(memory_format=torch.channels_last))
+                      .float() - model(x)).abs().max())
+    out[requested.value] = {"name": choice.name.value, "dtype": str(choice.dtype), "probes": choice.probes,
+                            "reason": choice.reason, "diff": diff}
+print(json.dumps(out))
+"""
+
+
+def test_ipex_bf16_that_cannot_run_falls_back() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_CPU", "ONEDNN_", "ATEN_CPU"))}
+    env.update(emulation_environment("avx2"))
+    env["MLOPS_CPU_ISA_OVERRIDE"] = "amx"
+    out = subprocess.run([sys.executable, "-c", CLAIMS_MORE], env=env, capture_output=True, text=True, timeout=600,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["isa"] == "amx"
+    ipex_choice, auto = report["ipex"], report["auto"]
+    assert ipex_choice["probes"]["ipex_bf16"].startswith("failed"), ipex_choice
+    assert ipex_choice["name"] == "ipex" and ipex_choice["dtype"] == "torch.float32"
+    assert ipex_choice["diff"] < 1e-3
+    # auto falls through to the next path: native BF16, decided by its own probe.
+    assert auto["name"] == "native"
+    native_ok = auto["probes"]["native_bf16"].startswith("passed")
+    assert auto["dtype"] == ("torch.bfloat16" if native_ok else "torch.float32")
+    assert auto["diff"] < (5e-2 if native_ok else 1e-3)
