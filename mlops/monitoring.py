@@ -13,13 +13,16 @@ libpq reads the password from ``PGPASSFILE``) or, by default, the ``monitoring``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
+import stamina
 
 from mlops.settings import get_settings
 
@@ -71,6 +74,10 @@ CREATE TABLE IF NOT EXISTS monitoring.samples (
 """
 
 
+# Every write to the monitoring store that a dropped connection can interrupt goes through this one policy.
+retry_db = stamina.retry(on=(psycopg2.OperationalError, psycopg2.InterfaceError), attempts=5, timeout=60.0)
+
+
 class MonitoringNotConfigured(RuntimeError):
     """Neither MLOPS_MONITORING_DSN nor a `monitoring` entry in platform.json."""
 
@@ -106,3 +113,29 @@ def ensure_schema(conn: psycopg2.extensions.connection) -> None:
         # Serialise concurrent first runs: CREATE ... IF NOT EXISTS races on the catalog otherwise.
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('mlops.monitoring.ddl'))")
         cur.execute(DDL)
+
+
+@contextlib.contextmanager
+def advisory_lock(conn: psycopg2.extensions.connection, key: int | str, wait_s: float | None) -> Iterator[bool]:
+    """Hold a session-level advisory lock on ``key`` for the block; yields whether it is held.
+
+    ``key``: a bigint, or a string PostgreSQL hashes (``hashtext``). ``wait_s=None`` tries once (a
+    second holder gets False at once: the retrain tick); otherwise waits at most ``wait_s`` seconds
+    (``lock_timeout``; psycopg2 raises when it passes: promotion). Released on exit or disconnect.
+    """
+    expr = "hashtext(%s)" if isinstance(key, str) else "%s::bigint"
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        if wait_s is None:
+            cur.execute(f"SELECT pg_try_advisory_lock({expr})", (key,))
+            held = bool(cur.fetchone()[0])
+        else:
+            cur.execute("SET lock_timeout = %s", (f"{int(wait_s * 1000)}ms",))
+            cur.execute(f"SELECT pg_advisory_lock({expr})", (key,))
+            held = True
+    try:
+        yield held
+    finally:
+        if held and not conn.closed:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT pg_advisory_unlock({expr})", (key,))

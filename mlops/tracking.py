@@ -8,6 +8,7 @@ from pathlib import Path
 
 import requests
 import stamina
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from mlops.settings import get_settings
@@ -70,3 +71,18 @@ def is_transient(exc: Exception) -> bool:
 
 # Every transient-prone MLflow call (training, smoke, later serving) goes through this one policy.
 retry = stamina.retry(on=is_transient, attempts=5, timeout=120.0)
+
+
+def experiment_id(name: str, client: MlflowClient | None = None) -> str:
+    """The id of experiment ``name``, created when missing (a concurrent creator wins harmlessly)."""
+    client = client or MlflowClient()
+    found = retry(client.get_experiment_by_name)(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(retry(client.create_experiment)(name))
+    except MlflowException:  # RESOURCE_ALREADY_EXISTS: created between the two calls
+        found = retry(client.get_experiment_by_name)(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)

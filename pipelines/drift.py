@@ -589,8 +589,8 @@ def load_profile(client: Any, model_name: str, version: str | None = None) -> tu
 
     from mlflow.exceptions import MlflowException
 
+    from mlops.registry import CHAMPION, version_by_alias
     from mlops.tracking import retry
-    from pipelines.register import CHAMPION, version_by_alias
     from training.profile import PROFILE_ARTIFACT
 
     if version is None:

@@ -32,24 +32,15 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-import mlflow
 import numpy as np
 import torch
 from mlflow import MlflowClient
 
 from mlops import monitoring
+from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, RegistryError, resolve_version, version_by_alias
 from mlops.settings import get_settings
-from mlops.tracking import load_client_env, retry
-from pipelines.register import (
-    CHALLENGER,
-    CHAMPION,
-    PREVIOUS_CHAMPION,
-    LoadedVersion,
-    RegistryError,
-    load_version,
-    resolve_version,
-    version_by_alias,
-)
+from mlops.tracking import experiment_id, load_client_env, retry
+from training.artifacts import LoadedVersion, load_version
 from training.data import synthetic_images
 from training.metrics import score
 from training.optimize import predict_logits
@@ -279,16 +270,9 @@ def registry_lock(model_name: str) -> Iterator[None]:
     except monitoring.MonitoringNotConfigured as exc:
         raise PromotionError(f"cannot take the promotion lock: {exc}") from exc
     try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SET lock_timeout = %s", (f"{int(get_settings().promote_lock_timeout_s * 1000)}ms",))
-            log.debug("Waiting for the promotion lock of %s", model_name)
-            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"mlops.registry:{model_name}",))
-        try:
+        log.debug("Waiting for the promotion lock of %s", model_name)
+        with monitoring.advisory_lock(conn, f"mlops.registry:{model_name}", get_settings().promote_lock_timeout_s):
             yield
-        finally:
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"mlops.registry:{model_name}",))
     finally:
         conn.close()
 
@@ -321,18 +305,14 @@ def _transition(client: MlflowClient, name: str, version: str, stage: str) -> No
 
 
 @retry
-def _experiment_id(name: str) -> str:
-    return mlflow.set_experiment(name).experiment_id
-
-
 def _log_run(client: MlflowClient, run_name: str, tags: dict[str, str], params: dict[str, object],
              metrics: dict[str, float], record: dict[str, object]) -> str:
     """One finished MLflow run in the promotion experiment; returns its id."""
-    experiment_id = _experiment_id(get_settings().promote_experiment_name)
+    exp_id = experiment_id(get_settings().promote_experiment_name, client)
 
     @retry
     def _create() -> str:
-        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        run = client.create_run(exp_id, run_name=run_name, tags=tags)
         return run.info.run_id
 
     run_id = _create()

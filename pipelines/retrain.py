@@ -27,10 +27,9 @@ Lineage in MLflow: drift run --(tags)--> training run --> model version --> prom
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -73,21 +72,6 @@ def accuracy_trigger(n: int, accuracy: float | None, floor: float, min_labels: i
     return Trigger(False, f"labelled accuracy {accuracy:.3f} over {n} predictions >= floor {floor}")
 
 
-@contextlib.contextmanager
-def tick_lock(conn: Any, key: int) -> Iterator[bool]:  # noqa: ANN401 - psycopg2 connection
-    """Try the advisory lock once; yields whether this session holds it (released on exit or disconnect)."""
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-        held = bool(cur.fetchone()[0])
-    try:
-        yield held
-    finally:
-        if held and not conn.closed:
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (key,))
-
-
 @dataclass
 class TickResult:
     action: str  # locked | no-drift | skipped | retrained | already-retrained | recovered
@@ -111,7 +95,7 @@ def tick(model_name: str | None = None, window: str | None = None, now: datetime
     conn = monitoring.connect("mlops-retrain-loop")
     try:
         monitoring.ensure_schema(conn)
-        with tick_lock(conn, s.retrain_lock_key) as held:
+        with monitoring.advisory_lock(conn, s.retrain_lock_key, wait_s=None) as held:
             if not held:
                 log.info("Another retrain tick holds the lock (key %d): nothing to do, exiting", s.retrain_lock_key)
                 return TickResult("locked", "another tick holds the lock")

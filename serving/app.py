@@ -3,7 +3,7 @@
 Endpoints: ``POST /predict`` (JSON, base64 images; schema in the OpenAPI document at
 ``/openapi.json``), ``GET /health``, ``GET /metrics`` (Prometheus), ``GET /model``.
 
-Each worker process (gunicorn managing uvicorn workers, see :mod:`serving.cli`):
+Each worker process (gunicorn managing uvicorn workers, see :mod:`serving.server`):
 
 * loads the champion in a background thread (``/health`` says ``loading`` until then) and polls the
   alias every ``serve_poll_interval_s``; a new version is loaded and checked beside the old one and
@@ -157,7 +157,7 @@ class ModelHolder:
         self._stop.set()
 
     def _target_version(self, client: Any) -> str | None:  # noqa: ANN401 - MlflowClient
-        from pipelines.register import version_by_alias
+        from mlops.registry import version_by_alias
 
         mv = version_by_alias(client, self.name, self.alias)
         return None if mv is None else str(mv.version)

@@ -42,10 +42,11 @@ class Endpoint:
     verify: str | bool
 
 
-def endpoint() -> Endpoint:
+def endpoint(url: str | None = None) -> Endpoint:
+    """Where and how to call serving: ``url`` (e.g. ``mlops predict --url``), else ``MLOPS_SERVE_URL``, else the
+    platform's nginx; credentials and CA from the MLflow client's variables."""
     load_client_env()
-    s = get_settings()
-    url = s.serve_url
+    url = url or get_settings().serve_url
     if not url:
         tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
         parts = urlsplit(tracking)

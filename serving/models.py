@@ -27,8 +27,9 @@ import torch
 from mlflow import MlflowClient
 from torch import nn
 
+from mlops.registry import RegistryError, version_by_alias
 from mlops.settings import get_settings
-from pipelines.register import RegistryError, download_run_artifact, load_version, version_by_alias
+from training.artifacts import download_run_artifact, load_version
 from training.cpu import CpuCapabilities, detect_capabilities
 from training.data import synthetic_images
 from training.model import CustomVGG

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import psycopg2.extras
-import stamina
 import torch
 from PIL import Image
 
@@ -185,7 +184,7 @@ class MonitoringWriter:
                     out.append((r.request_id, i, r.ts, psycopg2.Binary(png_bytes(picture))))
         return out
 
-    @stamina.retry(on=(psycopg2.OperationalError, psycopg2.InterfaceError), attempts=5, timeout=60.0)
+    @monitoring.retry_db
     def _write(self, batch: list[Record]) -> None:
         rows = self._rows(batch)
         samples = self._sample_rows(batch)

@@ -18,10 +18,14 @@ except ImportError:  # pragma: no cover - uvicorn is a dependency
 
 
 class Worker(UvicornWorker):  # type: ignore[misc,valid-type]
-    """uvicorn worker for gunicorn that serves under nginx's path prefix (``MLOPS_SERVE_ROOT_PATH``)."""
+    """uvicorn worker for gunicorn that serves under nginx's path prefix (setting ``serve_root_path``).
 
-    CONFIG_KWARGS = {**getattr(UvicornWorker, "CONFIG_KWARGS", {}),
-                     "root_path": os.environ.get("MLOPS_SERVE_ROOT_PATH", "")}
+    Read when the worker starts (uvicorn reads ``CONFIG_KWARGS`` in ``__init__``), not at import.
+    """
+
+    @property
+    def CONFIG_KWARGS(self) -> dict[str, object]:  # noqa: N802 - uvicorn's name
+        return {**getattr(UvicornWorker, "CONFIG_KWARGS", {}), "root_path": get_settings().serve_root_path}
 
 
 def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:

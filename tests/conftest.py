@@ -194,7 +194,7 @@ def _start_serving(env: dict[str, str], model: str, log: Path) -> ServeProcess:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlops.cli", "serve", "--port", str(port), "--model", model, "--workers", "1"],
+        [sys.executable, "-m", "mlops_cli", "serve", "--port", str(port), "--model", model, "--workers", "1"],
         cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     return ServeProcess(f"http://127.0.0.1:{port}", proc, log)

@@ -103,7 +103,7 @@ def torchrun_command(
     rdzv_endpoint: str | None = None,
     rdzv_id: str = "mlops-train",
 ) -> list[str]:
-    """``python -m torch.distributed.run … -m mlops.cli train <worker_args>``."""
+    """``python -m torch.distributed.run … -m mlops_cli train <worker_args>``."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}"]
     if rdzv_endpoint:
         cmd += [f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}", f"--rdzv-id={rdzv_id}"]
@@ -113,7 +113,7 @@ def torchrun_command(
         if nnodes not in ("1", "1:1"):
             raise ValueError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT reachable from every node")
         cmd.append("--standalone")
-    return [*cmd, "-m", "mlops.cli", "train", *worker_args]
+    return [*cmd, "-m", "mlops_cli", "train", *worker_args]
 
 
 def launch(cmd: list[str], env: dict[str, str]) -> int:

@@ -7,15 +7,17 @@ from typing import Any
 
 import mlflow
 
-from mlops.tracking import retry
+from mlops.tracking import experiment_id, retry
 
 log = logging.getLogger(__name__)
 
 
 
-@retry
 def set_experiment(name: str) -> str:
-    return mlflow.set_experiment(name).experiment_id
+    """Make ``name`` the active experiment of ``mlflow.start_run`` (created when missing); returns its id."""
+    exp_id = experiment_id(name)
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
 
 
 @retry

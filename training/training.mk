@@ -1,20 +1,15 @@
 # Training fragment (included by the top-level Makefile: BIN, PYTHON, VENV_STAMP, SHELL come from there).
-# The IPEX environment pins torch 2.8 + intel-extension-for-pytorch 2.8 (IPEX's last release) in .venv-ipex.
+# The IPEX environment: the project with its `ipex` extra (torch 2.8 + IPEX 2.8, pinned in pyproject.toml).
 
 IPEX_VENV  := .venv-ipex
 IPEX_STAMP := $(IPEX_VENV)/.installed
-IPEX_PINS  := torch==2.8.0 intel-extension-for-pytorch==2.8.0
-# The project's runtime deps except torch/torchao (torchao 0.18 needs torch 2.13), plus pytest.
-IPEX_DEPS  := mlflow==3.17.2 "numpy>=2,<3" "scipy>=1.14,<2" "pillow>=11,<13" matplotlib==3.11.2 \
-              typer==0.29.2 pydantic-settings==2.16.3 stamina==26.1.0 tqdm==4.70.1 "boto3>=1.40,<2" pytest==9.2.0
 
 .PHONY: ipex-venv ipex-test train bench
 
 $(IPEX_STAMP): pyproject.toml training/training.mk
 	$(PYTHON) -m venv $(IPEX_VENV)
 	$(IPEX_VENV)/bin/pip install --quiet --upgrade pip
-	$(IPEX_VENV)/bin/pip install --quiet $(IPEX_PINS) $(IPEX_DEPS)
-	$(IPEX_VENV)/bin/pip install --quiet --no-deps -e .
+	$(IPEX_VENV)/bin/pip install --quiet -e '.[ipex,test]'
 	touch $@
 
 ipex-venv: $(IPEX_STAMP) ## Create .venv-ipex (torch 2.8 + IPEX 2.8; about 3.5 min and 6.8 GB)

@@ -1,6 +1,6 @@
 """The AWS deployment, simulated on loopback: `make provision` with an AWS-shaped inventory.
 
-The inventory is written by the same generator `make inventory` uses (mlops.inventory) from
+The inventory is written by the same generator `make inventory` uses (mlops_cli.inventory) from
 Terraform-shaped outputs, plus the committed ansible/inventories/aws/group_vars. What stands in
 for AWS:
 
@@ -43,8 +43,8 @@ import boto3
 import pytest
 import yaml
 
-from mlops.inventory import write_inventory
 from mlops.tracking import read_env_file
+from mlops_cli.inventory import write_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 OFFSET = int(os.environ.get("MLOPS_AWS_SIM_PORT_OFFSET", "0"))

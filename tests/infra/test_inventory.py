@@ -1,4 +1,4 @@
-"""mlops.inventory: terraform output -json (recorded from the moto apply) -> Ansible inventory."""
+"""mlops_cli.inventory: terraform output -json (recorded from the moto apply) -> Ansible inventory."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops.inventory import write_inventory
+from mlops_cli.inventory import write_inventory
 
 FIXTURE = Path(__file__).parent / "terraform_output.json"
 

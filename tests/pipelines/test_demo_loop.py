@@ -2,7 +2,7 @@
 
 The platform's MLflow (through nginx), PostgreSQL and S3 store; a private `mlops serve` (gunicorn +
 uvicorn) that records every prediction in the platform's monitoring database and keeps every image
-(``MLOPS_SERVE_SAMPLE_RATE=1``); 10-second windows. :func:`pipelines.demo.run_demo` (what `make demo`
+(``MLOPS_SERVE_SAMPLE_RATE=1``); 10-second windows. :func:`mlops_cli.demo.run_demo` (what `make demo`
 runs) trains and promotes a first model, sends in-distribution then darker traffic through serving
 and labels it, and ticks the retrain loop until it retrains; the gate judges the retrained version on
 the held-out labelled images as well; the test then asks serving which version answers.
@@ -65,7 +65,7 @@ def demo_server(platform, platform_env: dict[str, str], patched_environ, serve_p
 
 
 def test_the_demo_loop_ends_with_the_retrained_champion_served(demo_server: str) -> None:
-    from pipelines.demo import DemoConfig, run_demo
+    from mlops_cli.demo import DemoConfig, run_demo
 
     said: list[str] = []
     config = DemoConfig(model_name=MODEL, window="10s", clients=3, max_images_per_window=600, batch=16,

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from mlops.settings import get_settings
 from pipelines.promote import Evaluation, Quality, Thresholds, decide, promote
-from pipelines.register import load_version
+from training.artifacts import load_version
 from training.model import CustomVGG
 from training.train import TrainConfig, log_model, train
 
@@ -162,7 +162,7 @@ def _stage(client: MlflowClient, name: str, version: str) -> str:
 
 @pytest.mark.integration
 def test_gate_promotes_better_refuses_worse_idempotent_and_rolls_back(trained) -> None:  # noqa: ANN001
-    from mlops.cli import app
+    from mlops_cli.cli import app
 
     config, _ = trained
     reg = _register_set(trained, f"{config.model_name}-gate")
@@ -225,7 +225,7 @@ def test_gate_promotes_better_refuses_worse_idempotent_and_rolls_back(trained) -
 
 @pytest.mark.integration
 def test_bad_input_gets_a_clear_error(trained) -> None:  # noqa: ANN001
-    from mlops.cli import app
+    from mlops_cli.cli import app
 
     config, _ = trained
     res = CliRunner().invoke(app, ["promote", "--model", config.model_name, "--candidate", "99"])
@@ -240,7 +240,7 @@ def test_two_concurrent_promotions_leave_exactly_one_champion(trained, gate_env:
     reg = _register_set(trained, f"{config.model_name}-race")
     env = {**os.environ, **gate_env}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "mlops.cli", "promote", "--model", reg.name, "--candidate", v],
+        subprocess.Popen([sys.executable, "-m", "mlops_cli", "promote", "--model", reg.name, "--candidate", v],
                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for v in (reg.good, reg.good_b)
     ]

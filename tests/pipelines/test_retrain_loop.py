@@ -112,8 +112,8 @@ def record_traffic(model_name: str, window: Window, n: int, seed: int, shift: Sh
     label but no image (serving did not sample them).
     """
     from pipelines.feedback import Label, record_feedback
-    from pipelines.register import load_version
     from serving.monitor import png_bytes, to_uint8
+    from training.artifacts import load_version
 
     client = MlflowClient()
     mv = client.get_model_version_by_alias(model_name, "champion")
@@ -161,16 +161,14 @@ def _drift_runs(window: Window) -> list:
 
 
 def _run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mlops.cli", *args], env={**os.environ, **env},
+    return subprocess.run([sys.executable, "-m", "mlops_cli", *args], env={**os.environ, **env},
                           capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_a_tick_finding_the_lock_held_exits_0(loop_env: dict[str, str]) -> None:
-    from pipelines.retrain import tick_lock
-
     conn = monitoring.connect("test-lock")
     try:
-        with tick_lock(conn, int(LOOP_ENV["MLOPS_RETRAIN_LOCK_KEY"])) as held:
+        with monitoring.advisory_lock(conn, int(LOOP_ENV["MLOPS_RETRAIN_LOCK_KEY"]), wait_s=None) as held:
             assert held
             busy = _run_cli(loop_env, "retrain-loop")
         free = _run_cli(loop_env, "retrain-loop")

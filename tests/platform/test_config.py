@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops.status import PlatformStatus, ServiceHealth, render_status
 from mlops.tracking import load_client_env, read_env_file
+from mlops_cli.status import PlatformStatus, ServiceHealth, render_status
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from mlops import monitoring
-from pipelines.register import load_version
+from training.artifacts import load_version
 from training.cpu import detect_capabilities
 from training.data import preprocess, synthetic_arrays
 from training.features import FEATURE_NAMES

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from mlops.cli import app
+from mlops_cli.cli import app
 from training.train import TrainConfig, train
 
 NO_IPEX_PYFUNC = """

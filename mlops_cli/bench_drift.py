@@ -152,7 +152,7 @@ def bench_drift(config: BenchDriftConfig) -> dict[str, Any]:
         np.save(cur_path, current)
         del reference, current
         cols = json.dumps(names)
-        ours, wall, peak = run_child([sys.executable, "-m", "pipelines.bench_drift", ref_path, cur_path, cols],
+        ours, wall, peak = run_child([sys.executable, "-m", "mlops_cli.bench_drift", ref_path, cur_path, cols],
                                      "ours (numpy/scipy KS + PSI)")
         ours.update(wall_s=wall, peak_rss_mib=peak)
         ours["detected"], ours["false_alarms"] = _score(ours["columns"])

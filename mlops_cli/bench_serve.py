@@ -126,7 +126,7 @@ def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
 def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
     from mlflow import MlflowClient
 
-    from pipelines.register import CHAMPION, version_by_alias
+    from mlops.registry import CHAMPION, version_by_alias
     from serving.client import endpoint
 
     load_client_env()
@@ -136,7 +136,7 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
     mv = version_by_alias(client, name, CHAMPION)
     if mv is None:
         raise RuntimeError(f"{name!r} has no champion: promote a version first (`mlops promote`)")
-    from pipelines.register import load_version
+    from training.artifacts import load_version
 
     size = load_version(client, mv).image_size
     arrays, _, _ = synthetic_arrays(32, size, 123)
@@ -168,7 +168,7 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
         port = _free_port()
         env = {**os.environ, "MLOPS_SERVE_VARIANT": variant, "MLOPS_SERVE_COMPILE": str(variant != "fp32").lower(),
                "MLOPS_MODEL_NAME": name, "MLOPS_SERVE_MONITORING": "false", "MLOPS_SERVE_THREADS": str(threads)}
-        proc = subprocess.Popen([sys.executable, "-m", "mlops.cli", "serve", "--port", str(port), "--workers", "1"],
+        proc = subprocess.Popen([sys.executable, "-m", "mlops_cli", "serve", "--port", str(port), "--workers", "1"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             base = f"http://127.0.0.1:{port}"

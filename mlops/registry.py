@@ -1,0 +1,71 @@
+"""Model registry lookups every layer needs: aliases, versions, and the registry's errors.
+
+Plain MLflow (no torch): ``champion`` / ``previous-champion`` / ``challenger`` aliases, a version by
+alias or number, with the transient-failure retry of :mod:`mlops.tracking`.
+"""
+
+from __future__ import annotations
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from mlops.tracking import retry
+
+CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous-champion"
+CHALLENGER = "challenger"
+
+
+class RegistryError(RuntimeError):
+    """A model, version or alias the command needs does not exist (message says which)."""
+
+
+def _not_found(exc: MlflowException) -> bool:
+    return exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+
+
+@retry
+def _get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
+    return client.get_model_version(name, version)
+
+
+@retry
+def _get_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion:
+    return client.get_model_version_by_alias(name, alias)
+
+
+@retry
+def _search_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+    return list(client.search_model_versions(f"name = '{name}'"))
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version ``alias`` points to, or None when the alias (or the model) does not exist."""
+    try:
+        return _get_by_alias(client, name, alias)
+    except MlflowException as exc:
+        if _not_found(exc):
+            return None
+        raise
+
+
+def resolve_version(client: MlflowClient, name: str, candidate: str = "latest") -> ModelVersion:
+    """``latest`` (highest version number), a version number, or an alias → the ModelVersion."""
+    if candidate == "latest":
+        versions = _search_versions(client, name)
+        if not versions:
+            raise RegistryError(f"registered model {name!r} has no versions (train one with `mlops train`)")
+        return max(versions, key=lambda v: int(v.version))
+    if candidate.isdigit():
+        try:
+            return _get_version(client, name, candidate)
+        except MlflowException as exc:
+            if _not_found(exc):
+                raise RegistryError(f"registered model {name!r} has no version {candidate}") from exc
+            raise
+    found = version_by_alias(client, name, candidate)
+    if found is None:
+        raise RegistryError(f"registered model {name!r} has no version {candidate!r} (expected a number, "
+                            f"'latest' or an existing alias)")
+    return found

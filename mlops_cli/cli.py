@@ -1,0 +1,422 @@
+"""The one command line: ``mlops``. Commands stay thin; logic lives in typed functions.
+
+The top layer: it imports every package (plain imports, inside the commands so ``mlops --help``
+starts fast); no product package imports it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mlops.log import configure_logging
+
+app = typer.Typer(
+    name="mlops",
+    help="Self-hosted MLOps platform for PyTorch on Intel Xeon.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
+    """Configure logging once, before any command runs."""
+    configure_logging(verbose)
+
+
+@app.command()
+def status() -> None:
+    """Show the health of each platform service started by `make up`."""
+    from mlops_cli.status import platform_status, render_status
+
+    report = platform_status()
+    typer.echo(render_status(report))
+    if not report.healthy:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def smoke() -> None:
+    """Log a small run with a model through nginx and print where to see it in the UI."""
+    from mlops_cli.smoke import run_smoke
+
+    result = run_smoke()
+    typer.echo(f"Logged run {result.run_id} in experiment '{result.experiment_name}'.")
+    typer.echo(f"See it in the UI: {result.run_url}")
+    typer.echo("Log in as 'admin'; the password is in .mlops/credentials/nginx-admin.")
+
+
+@app.command()
+def inventory(
+    tf_output: Path = typer.Option(
+        ..., "--tf-output", exists=True, dir_okay=False, help="JSON from `terraform output -json`."
+    ),
+    dest: Path = typer.Option(Path("ansible/inventories/aws"), "--dest", help="Inventory folder to write."),
+) -> None:
+    """Turn Terraform outputs into the Ansible inventory for the AWS hosts (no secret values)."""
+    from mlops_cli.inventory import write_inventory
+
+    for path in write_inventory(json.loads(tf_output.read_text()), dest):
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def train(
+    epochs: int | None = typer.Option(None, help="Training epochs (default: MLOPS_TRAIN_EPOCHS)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (AdamW, cosine schedule)."),
+    image_size: int | None = typer.Option(None, "--image-size", help="Square input size in pixels."),
+    width: float | None = typer.Option(None, "--width", help="VGG16 channel multiplier (1.0 = full VGG16)."),
+    n_train: int | None = typer.Option(None, "--n-train", help="Synthetic training images."),
+    n_val: int | None = typer.Option(None, "--n-val", help="Synthetic validation images."),
+    seed: int | None = typer.Option(None, help="Random seed (data, init, shuffling)."),
+    data: Path | None = typer.Option(
+        None, "--data", exists=True, file_okay=False, help="MVTec AD root (or its pill/ folder); default synthetic."
+    ),
+    pretrained: Path | None = typer.Option(
+        None, "--pretrained", exists=True, dir_okay=False, help="Local torchvision VGG16 state dict for the trunk."
+    ),
+    backend: str | None = typer.Option(None, "--backend", help="auto | ipex | native | none."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the training step (native)."),
+    threads: int | None = typer.Option(None, "--threads", help="Intra-op threads (default: available cores)."),
+    int8: bool = typer.Option(True, "--int8/--no-int8", help="Quantize to INT8 and gate on accuracy."),
+    max_int8_drop: float | None = typer.Option(
+        None, "--max-int8-drop", help="Largest allowed INT8 accuracy drop in points."
+    ),
+    experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment name."),
+    model_name: str | None = typer.Option(None, "--model-name", help="Registered model name."),
+    register: bool = typer.Option(True, "--register/--no-register", help="Register the model version."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="DDP workers on this host (torchrun)."),
+    nnodes: str = typer.Option("1", "--nnodes", help="Number of hosts (or MIN:MAX) for torchrun."),
+    node_rank: int | None = typer.Option(None, "--node-rank", help="This host's rank (multi-node)."),
+    rdzv_endpoint: str | None = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)."),
+) -> None:
+    """Train the pill quality model, log it to MLflow and register it (INT8 gated on accuracy)."""
+    from training import distributed
+    from training.optimize import Backend, BackendUnavailable, tune_runtime
+    from training.quantize import AccuracyGateError
+    from training.train import TrainConfig
+    from training.train import train as run_training
+
+    if backend is not None and backend not in {b.value for b in Backend}:
+        raise typer.BadParameter(f"expected one of {[b.value for b in Backend]}", param_hint="--backend")
+    config = TrainConfig.from_settings(
+        epochs=epochs, batch_size=batch_size, learning_rate=lr, image_size=image_size, width=width,
+        n_train=n_train, n_val=n_val, seed=seed, data=data, pretrained=pretrained,
+        backend=Backend(backend) if backend else None, compile=compile_model or None, threads=threads,
+        int8=int8, int8_max_drop_points=max_int8_drop, experiment_name=experiment, model_name=model_name,
+        register=register,
+    )
+    if (nproc_per_node > 1 or nnodes not in ("1", "1:1")) and not distributed.under_torchrun():
+        tuning = tune_runtime(threads, local_world_size=nproc_per_node)
+        cmd = distributed.torchrun_command(
+            nproc_per_node, config.worker_args(), nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint
+        )
+        code = distributed.launch(cmd, tuning.child_env)
+        if code:
+            typer.echo(f"Distributed training failed: torchrun exited with {code}.", err=True)
+        raise typer.Exit(code=code)
+    try:
+        result = run_training(config)
+    except (AccuracyGateError, BackendUnavailable) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from exc
+    if result.run_id:
+        typer.echo(f"Run {result.run_id}: backend {result.backend}, " + ", ".join(
+            f"{k} {v:.3f}" for k, v in result.final.items()))
+        if result.registered_version:
+            typer.echo(f"Registered {config.model_name} version {result.registered_version} ({result.model_uri}).")
+        if result.int8_gate:
+            typer.echo(f"INT8 accepted ({result.int8_gate.drop_points:.2f} points drop): {result.int8_artifact}")
+
+
+bench_app = typer.Typer(help="Compare optimisation variants side by side (figures, not tests).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("train")
+def bench_train(
+    steps: int = typer.Option(12, help="Timed training steps per variant."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per step."),
+    image_size: int = typer.Option(64, "--image-size", help="Square input size."),
+    width: float = typer.Option(0.125, "--width", help="VGG16 channel multiplier."),
+    threads: int | None = typer.Option(None, "--threads", help="Intra-op threads for every variant."),
+    include_compile: bool = typer.Option(True, "--compile/--no-compile", help="Include torch.compile (slow to build)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results and summary here."),
+    log_to_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log table and chart to MLflow."),
+) -> None:
+    """Training images/s per variant, with the ratio to FP32 eager."""
+    from mlops_cli.bench_model import BenchConfig, bench_training, finish_bench
+
+    cfg = BenchConfig(steps=steps, batch_size=batch_size, image_size=image_size, width=width, threads=threads,
+                      include_compile=include_compile)
+    typer.echo(finish_bench("train", bench_training(cfg), cfg, json_out, log_to_mlflow))
+
+
+@bench_app.command("infer")
+def bench_infer(
+    iterations: int = typer.Option(100, help="Timed batch-1 calls per variant."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Batch size for the throughput figure."),
+    image_size: int = typer.Option(64, "--image-size", help="Square input size."),
+    width: float = typer.Option(0.125, "--width", help="VGG16 channel multiplier."),
+    epochs: int = typer.Option(3, help="Epochs to train the model all variants share (accuracy)."),
+    threads: int | None = typer.Option(None, "--threads", help="Intra-op threads for every variant."),
+    include_compile: bool = typer.Option(True, "--compile/--no-compile", help="Include compiled variants."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results and summary here."),
+    log_to_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log table and chart to MLflow."),
+) -> None:
+    """Inference latency p50/p99 at batch 1, images/s and accuracy per variant (FP32, compiled, INT8)."""
+    from mlops_cli.bench_model import BenchConfig, bench_inference, finish_bench
+
+    cfg = BenchConfig(iterations=iterations, batch_size=batch_size, image_size=image_size, width=width,
+                      threads=threads, include_compile=include_compile, epochs=epochs)
+    typer.echo(finish_bench("infer", bench_inference(cfg), cfg, json_out, log_to_mlflow))
+
+
+# --- registry -------------------------------------------------------------------------
+
+@app.command()
+def promote(
+    model: str | None = typer.Option(None, "--model", help="Registered model name (default: MLOPS_MODEL_NAME)."),
+    candidate: str = typer.Option("latest", "--candidate", help="Version number, 'latest' or an alias."),
+) -> None:
+    """Gate a candidate version against the champion; make it champion if it wins (exit 1 if refused)."""
+    from mlops.settings import get_settings
+    from pipelines.promote import PromotionError, RegistryError
+    from pipelines.promote import promote as run_promote
+
+    name = model or get_settings().model_name
+    try:
+        decision = run_promote(name, candidate)
+    except (PromotionError, RegistryError) as exc:
+        typer.echo(f"Promotion failed: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(decision.reason)
+    if decision.evaluation_run_id:
+        typer.echo(f"Evaluation run: {decision.evaluation_run_id}")
+    if not decision.promoted:
+        raise typer.Exit(code=1)
+
+@app.command()
+def rollback(
+    model: str | None = typer.Option(None, "--model", help="Registered model name (default: MLOPS_MODEL_NAME)."),
+) -> None:
+    """Make the previous champion the champion again (one step, recorded in MLflow)."""
+    from mlops.settings import get_settings
+    from pipelines.promote import PromotionError, RegistryError
+    from pipelines.promote import rollback as run_rollback
+
+    name = model or get_settings().model_name
+    try:
+        result = run_rollback(name)
+    except (PromotionError, RegistryError) as exc:
+        typer.echo(f"Rollback failed: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(result.reason)
+    typer.echo(f"Recorded in run: {result.run_id}")
+
+
+# --- serving --------------------------------------------------------------------------
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, "--host", help="Bind address (default MLOPS_SERVE_HOST, loopback)."),
+    port: int | None = typer.Option(None, "--port", help="Bind port (default MLOPS_SERVE_PORT)."),
+    workers: int | None = typer.Option(None, "--workers", help="uvicorn worker processes under gunicorn."),
+    model: str | None = typer.Option(None, "--model", help="Registered model (default MLOPS_MODEL_NAME)."),
+    alias: str | None = typer.Option(None, "--alias", help="Alias to serve and follow (default champion)."),
+) -> None:
+    """Serve models:/NAME@champion (gunicorn + uvicorn workers) with hot swap on promotion."""
+    from serving.server import run_server
+
+    run_server(host=host, port=port, workers=workers, model=model, alias=alias)
+
+@app.command()
+def predict(
+    image: list[Path] = typer.Option(..., "--image", exists=True, dir_okay=False,
+                                     help="Image file (PNG/JPEG/BMP); repeat for a batch."),
+    url: str | None = typer.Option(None, "--url", help="Serving base URL (default: the platform's /serve)."),
+) -> None:
+    """Ask the served champion about one or more image files (prints JSON)."""
+    from serving.client import ServingError, endpoint
+    from serving.client import predict as call
+
+    try:
+        result = call(image, ep=endpoint(url))
+    except (ServingError, OSError) as exc:
+        typer.echo(f"Prediction failed: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
+@bench_app.command("serve")
+def bench_serve(
+    requests: int = typer.Option(400, "--requests", help="Requests per server and variant (fixed count)."),
+    concurrency: int = typer.Option(8, "--concurrency", help="Concurrent clients."),
+    variants: str = typer.Option("int8,compiled,fp32", "--variants", help="Serving variants to measure."),
+    model: str | None = typer.Option(None, "--model", help="Registered model (default MLOPS_MODEL_NAME)."),
+    mlflow_serve: bool = typer.Option(True, "--mlflow-serve/--no-mlflow-serve",
+                                      help="Also measure `mlflow models serve` on the same version."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write results and summary here."),
+) -> None:
+    """Throughput and p50/p99 latency of our endpoint (through nginx) per variant vs `mlflow models serve`."""
+    import json
+
+    from mlops_cli.bench_serve import BenchServeConfig, render
+    from mlops_cli.bench_serve import bench_serve as run_bench
+
+    cfg = BenchServeConfig(requests=requests, concurrency=concurrency,
+                           variants=[v.strip() for v in variants.split(",") if v.strip()], model=model,
+                           mlflow_serve=mlflow_serve)
+    result = run_bench(cfg)
+    typer.echo(render(result))
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2))
+        typer.echo(f"wrote {json_out}")
+
+
+# --- drift, feedback, retraining, demo ---------------------------------------------------
+
+@bench_app.command("drift")
+def bench_drift(
+    rows: int = typer.Option(1_000_000, help="Rows per frame (reference and current)."),
+    columns: int = typer.Option(20, help="Numeric columns (3 shifted by 0.1 sigma, 2 scaled by 1.2)."),
+    seed: int = typer.Option(0, help="Random seed of the frames."),
+    evidently_python: Path = typer.Option(
+        Path(".venv-evidently/bin/python"), "--evidently-python",
+        help="Python of the Evidently environment (`make evidently-venv`).",
+    ),
+    evidently: bool = typer.Option(True, "--evidently/--no-evidently", help="Also run Evidently's default."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results and summary here."),
+) -> None:
+    """Univariate drift on ROWS x COLUMNS: our KS+PSI against Evidently's DataDriftPreset, same data."""
+    from mlops_cli.bench_drift import BenchDriftConfig, render
+    from mlops_cli.bench_drift import bench_drift as run_bench
+
+    cfg = BenchDriftConfig(rows=rows, columns=columns, seed=seed,
+                           evidently_python=evidently_python if evidently else None)
+    try:
+        result = run_bench(cfg)
+    except (FileNotFoundError, RuntimeError, ValueError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from exc
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+    typer.echo(render(result))
+
+drift_app = typer.Typer(help="Drift of serving inputs and predictions against the champion's profile.",
+                        no_args_is_help=True)
+app.add_typer(drift_app, name="drift")
+
+@drift_app.command("check")
+def drift_check(
+    model: str | None = typer.Option(None, "--model", help="Registered model (default: MLOPS_MODEL_NAME)."),
+    window: str | None = typer.Option(None, "--window", help="Window length, e.g. 30s, 15m, 1h (default: "
+                                      "MLOPS_DRIFT_WINDOW); the latest complete aligned window is checked."),
+    version: str | None = typer.Option(None, "--version", help="Compare with this version (default: champion)."),
+    force: bool = typer.Option(False, "--force", help="Check again even if this window already has a drift run."),
+) -> None:
+    """Compare the latest window of serving traffic with the reference profile; log a drift run to MLflow.
+
+    Exits 0 with no drift, 3 when drift was found, 4 when the window was skipped (reason printed), 1 on error.
+    """
+    from mlops.monitoring import MonitoringNotConfigured
+    from mlops.settings import get_settings
+    from pipelines.drift import DriftDataError, latest_complete_window, parse_duration, run_drift_check
+
+    s = get_settings()
+    try:
+        length = parse_duration(window or s.drift_window)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--window") from exc
+    try:
+        result = run_drift_check(model or s.model_name, latest_complete_window(length), version, force=force)
+    except (DriftDataError, MonitoringNotConfigured) as exc:
+        typer.echo(f"Drift check failed: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"{result.model_name} v{result.model_version}, window {result.window.id}: {result.verdict} "
+               f"({result.reason})" + (" [recorded earlier]" if result.reused else ""))
+    typer.echo(f"Drift run {result.run_id} in experiment '{s.drift_experiment}' (plots under plots/).")
+    raise typer.Exit(code={"drifted": 3, "skipped": 4}.get(result.verdict, 0))
+
+@app.command("feedback")
+def feedback(
+    request_id: str | None = typer.Option(None, "--request-id", help="The prediction request to label."),
+    item: int = typer.Option(0, "--item", min=0, help="Image index within the request."),
+    label: str | None = typer.Option(None, "--label", help="True class: good | defective (or 0 | 1)."),
+    csv_file: Path | None = typer.Option(None, "--file", exists=True, dir_okay=False,
+                                         help="CSV with header request_id,item_index,label."),
+) -> None:
+    """Record labelled feedback on served predictions (feeds the accuracy trigger of the retrain loop)."""
+    from mlops import monitoring
+    from pipelines.feedback import FeedbackError, Label, parse_label, read_labels, record_feedback
+
+    try:
+        if csv_file is not None:
+            labels = read_labels(csv_file)
+        elif request_id and label is not None:
+            labels = [Label(request_id, item, parse_label(label))]
+        else:
+            raise FeedbackError("give --request-id and --label, or --file")
+    except FeedbackError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from exc
+    conn = monitoring.connect("mlops-feedback")
+    try:
+        monitoring.ensure_schema(conn)
+        typer.echo(f"Recorded {record_feedback(conn, labels)} label(s).")
+    finally:
+        conn.close()
+
+@app.command("retrain-loop")
+def retrain_loop(
+    model: str | None = typer.Option(None, "--model", help="Registered model (default: MLOPS_MODEL_NAME)."),
+    window: str | None = typer.Option(None, "--window", help="Window length (default: MLOPS_DRIFT_WINDOW)."),
+) -> None:
+    """Run one scheduled tick: check the latest window, retrain and promote if the trigger fires, exit."""
+    from mlops.monitoring import MonitoringNotConfigured
+    from pipelines.drift import DriftDataError
+    from pipelines.retrain import tick
+
+    try:
+        result = tick(model, window)
+    except (DriftDataError, MonitoringNotConfigured, ValueError) as exc:
+        typer.echo(f"Retrain tick failed: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"[{result.action}] window {result.window or '-'}: {result.reason}")
+    if result.training_run_id:
+        typer.echo(f"Drift run {result.drift_run_id} -> training run {result.training_run_id} -> version "
+                   f"{result.candidate_version} -> {'champion' if result.promoted else 'not promoted'}")
+
+@app.command("demo")
+def demo(
+    model: str | None = typer.Option(None, "--model", help="Registered model (default: MLOPS_MODEL_NAME)."),
+    window: str = typer.Option("30s", "--window", help="Drift window length for the demo (short)."),
+    images_per_window: int = typer.Option(2000, "--images-per-window", min=1,
+                                          help="At most this many images per window."),
+    clients: int = typer.Option(4, "--clients", min=1, help="Concurrent clients sending the traffic."),
+    train_first: bool = typer.Option(True, "--train/--no-train", help="Train and promote a first model."),
+) -> None:
+    """The whole loop on the running platform: train, promote, serve, drift, retrain, new champion."""
+    from mlops.settings import get_settings
+    from mlops_cli.demo import DemoConfig, run_demo
+    from pipelines.drift import parse_duration
+
+    try:
+        parse_duration(window)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--window") from exc
+    config = DemoConfig(model_name=model or get_settings().model_name, window=window,
+                        max_images_per_window=images_per_window, clients=clients, train=train_first)
+    try:
+        run_demo(config, typer.echo)
+    except (RuntimeError, TimeoutError) as exc:
+        typer.echo(f"Demo stopped: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+
+if __name__ == "__main__":
+    app()
