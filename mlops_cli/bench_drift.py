@@ -90,7 +90,8 @@ def make_frames(rows: int, columns: int, seed: int) -> tuple[np.ndarray, np.ndar
 def ours_worker(ref_path: str, cur_path: str, names: list[str]) -> dict[str, Any]:
     """The detection as `mlops drift check` does it: profile the reference, then KS + PSI per column."""
     from mlops.settings import get_settings
-    from pipelines.drift import Thresholds, compare_frames, feature_profile
+    from pipelines.drift.check import Thresholds, compare_frames
+    from training.profile import feature_profile
 
     s = get_settings()
     t0 = time.perf_counter()

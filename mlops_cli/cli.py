@@ -326,7 +326,9 @@ def drift_check(
     """
     from mlops.monitoring import MonitoringNotConfigured
     from mlops.settings import get_settings
-    from pipelines.drift import DriftDataError, latest_complete_window, parse_duration, run_drift_check
+    from pipelines.drift.runs import run_drift_check
+    from pipelines.drift.windows import latest_complete_window, parse_duration
+    from training.profile import DriftDataError
 
     s = get_settings()
     try:
@@ -379,8 +381,8 @@ def retrain_loop(
 ) -> None:
     """Run one scheduled tick: check the latest window, retrain and promote if the trigger fires, exit."""
     from mlops.monitoring import MonitoringNotConfigured
-    from pipelines.drift import DriftDataError
     from pipelines.retrain import tick
+    from training.profile import DriftDataError
 
     try:
         result = tick(model, window)
@@ -404,7 +406,7 @@ def demo(
     """The whole loop on the running platform: train, promote, serve, drift, retrain, new champion."""
     from mlops.settings import get_settings
     from mlops_cli.demo import DemoConfig, run_demo
-    from pipelines.drift import parse_duration
+    from pipelines.drift.windows import parse_duration
 
     try:
         parse_duration(window)

@@ -94,7 +94,7 @@ def send_window(config: DemoConfig, length: timedelta, shift: Shift | None, seed
     from concurrent.futures import ThreadPoolExecutor
 
     from mlops.settings import get_settings
-    from pipelines.drift import latest_complete_window
+    from pipelines.drift.windows import latest_complete_window
     from serving import client as serving
     from training.data import synthetic_arrays
 
@@ -164,7 +164,7 @@ def run_demo(config: DemoConfig, say: Say) -> DemoResult:
 
     from mlops.settings import get_settings
     from mlops.tracking import load_client_env
-    from pipelines.drift import parse_duration
+    from pipelines.drift.windows import parse_duration
     from pipelines.promote import promote
     from pipelines.retrain import tick
     from training.train import TrainConfig, train

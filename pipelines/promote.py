@@ -39,6 +39,7 @@ from mlflow import MlflowClient
 from mlops import monitoring
 from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, RegistryError, resolve_version, version_by_alias
 from mlops.settings import get_settings
+from mlops.tags import VERSION_TAG_CHAMPION, VERSION_TAG_PROMOTION_RUN, VERSION_TAG_REASON, VERSION_TAG_VERDICT
 from mlops.tracking import experiment_id, load_client_env, retry
 from training.artifacts import LoadedVersion, load_version
 from training.data import synthetic_images
@@ -47,10 +48,6 @@ from training.optimize import predict_logits
 
 log = logging.getLogger(__name__)
 
-TAG_RUN = "promotion_run_id"
-TAG_VERDICT = "promotion_verdict"
-TAG_AGAINST = "promotion_champion"
-TAG_REASON = "promotion_reason"
 
 
 class PromotionError(RuntimeError):
@@ -349,7 +346,7 @@ def promote(model_name: str, candidate: str = "latest") -> PromotionDecision:
 def _recorded(name: str, version: str, champion: str | None, tags: dict[str, str],
               promoted: bool, reason: str) -> PromotionDecision:
     return PromotionDecision(promoted=promoted, reason=reason, candidate_version=version, champion_version=champion,
-                             evaluation_run_id=tags.get(TAG_RUN, ""), model_name=name, changed=False)
+                             evaluation_run_id=tags.get(VERSION_TAG_PROMOTION_RUN, ""), model_name=name, changed=False)
 
 
 def _promote_locked(client: MlflowClient, name: str, candidate: str) -> PromotionDecision:
@@ -365,9 +362,9 @@ def _promote_locked(client: MlflowClient, name: str, candidate: str) -> Promotio
         reason = f"{name} version {version} is already the champion; nothing changed."
         log.info(reason)
         return _recorded(name, version, champ_version, tags, True, reason)
-    if tags.get(TAG_VERDICT) == "refused" and tags.get(TAG_AGAINST) == (champ_version or "none"):
-        reason = tags.get(TAG_REASON) or f"{name} version {version} was already refused against this champion."
-        log.info("Already decided (run %s): %s", tags.get(TAG_RUN), reason)
+    if tags.get(VERSION_TAG_VERDICT) == "refused" and tags.get(VERSION_TAG_CHAMPION) == (champ_version or "none"):
+        reason = tags.get(VERSION_TAG_REASON) or f"{name} version {version} was already refused against this champion."
+        log.info("Already decided (run %s): %s", tags.get(VERSION_TAG_PROMOTION_RUN), reason)
         return _recorded(name, version, champ_version, tags, False, reason)
 
     log.info("Evaluating %s version %s against %s", name, version,
@@ -408,8 +405,8 @@ def _promote_locked(client: MlflowClient, name: str, candidate: str) -> Promotio
                          "champion": asdict(recent_q[1]) if recent_q else None} if recent else None}
     run_id = _log_run(client, f"promote-{name}-v{version}", run_tags, params, metrics, record)
 
-    for key, value in {TAG_RUN: run_id, TAG_VERDICT: "promoted" if promoted else "refused",
-                       TAG_AGAINST: champ_version or "none", TAG_REASON: reason[:4000]}.items():
+    for key, value in {VERSION_TAG_PROMOTION_RUN: run_id, VERSION_TAG_VERDICT: "promoted" if promoted else "refused",
+                       VERSION_TAG_CHAMPION: champ_version or "none", VERSION_TAG_REASON: reason[:4000]}.items():
         _set_version_tag(client, name, version, key, value)
     if promoted:
         _set_alias(client, name, CHAMPION, version)

@@ -34,17 +34,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pipelines.drift import NoChampion, Window, latest_complete_window, parse_duration
+from mlops.tags import (
+    TAG_DRIFT_RUN,
+    TAG_PROMOTION,
+    TAG_PROMOTION_RUN,
+    TAG_RETRAIN_MODEL,
+    TAG_RETRAIN_RUN,
+    TAG_RETRAIN_WINDOW,
+    TAG_TRIGGER,
+)
+from pipelines.drift.check import NoChampion
+from pipelines.drift.windows import Window, latest_complete_window, parse_duration
 
 log = logging.getLogger(__name__)
 
-TAG_RETRAIN_WINDOW = "mlops.retrain_window"
-TAG_RETRAIN_MODEL = "mlops.retrain_model"
-TAG_DRIFT_RUN = "mlops.drift_run_id"
-TAG_TRIGGER = "mlops.trigger"
-TAG_PROMOTION = "mlops.promotion"
-TAG_PROMOTION_RUN = "mlops.promotion_run_id"
-TAG_RETRAIN_RUN = "mlops.retrain_run_id"
 
 
 @dataclass
@@ -108,7 +111,8 @@ def _tick_locked(conn: Any, model_name: str, window: Window) -> TickResult:  # n
     from mlflow import MlflowClient
 
     from mlops.settings import get_settings
-    from pipelines.drift import _experiment_id, recent_verdicts, run_drift_check
+    from mlops.tracking import experiment_id
+    from pipelines.drift.runs import recent_verdicts, run_drift_check
     from pipelines.feedback import feedback_accuracy
 
     s = get_settings()
@@ -119,7 +123,7 @@ def _tick_locked(conn: Any, model_name: str, window: Window) -> TickResult:  # n
         log.info("Nothing to check: %s", exc)
         return TickResult("skipped", str(exc), window.id)
     client = MlflowClient()
-    drift_exp = _experiment_id(client, s.drift_experiment)
+    drift_exp = experiment_id(s.drift_experiment, client)
     windows = [window.previous(k) for k in range(s.retrain_windows)]
     verdicts = recent_verdicts(client, drift_exp, model_name, windows, model_version=check.model_version)
     by_drift = hysteresis(verdicts, s.retrain_min_drifted)
@@ -243,11 +247,10 @@ def retrain_for_window(client: Any, model_name: str, window: Window, drift_run_i
     """
     from mlflow.entities import Param
 
-    from mlops.tracking import retry
-    from pipelines.drift import _experiment_id
+    from mlops.tracking import experiment_id, retry
 
     config = retrain_config(model_name)
-    train_exp = _experiment_id(client, config.experiment_name)
+    train_exp = experiment_id(config.experiment_name, client)
     runs = _find_retrain_runs(client, train_exp, model_name, window)
     for run in runs:
         tags = run.data.tags

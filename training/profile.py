@@ -6,8 +6,8 @@ model version registered from that run) and never recomputed from raw data at ch
 Contents (JSON):
 
 - ``features``: per named image statistic (:data:`training.features.FEATURE_NAMES`) of the training
-  and validation images: quantile bin edges and the reference share per bin (PSI), a sorted sample
-  (KS; the whole column here, or a seeded subsample of ``drift_profile_sample`` values), mean, std;
+  and validation images (:func:`feature_profile`): quantile bin edges and the reference share per bin
+  (PSI), a sorted sample (KS; the whole column, or a seeded subsample of ``drift_profile_sample``), mean, std;
 - ``predictions``: the model's predicted-class counts and a sorted sample of its confidences
   (softmax maximum) on the held-out validation images: what it outputs on unseen in-distribution data;
 - ``embedding``: a seeded subsample (at most ``drift_mmd_max_samples``) of the pooled embeddings
@@ -31,6 +31,77 @@ log = logging.getLogger(__name__)
 
 PROFILE_ARTIFACT = "drift/reference_profile.json"
 PROFILE_FORMAT = 1
+
+
+class DriftDataError(ValueError):
+    """Data that cannot be profiled or tested for drift (empty, NaN, too few rows, unknown features)."""
+
+
+# --- binning: how a numeric column is stored (quantile edges + shares per bin) and compared --------
+
+
+def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Interior bin edges at the reference's quantiles (duplicates removed; a constant column gives one)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise DriftDataError("cannot bin an empty reference sample")
+    if bins < 2:
+        raise ValueError(f"PSI needs at least 2 bins, got {bins}")
+    edges = np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    return np.unique(edges)
+
+
+def bin_proportions(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Share of ``values`` in each right-closed bin ``(-inf, e0], (e0, e1], ..., (ek, inf)``."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise DriftDataError("cannot compute bin proportions of an empty sample")
+    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left")
+    counts = np.bincount(idx, minlength=len(edges) + 1)
+    return counts / values.size
+
+
+def sorted_bin_proportions(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """:func:`bin_proportions` of an already sorted sample, in O(bins log n)."""
+    n = sorted_values.size
+    if n == 0:
+        raise DriftDataError("cannot compute bin proportions of an empty sample")
+    cum = np.searchsorted(sorted_values, np.asarray(edges, dtype=np.float64), side="right")
+    return np.diff(np.concatenate([[0], cum, [n]])) / n
+
+
+def feature_profile(values: np.ndarray, bins: int, max_sample: int, seed: int = 0) -> dict[str, Any]:
+    """What a drift check needs of one numeric reference column: bin edges + proportions, a sorted sample.
+
+    The KS sample is the whole column when it has at most ``max_sample`` values, otherwise a
+    deterministic (seeded) uniform subsample of ``max_sample`` values, stored sorted. One sort of the
+    column gives the quantile edges, the bin shares and the sample.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise DriftDataError("reference column is empty")
+    if not np.isfinite(values).all():
+        raise DriftDataError(f"reference column has {int((~np.isfinite(values)).sum())} non-finite values")
+    if bins < 2:
+        raise ValueError(f"PSI needs at least 2 bins, got {bins}")
+    ordered = np.sort(values)
+    # np.quantile's default (linear interpolation), on the sorted column.
+    pos = (ordered.size - 1) * np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, ordered.size - 1)
+    edges = np.unique(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
+    sample = ordered
+    if values.size > max_sample:
+        sample = ordered[np.sort(np.random.default_rng(seed).choice(values.size, max_sample, replace=False))]
+    return {
+        "edges": edges.tolist(),
+        "proportions": sorted_bin_proportions(ordered, edges).tolist(),
+        "sample": sample.tolist(),
+        "n": int(values.size),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+    }
+
 
 
 @dataclass
@@ -72,8 +143,6 @@ def build_profile(
     By default it describes the training and validation images (outputs on the validation images);
     with ``reference``, those images instead.
     """
-    from pipelines.drift import feature_profile
-
     if reference is None:
         images, unseen, source = torch.cat([splits.train.images, splits.val.images]), splits.val.images, splits.source
     else:

@@ -8,16 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.drift import (
-    CheckSettings,
-    Thresholds,
-    WindowData,
-    check_window,
-    histograms_figure,
-    latest_complete_window,
-    parse_duration,
-    scores_figure,
-)
+from pipelines.drift.check import CheckSettings, Thresholds, check_window
+from pipelines.drift.data import WindowData
+from pipelines.drift.plots import histograms_figure, scores_figure
+from pipelines.drift.windows import latest_complete_window, parse_duration
 from training.data import Shift, synthetic_splits
 from training.features import FEATURE_NAMES, feature_rows
 from training.model import ModelConfig, build_model

@@ -6,21 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipelines.drift import (
-    PSI_EPSILON,
-    DriftDataError,
-    Thresholds,
-    bin_proportions,
-    chi2_2sample,
-    compare_frames,
-    feature_profile,
-    ks_2samp,
-    mmd2_unbiased,
-    mmd_permutation,
-    psi,
-    quantile_edges,
-    sorted_bin_proportions,
-)
+from pipelines.drift.check import Thresholds, compare_frames
+from pipelines.drift.stats import PSI_EPSILON, chi2_2sample, ks_2samp, mmd2_unbiased, mmd_permutation, psi
+from training.profile import DriftDataError, bin_proportions, feature_profile, quantile_edges, sorted_bin_proportions
 
 
 @pytest.mark.parametrize("m,n,shift", [(50, 80, 0.0), (500, 700, 0.3), (2000, 300, -0.1), (40, 40, 2.0)])
@@ -166,7 +154,7 @@ def test_profile_edges_are_numpy_quantiles_and_sorted_bins_agree() -> None:
 
 @pytest.mark.parametrize("d", [0.002, 0.005, 0.01, 0.03])
 def test_limiting_ks_pvalue_agrees_with_scipy_for_large_samples(d: float) -> None:
-    from pipelines.drift import KS_LIMITING_N, ks_pvalue
+    from pipelines.drift.stats import KS_LIMITING_N, ks_pvalue
 
     en = 4 * KS_LIMITING_N
     assert ks_pvalue(d, en) == pytest.approx(stats.kstwo.sf(d, en), abs=2e-3)

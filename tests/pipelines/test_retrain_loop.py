@@ -24,7 +24,8 @@ from mlflow import MlflowClient
 
 from mlops import monitoring
 from mlops.settings import get_settings
-from pipelines.drift import TAG_KIND, TAG_MODEL, Window, latest_complete_window
+from mlops.tags import TAG_KIND, TAG_MODEL
+from pipelines.drift.windows import Window, latest_complete_window
 from training.data import Shift, synthetic_images
 from training.features import feature_rows
 from training.profile import model_outputs
@@ -259,7 +260,7 @@ def test_the_loop_walks_from_no_drift_to_a_new_champion(loop_env: dict[str, str]
     assert params["reference_windows"] == ",".join(w.id for w in (w[3], w[2])), params
     assert params["labelled_window_start"] == w[3].previous(4).start.isoformat()
     assert params["labelled_window_end"] == w[3].end.isoformat()
-    from pipelines.drift import load_profile
+    from pipelines.drift.runs import load_profile
 
     _, old_profile = load_profile(client, model_name, champion_before)
     _, new_profile = load_profile(client, model_name, new_champion)
