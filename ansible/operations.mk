@@ -18,16 +18,15 @@ gc: $(VENV_STAMP) ## Run the scheduled `mlflow gc` now (deleted runs and their a
 	$(BIN)/ansible-playbook -i $(INVENTORY) ansible/gc.yml $(ANSIBLE_ARGS)
 
 # The pin is raised in the repository only after the host upgraded cleanly, so a later `make up`
-# installs the new version rather than going back to the old one.
+# installs the new version rather than going back to the old one. pyproject.toml is the one place
+# it is pinned: the mlflow role, .venv and the other environments all read it from there.
 upgrade: $(VENV_STAMP) ## Upgrade MLflow: MLFLOW_VERSION=x.y.z (backup, mlflow db upgrade, restart in order, raise the pin)
 	@[[ "$(MLFLOW_VERSION)" =~ ^[0-9]+\.[0-9]+\.[0-9]+$$ ]] || { echo "make upgrade needs MLFLOW_VERSION=x.y.z (got '$(MLFLOW_VERSION)')" >&2; exit 2; }
 	$(BIN)/ansible-playbook -i $(INVENTORY) ansible/upgrade.yml $(ANSIBLE_ARGS) -e mlflow_version=$(MLFLOW_VERSION)
-	@# Only when they differ: rewriting pyproject.toml (even unchanged) makes every make target reinstall .venv.
-	grep -q '^mlflow_version: "$(MLFLOW_VERSION)"$$' ansible/roles/mlflow/defaults/main.yml \
-	  || sed -i -E 's/^mlflow_version: .*/mlflow_version: "$(MLFLOW_VERSION)"/' ansible/roles/mlflow/defaults/main.yml
+	@# Only when it differs: rewriting pyproject.toml (even unchanged) makes every make target reinstall .venv.
 	grep -q '"mlflow==$(MLFLOW_VERSION)"' pyproject.toml \
 	  || sed -i -E 's/"mlflow==[0-9.]+"/"mlflow==$(MLFLOW_VERSION)"/' pyproject.toml
-	@echo "MLflow $(MLFLOW_VERSION) is running; the pins in ansible/roles/mlflow/defaults/main.yml and pyproject.toml say so: commit them."
+	@echo "MLflow $(MLFLOW_VERSION) is running; the pin in pyproject.toml says so: commit it."
 
 test-operations: test-deps ## Day-2 operations tests alone (backup/restore, gc, timers, log rotation; upgrade: make test-upgrade)
 	$(BIN)/pytest tests/operations

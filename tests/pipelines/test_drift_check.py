@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 import torch
 
-from pipelines.drift.check import CheckSettings, Thresholds, check_window
+from pipelines.drift.check import CheckSettings, check_window
 from pipelines.drift.data import WindowData
 from pipelines.drift.plots import histograms_figure, scores_figure
 from pipelines.drift.windows import latest_complete_window, parse_duration
@@ -17,7 +18,8 @@ from training.features import FEATURE_NAMES, feature_rows
 from training.model import ModelConfig, build_model
 from training.profile import build_profile, model_outputs
 
-CFG = CheckSettings(Thresholds(), min_rows=30, mmd_max_samples=100, mmd_permutations=100)
+# The production thresholds (settings), with a smaller MMD budget and an explicit row floor.
+CFG = replace(CheckSettings.from_settings(), min_rows=30, mmd_max_samples=100, mmd_permutations=100)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -131,14 +133,15 @@ def test_compare_flags_shift_and_scale_but_not_noise() -> None:
     ref = {"same": rng.normal(size=n), "shift": rng.normal(size=n), "scale": rng.normal(size=n)}
     cur = {"same": rng.normal(size=n), "shift": rng.normal(0.1, 1, size=n), "scale": rng.normal(0, 1.2, size=n)}
     profile = {k: feature_profile(v, 10, 50_000) for k, v in ref.items()}
-    flagged = {r.name: r.drifted for r in compare_frames(profile, cur, Thresholds(psi_threshold=0.005))}
+    thresholds = replace(Thresholds.from_settings(), psi_threshold=0.005)
+    flagged = {r.name: r.drifted for r in compare_frames(profile, cur, thresholds)}
     assert flagged == {"same": False, "shift": True, "scale": True}
 
 
 def test_compare_names_missing_features() -> None:
     profile = {"a": feature_profile(np.arange(100.0), 10, 100), "b": feature_profile(np.arange(100.0), 10, 100)}
     with pytest.raises(DriftDataError, match=r"absent from the data: \['b'\]"):
-        compare_frames(profile, {"a": np.arange(50.0)}, Thresholds())
+        compare_frames(profile, {"a": np.arange(50.0)}, Thresholds.from_settings())
 
 
 def test_profile_edges_are_numpy_quantiles_and_sorted_bins_agree() -> None:
