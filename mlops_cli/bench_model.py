@@ -172,7 +172,7 @@ def bench_inference(cfg: BenchConfig) -> list[Variant]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
     none = select_backend(Backend.none, caps, False)
-    tcfg = TrainConfig(batch_size=32)
+    tcfg = TrainConfig.from_settings(batch_size=32)
     gen = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(cfg.epochs):
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(splits.train))

@@ -56,34 +56,38 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    """Every hyperparameter of a run (all logged as params). Defaults come from Settings."""
+    """Every hyperparameter of a run (all logged as params).
 
-    epochs: int = 4
-    batch_size: int = 32
-    learning_rate: float = 1e-3
+    The first group's values come from the settings (:meth:`from_settings`; no defaults here, the
+    settings class is their one source); the second group are per-run options with their defaults.
+    """
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    image_size: int
+    width: float
+    n_train: int
+    n_val: int
+    seed: int
+    backend: Backend
+    threads: int | None
+    int8_max_drop_points: float
+    calibration_images: int
+    experiment_name: str
+    model_name: str
     weight_decay: float = 1e-4
-    image_size: int = 64
-    width: float = 0.125
     batch_norm: bool = True
-    n_train: int = 512
-    n_val: int = 256
     val_fraction: float = 0.2
-    seed: int = 0
     data: Path | None = None
     category: str = "pill"
     pretrained: Path | None = None
     freeze_trunk: bool = False
-    backend: Backend = Backend.auto
     compile: bool = False
-    threads: int | None = None
     int8: bool = True
-    int8_max_drop_points: float = 0.5
     int8_required: bool = True
     """An INT8 model refused by the accuracy gate fails the run (``mlops train``); False: the FP32 model stands,
     logged (the retrain loop: serving then runs FP32)."""
-    calibration_images: int = 256
-    experiment_name: str = "visual-quality-inspection"
-    model_name: str = "pill-quality"
     register: bool = True
 
     @classmethod

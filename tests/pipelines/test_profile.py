@@ -37,8 +37,9 @@ def test_profile_holds_the_training_statistics() -> None:
 def test_training_logs_the_profile_with_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
-    config = TrainConfig(epochs=1, batch_size=16, image_size=32, width=0.0625, n_train=48, n_val=24, int8=False,
-                         experiment_name="test-profile", model_name="pill-profile-test", backend=Backend.none)
+    config = TrainConfig.from_settings(
+        epochs=1, batch_size=16, image_size=32, width=0.0625, n_train=48, n_val=24, int8=False,
+        experiment_name="test-profile", model_name="pill-profile-test", backend=Backend.none)
     start = time.perf_counter()
     result = train(config, show_progress=False)
     elapsed = time.perf_counter() - start

@@ -116,8 +116,9 @@ def gate_env(platform_env: dict[str, str], platform, patched_environ) -> dict[st
 
 @pytest.fixture(scope="module")
 def trained(gate_env: dict[str, str]) -> tuple[TrainConfig, CustomVGG]:
-    config = TrainConfig(epochs=3, batch_size=16, image_size=32, width=0.0625, n_train=256, n_val=64, int8=False,
-                         experiment_name="it-promote", model_name=f"promote-it-{uuid.uuid4().hex[:6]}")
+    config = TrainConfig.from_settings(
+        epochs=3, batch_size=16, image_size=32, width=0.0625, n_train=256, n_val=64, int8=False,
+        experiment_name="it-promote", model_name=f"promote-it-{uuid.uuid4().hex[:6]}")
     result = train(config, show_progress=False)
     assert result.registered_version == "1"
     client = MlflowClient()

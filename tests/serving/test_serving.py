@@ -107,9 +107,9 @@ def server(serving_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
            serve_process) -> Iterator[Server]:  # noqa: ANN001 - conftest factory
     from pipelines.promote import promote
 
-    config = TrainConfig(epochs=3, batch_size=16, image_size=32, width=0.0625, n_train=256, n_val=64,
-                         calibration_images=64, int8_max_drop_points=100.0, experiment_name="it-serving",
-                         model_name=f"serve-it-{uuid.uuid4().hex[:6]}")
+    config = TrainConfig.from_settings(
+        epochs=3, batch_size=16, image_size=32, width=0.0625, n_train=256, n_val=64, calibration_images=64,
+        int8_max_drop_points=100.0, experiment_name="it-serving", model_name=f"serve-it-{uuid.uuid4().hex[:6]}")
     result = train(config, show_progress=False)
     assert promote(config.model_name, result.registered_version).promoted
     client = MlflowClient()

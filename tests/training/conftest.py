@@ -14,7 +14,7 @@ from training.train import TrainConfig
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> TrainConfig:
     """A run that trains in a few seconds on 2 cores (32 px, narrowest trunk)."""
-    return TrainConfig(
+    return TrainConfig.from_settings(
         epochs=2, batch_size=16, image_size=32, width=0.0625, n_train=64, n_val=32,
         calibration_images=32, int8_max_drop_points=100.0, experiment_name="test-training",
         model_name="pill-quality-test",
