@@ -10,7 +10,7 @@ A tick:
    included (only windows checked against the current champion count), or when labelled feedback
    over those windows shows accuracy below the floor;
 4. retrains at most once per window: the training run is created first, tagged with the window and
-   the drift run, and training resumes it (``MLFLOW_RUN_ID``); the model version registered from it
+   the drift run, and training logs into it (``train(run_id=...)``); the model version registered from it
    then goes through the promotion gate (:func:`pipelines.promote.promote`). Only a winner becomes
    champion, and only after a complete evaluation; a tick that crashed anywhere is recovered by the
    next one (a failed/unfinished training run is retrained, a registered but unjudged version is
@@ -28,7 +28,6 @@ Lineage in MLflow: drift run --(tags)--> training run --> model version --> prom
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -248,6 +247,7 @@ def retrain_for_window(client: Any, model_name: str, window: Window, drift_run_i
     from mlflow.entities import Param
 
     from mlops.tracking import experiment_id, retry
+    from training.train import train
 
     config = retrain_config(model_name)
     train_exp = experiment_id(config.experiment_name, client)
@@ -288,26 +288,11 @@ def retrain_for_window(client: Any, model_name: str, window: Window, drift_run_i
         retry(client.log_batch)(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     log.info("Retraining %s (%s) in run %s with %d labelled examples", model_name, reason, run_id,
              len(extra) if extra is not None else 0)
-    result = _train_in_run(config, run_id, extra, reference)
+    result = train(config, extra=extra, reference=reference, run_id=run_id)  # in the run created and tagged above
     version = result.registered_version or _version_of_run(client, model_name, run_id)
     if not version:
         raise RuntimeError(f"retraining run {run_id} registered no version of {model_name}")
     return _promote(client, model_name, window, drift_run_id, run_id, version, "retrained", details)
-
-
-def _train_in_run(config: Any, run_id: str, extra: Any = None, reference: Any = None) -> Any:  # noqa: ANN401
-    """Run training inside the already created (and tagged) run: ``mlflow.start_run`` resumes MLFLOW_RUN_ID."""
-    from training.train import train
-
-    previous = os.environ.get("MLFLOW_RUN_ID")
-    os.environ["MLFLOW_RUN_ID"] = run_id
-    try:
-        return train(config, extra=extra, reference=reference)
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_RUN_ID", None)
-        else:
-            os.environ["MLFLOW_RUN_ID"] = previous
 
 
 def _promote(client: Any, model_name: str, window: Window, drift_run_id: str, run_id: str, version: str,  # noqa: ANN401

@@ -222,22 +222,23 @@ def with_extra(splits: Splits, extra: ImageSet | None) -> Splits:
 
 
 def train(config: TrainConfig, show_progress: bool = True, extra: ImageSet | None = None,
-          reference: ReferenceImages | None = None) -> TrainResult:
+          reference: ReferenceImages | None = None, run_id: str | None = None) -> TrainResult:
     """Train, evaluate per epoch, log to MLflow (rank 0), register the model, quantize to INT8.
 
     ``extra``: labelled examples appended to the training split (logged as ``labelled_examples``);
     the validation split stays the reference one, so runs remain comparable. ``reference``: what the
     drift reference profile describes instead of the training data (logged as ``reference_source``).
+    ``run_id``: log into this existing run (the retrain loop creates and tags it first) instead of a new one.
     """
     ctx = distributed.init_from_env()
     try:
-        return _train(config, ctx, show_progress and ctx.is_main, extra, reference)
+        return _train(config, ctx, show_progress and ctx.is_main, extra, reference, run_id)
     finally:
         distributed.shutdown(ctx)
 
 
 def _train(config: TrainConfig, ctx: distributed.DistContext, show_progress: bool,
-           extra: ImageSet | None = None, reference: ReferenceImages | None = None) -> TrainResult:
+           extra: ImageSet | None, reference: ReferenceImages | None, run_id: str | None) -> TrainResult:
     torch.manual_seed(config.seed)
     tuning = tune_runtime(config.threads, ctx.local_world_size)
     caps = detect_capabilities()
@@ -259,7 +260,7 @@ def _train(config: TrainConfig, ctx: distributed.DistContext, show_progress: boo
     if ctx.is_main:
         load_client_env()
         tracking.set_experiment(config.experiment_name)
-        run = mlflow.start_run()
+        run = mlflow.start_run(run_id=run_id)
         log.info("MLflow run %s at %s", run.info.run_id, mlflow.get_tracking_uri())
     try:
         if ctx.is_main:

@@ -13,7 +13,8 @@ for AWS:
 
 Only endpoint URLs (and that credentials file) differ from real AWS; they live in an inventory
 group_vars file. Every host of the inventory is this machine under one instance: "mlflow", the
-trainer "trainer-0" (the retrain job runs there) and "serving-0" in a serving_servers group of its
+trainer "trainer-0" (the retrain job runs there, with the training environment installed for real
+from the project's `native` extra) and "serving-0" in a serving_servers group of its
 own (an inventory file beside the generated one, as a user adds it), so serving is provisioned
 as on a host of its own: reaching MLflow through nginx with the basic-auth credentials and the
 pinned certificate, and the application database the playbook creates on the "RDS". The
@@ -35,6 +36,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import tomllib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +75,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if mine:
         config.hook.pytest_deselected(items=mine)
         items[:] = [item for item in items if item not in mine]
+
+
+def _project_packages() -> list[str]:
+    """The project's top-level packages, from pyproject.toml's package list (as the roles read it)."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return [name.rstrip("*") for name in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
 
 
 def _moto_server() -> str | None:
@@ -352,12 +360,13 @@ def aws_sim() -> AwsSim:
         )
         credentials.chmod(0o644)
 
-        # The serving role installs the project from a snapshot taken once, so both runs see the same
-        # sources even while the working tree is being edited (the second run must change nothing).
+        # The serving and trainer roles install the project from a snapshot taken once, so both runs
+        # see the same sources even while the working tree is being edited (the second run must
+        # change nothing). The packages are the ones pyproject.toml lists, as the roles copy them.
         project = root / "project"
         project.mkdir()
         shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
-        for package in ("mlops", "training", "serving", "pipelines"):
+        for package in _project_packages():
             shutil.copytree(REPO / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
 
         write_inventory(_terraform_outputs(sim.secret_arn), inventory)
@@ -383,9 +392,12 @@ def aws_sim() -> AwsSim:
                     "mlflow_secretsmanager_endpoint_url": sim.moto_url,
                     "mlflow_s3_endpoint_url": sim.moto_url,
                     "mlflow_extra_environment": {"AWS_SHARED_CREDENTIALS_FILE": str(credentials)},
-                    # The heavy torch + IPEX install is for real trainer hosts; the DDP env file, the
-                    # Xeon tuning and the retrain job still run.
-                    "trainer_install_packages": False,
+                    # The trainer environment is installed for real, with the `native` extra: its torch
+                    # 2.13 comes from the local CPU wheel pip is configured to find (no internet here;
+                    # the `trainer` extra's torch 2.8 + IPEX would be GBs from PyTorch's index).
+                    "trainer_project_extra": "native",
+                    "trainer_torch_index_url": "",
+                    "trainer_project_src": str(project),
                     "serving_source_dir": str(project),
                 }
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -156,6 +157,28 @@ def test_trainer_gets_ddp_settings(aws_sim) -> None:
     assert env["MLOPS_NNODES"] == "1" and env["MLOPS_NODE_RANK"] == "0"
     assert env["MLFLOW_TRACKING_URI"] == aws_sim.client_env["MLFLOW_TRACKING_URI"]  # nginx, with its port
     assert int(env["OMP_NUM_THREADS"]) >= 1
+
+
+def test_trainer_environment_runs_the_retrain_loop(aws_sim) -> None:
+    """The trainer role installed the project with a pip extra into the trainer's own environment:
+    its `mlops` (the command the retrain job runs) answers `retrain-loop --help`, and its Python
+    imports psycopg2, which the loop needs for the application database."""
+    venv = aws_sim.path("home") / "trainer"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(aws_sim.root), "MPLCONFIGDIR": str(aws_sim.root / "mpl")}
+    result = subprocess.run(
+        [str(venv / "bin" / "mlops"), "retrain-loop", "--help"],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "retrain-loop" in result.stdout and "--model" in result.stdout, result.stdout
+    shebang = (venv / "bin" / "mlops").read_text().splitlines()[0]
+    assert shebang == f"#!{venv}/bin/python", shebang  # the trainer's own Python, not the serving one
+    imported = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import psycopg2, torch; print(psycopg2.__version__, torch.__version__)"],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    print(f"trainer environment: psycopg2 {imported.stdout.split()[0]}, torch {imported.stdout.split()[1]}")
 
 
 def _program_environment(aws_sim, name: str) -> dict[str, str]:
