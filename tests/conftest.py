@@ -41,6 +41,69 @@ PORTS = {
     }.items()
 }
 SERVER_NAME = "mlops-test.internal"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def run_make(*args: str, vars_file: Path | None = None, timeout: int = 900,
+             check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``make ARGS`` in the repository (with ``ANSIBLE_ARGS=-e @vars_file``); fails the test with its output
+    when ``check`` and it fails. The one way tests run Makefile targets."""
+    argv = ["make", "--no-print-directory", *args]
+    if vars_file is not None:
+        argv.append(f"ANSIBLE_ARGS=-e @{vars_file}")
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        pytest.fail(f"make {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n"
+                    f"{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def make_target():  # noqa: ANN201 - the function itself
+    """:func:`run_make` for test modules (``make_target("backup", vars_file=...)``)."""
+    return run_make
+
+
+@dataclass
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster on a loopback port (trust auth for the ``postgres`` user)."""
+
+    root: Path
+    port: int
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} dbname=postgres user=postgres"
+
+
+@contextlib.contextmanager
+def _private_postgres(prefix: str, port: int) -> Iterator[PrivatePostgres]:
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN}")
+    # Not under pytest's tmp_path: its parents are private to root and initdb runs as postgres.
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o777)
+    data = root / "pg"
+    as_postgres = ["su", "postgres", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
+    subprocess.run([*as_postgres, f"{PG_BIN}/initdb -A trust -U postgres -D {data} >/dev/null"], check=True)
+    subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -w -D {data} -l {root}/pg.log -o "
+                    f"'-p {port} -k {root} -c listen_addresses=127.0.0.1' start >/dev/null"], check=True)
+    try:
+        yield PrivatePostgres(root, port)
+    finally:
+        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -w -D {data} -m immediate stop >/dev/null"], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def private_postgres():  # noqa: ANN201 - a context manager factory
+    """``with private_postgres(prefix, port) as pg:`` a private cluster (``pg.dsn``, ``pg.root``); port offset
+    by MLOPS_TEST_PORT_OFFSET here."""
+
+    def start(prefix: str, port: int) -> contextlib.AbstractContextManager[PrivatePostgres]:
+        return _private_postgres(prefix, port + PORT_OFFSET)
+
+    return start
 
 
 @dataclass
@@ -77,21 +140,9 @@ class Platform:
         base = {"home": "opt", "config": "etc", "data": "var/lib", "log": "var/log", "run": "run"}[kind]
         return self.root / base / self.instance
 
-    def make(self, target: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-        """Run a Makefile target against this instance; fail with its output if it fails."""
-        result = subprocess.run(
-            ["make", "--no-print-directory", target, f"ANSIBLE_ARGS=-e @{self.vars_file}"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if result.returncode != 0:
-            pytest.fail(
-                f"make {target} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
-            )
-        return result
+    def make(self, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run Makefile targets against this instance; fail with their output if they fail (``check``)."""
+        return run_make(*args, vars_file=self.vars_file, timeout=timeout, check=check)
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -126,10 +177,7 @@ def platform() -> Platform:
         instance.make("up")
         yield instance
     finally:
-        subprocess.run(
-            ["make", "--no-print-directory", "down", f"ANSIBLE_ARGS=-e @{vars_file}"],
-            cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-        )
+        run_make("down", vars_file=vars_file, timeout=300, check=False)
         # Scheduled jobs of a host without systemd are /etc/cron.d entries (mlops_timer): a stopped
         # test instance's entries must not be left for another instance's cron daemon to run.
         for entry in Path("/etc/cron.d").glob(f"{instance.instance}-*"):

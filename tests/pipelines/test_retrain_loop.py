@@ -10,11 +10,10 @@ the drift runs, training, registration and the promotion gate.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -64,30 +63,12 @@ LOOP_ENV = {
 }
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
 @pytest.fixture(scope="module")
-def local_backend() -> dict[str, str]:
+def local_backend(private_postgres) -> Iterator[dict[str, str]]:  # noqa: ANN001
     """A private PostgreSQL cluster (monitoring store, locks) and a SQLite MLflow store: no platform needed."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN}")
-    # Not under pytest's tmp_path: its parents are private to root and initdb runs as postgres.
-    root = Path(tempfile.mkdtemp(prefix="mlops-loop-"))
-    data = root / "pg"
-    root.chmod(0o777)
-    port = 25432 + int(os.environ.get("MLOPS_TEST_PORT_OFFSET", "0"))
-    as_postgres = ["su", "postgres", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
-    subprocess.run([*as_postgres, f"{PG_BIN}/initdb -A trust -U postgres -D {data} >/dev/null"], check=True)
-    subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -w -D {data} -l {root}/pg.log -o "
-                    f"'-p {port} -k {root} -c listen_addresses=127.0.0.1' start >/dev/null"], check=True)
-    try:
-        yield {"MLOPS_MONITORING_DSN": f"host=127.0.0.1 port={port} dbname=postgres user=postgres",
-               "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-               "MLOPS_STATE_DIR": str(root / "state")}
-    finally:
-        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -w -D {data} -m immediate stop >/dev/null"], check=False)
-        shutil.rmtree(root, ignore_errors=True)
+    with private_postgres("mlops-loop-", 25432) as pg:
+        yield {"MLOPS_MONITORING_DSN": pg.dsn, "MLFLOW_TRACKING_URI": f"sqlite:///{pg.root / 'mlflow.db'}",
+               "MLOPS_STATE_DIR": str(pg.root / "state")}
 
 
 @pytest.fixture(scope="module", params=["local", "platform"])

@@ -10,25 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
-import shutil
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from mlops.settings import get_settings
 from serving.monitor import MonitoringWriter, Record, png_bytes, sampled, to_uint8
 from training.data import preprocess, synthetic_arrays
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
 
 # --- unit --------------------------------------------------------------------------------
 
@@ -65,32 +56,10 @@ def test_the_png_is_the_decoded_picture() -> None:
 
 
 @pytest.fixture(scope="module")
-def monitoring_db() -> Iterator[str]:
+def monitoring_db(private_postgres, patched_environ) -> Iterator[str]:  # noqa: ANN001
     """A private PostgreSQL cluster as the monitoring store (MLOPS_MONITORING_DSN)."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN}")
-    root = Path(tempfile.mkdtemp(prefix="mlops-samples-"))
-    root.chmod(0o777)  # initdb runs as postgres
-    data = root / "pg"
-    port = 25632 + int(os.environ.get("MLOPS_TEST_PORT_OFFSET", "0"))
-    as_postgres = ["su", "postgres", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
-    subprocess.run([*as_postgres, f"{PG_BIN}/initdb -A trust -U postgres -D {data} >/dev/null"], check=True)
-    subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -w -D {data} -l {root}/pg.log -o "
-                    f"'-p {port} -k {root} -c listen_addresses=127.0.0.1' start >/dev/null"], check=True)
-    dsn = f"host=127.0.0.1 port={port} dbname=postgres user=postgres"
-    saved = os.environ.get("MLOPS_MONITORING_DSN")
-    os.environ["MLOPS_MONITORING_DSN"] = dsn
-    get_settings.cache_clear()
-    try:
-        yield dsn
-    finally:
-        if saved is None:
-            os.environ.pop("MLOPS_MONITORING_DSN", None)
-        else:
-            os.environ["MLOPS_MONITORING_DSN"] = saved
-        get_settings.cache_clear()
-        subprocess.run([*as_postgres, f"{PG_BIN}/pg_ctl -w -D {data} -m immediate stop >/dev/null"], check=False)
-        shutil.rmtree(root, ignore_errors=True)
+    with private_postgres("mlops-samples-", 25632) as pg, patched_environ({"MLOPS_MONITORING_DSN": pg.dsn}):
+        yield pg.dsn
 
 
 class _Embedder(torch.nn.Module):
