@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from training.data import Shift
+import numpy as np
+
+from training.data import Shift, synthetic_arrays
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +55,29 @@ class DemoResult:
     after: Any = None  # the tick on shifted traffic against the new champion
 
 
-def _served_version(config: DemoConfig) -> str | None:
-    import numpy as np
+@dataclass(frozen=True)
+class Traffic:
+    """Where the demo's requests and labels go: the platform's serving and monitoring store (:meth:`platform`)."""
 
+    make_client: Callable[[], tuple[Any, Any]]
+    predict: Callable[..., dict[str, Any]]
+    record_labels: Callable[[list[tuple[str, int, int]]], int]
+    sleep: Callable[[float], None]
+
+    @classmethod
+    def platform(cls) -> Traffic:
+        from serving import client
+
+        return cls(client.make_client, client.predict, record_labels, time.sleep)
+
+
+def demo_images(seed: int, chunk: int, n: int, size: int, shift: Shift | None) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk ``chunk`` of a window's traffic: ``n`` fresh synthetic pills (uint8 HxWx3) and their true classes."""
+    images, truth, _ = synthetic_arrays(n, size, seed * 100_003 + chunk, shift=shift)
+    return images, truth
+
+
+def _served_version(config: DemoConfig) -> str | None:
     from serving.client import ServingError, predict
 
     try:
@@ -80,14 +102,14 @@ def wait_until_served(config: DemoConfig, version: str, say: Say) -> None:
 
 
 def send_window(config: DemoConfig, length: timedelta, shift: Shift | None, seed: int, say: Say,
-                label: bool = False) -> datetime:
+                label: bool = False, traffic: Traffic | None = None) -> datetime:
     """Send traffic through serving during the current window; return the time the window ended.
 
     ``config.clients`` concurrent clients send freshly generated images (never repeated: repeated images
     would shrink the drift tests' real sample size) until ``send_margin`` of the window is left or
     ``max_images_per_window`` are sent. ``label``: one image per request, so serving's request sample
     (MLOPS_SERVE_SAMPLE_RATE) spreads over the images, and every prediction gets its true label in
-    ``monitoring.feedback`` (as ``mlops feedback`` would record it).
+    ``monitoring.feedback`` (as ``mlops feedback`` would record it). ``traffic``: default the platform.
     """
     import itertools
     import threading
@@ -95,14 +117,13 @@ def send_window(config: DemoConfig, length: timedelta, shift: Shift | None, seed
 
     from mlops.settings import get_settings
     from pipelines.drift.windows import latest_complete_window
-    from serving import client as serving
-    from training.data import synthetic_arrays
 
+    traffic = traffic or Traffic.platform()
     now = datetime.now(UTC)
     end = latest_complete_window(length, now).end + length
     if (end - now) < length / 2:  # too little of this window left: use the next one whole
         end += length
-        time.sleep(max(0.0, (end - length - datetime.now(UTC)).total_seconds()))
+        traffic.sleep(max(0.0, (end - length - datetime.now(UTC)).total_seconds()))
     stop_at = end - length * config.send_margin
     size = get_settings().train_image_size
     chunks = itertools.count()
@@ -117,17 +138,16 @@ def send_window(config: DemoConfig, length: timedelta, shift: Shift | None, seed
             return n
 
     def client_loop() -> None:
-        client, ep = serving.make_client()
+        client, ep = traffic.make_client()
         try:
             while datetime.now(UTC) < stop_at:
                 n = take(config.batch)
                 if n <= 0:
                     return
-                k = next(chunks)
-                images, truth, _ = synthetic_arrays(n, size, seed * 100_003 + k, shift=shift)
+                images, truth = demo_images(seed, next(chunks), n, size, shift)
                 step = 1 if label else n
                 for start in range(0, n, step):
-                    answer = serving.predict(list(images[start:start + step]), client=client, ep=ep)
+                    answer = traffic.predict(list(images[start:start + step]), client=client, ep=ep)
                     if label:
                         labels.extend((answer["request_id"], i, int(truth[start + i]))
                                       for i in range(len(answer["predictions"])))
@@ -139,8 +159,8 @@ def send_window(config: DemoConfig, length: timedelta, shift: Shift | None, seed
             future.result()
     say(f"  sent {sent[0]} {'shifted' if shift else 'in-distribution'} images; window ends {end:%H:%M:%S}")
     if label:
-        say(f"  labelled {record_labels(labels)} of them with their true class (mlops feedback)")
-    time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()) + 3.0)  # + the monitoring writer's flush
+        say(f"  labelled {traffic.record_labels(labels)} of them with their true class (mlops feedback)")
+    traffic.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()) + 3.0)  # + the monitoring writer's flush
     return end
 
 

@@ -83,38 +83,37 @@ def test_the_holdout_split_is_stable_and_about_the_share() -> None:
             assert float(image[0, 0, 0]) == i and int(label) == i % 2
 
 
-def test_the_demo_labels_each_shifted_prediction_with_its_true_class(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_demo_labels_each_shifted_prediction_with_its_true_class() -> None:
     """``send_window(label=True)``: one image per request, each request's prediction labelled with the truth."""
     from datetime import timedelta
 
-    from pipelines import demo
-    from serving import client as serving_client
-    from training.data import Shift, synthetic_arrays
+    from mlops.settings import get_settings
+    from mlops_cli import demo
+    from training.data import Shift
 
     sent, recorded = [], []
 
-    def fake_predict(images, client=None, ep=None):  # noqa: ANN001, ANN202
+    class Client:
+        def close(self) -> None:
+            pass
+
+    def predict(images, client=None, ep=None):  # noqa: ANN001, ANN202
         sent.append(len(images))
         return {"request_id": f"r{len(sent)}", "predictions": [{} for _ in images]}
 
-    monkeypatch.setattr(serving_client, "make_client", lambda: (type("C", (), {"close": lambda self: None})(), None))
-    monkeypatch.setattr(serving_client, "predict", fake_predict)
-    monkeypatch.setattr(demo, "record_labels", lambda labels: recorded.extend(labels) or len(labels))
-    monkeypatch.setattr(demo.time, "sleep", lambda s: None)
+    traffic = demo.Traffic(make_client=lambda: (Client(), None), predict=predict,
+                           record_labels=lambda labels: recorded.extend(labels) or len(labels), sleep=lambda s: None)
     config = demo.DemoConfig(model_name="m", max_images_per_window=6, batch=4, clients=1)
     shift = Shift(brightness=0.6)
     said: list[str] = []
     window = timedelta(hours=1)  # the cap, not the clock, ends the traffic here
-    demo.send_window(config, window, shift, seed=7, say=said.append, label=True)
-    from mlops.settings import get_settings
-
+    demo.send_window(config, window, shift, seed=7, say=said.append, label=True, traffic=traffic)
     size = get_settings().train_image_size
-    truth = [*synthetic_arrays(4, size, 7 * 100_003, shift=shift)[1], *synthetic_arrays(2, size, 7 * 100_003 + 1,
-                                                                                        shift=shift)[1]]
+    truth = [*demo.demo_images(7, 0, 4, size, shift)[1], *demo.demo_images(7, 1, 2, size, shift)[1]]
     assert sent == [1] * 6
     assert recorded == [(f"r{k + 1}", 0, int(truth[k])) for k in range(6)]
     assert "labelled 6 of them" in said[-1]
     sent.clear()
     demo.send_window(demo.DemoConfig(model_name="m", max_images_per_window=6, batch=4, clients=2), window, None,
-                     seed=7, say=said.append)
+                     seed=7, say=said.append, traffic=traffic)
     assert sorted(sent) == [2, 4] and len(recorded) == 6  # unlabelled traffic: batched, no labels
