@@ -1,0 +1,144 @@
+"""Request decoding and the batcher, offline: no model registry, no server, no database."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from serving.app import BadInput, Batcher, decode_images
+from training.data import preprocess
+
+SIZE = 32
+
+
+def _b64(image: Image.Image, fmt: str = "PNG") -> str:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _picture(seed: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 50, 3), dtype=np.uint8))
+
+
+@pytest.fixture
+def limits(patched_environ):  # noqa: ANN001, ANN201
+    with patched_environ({"MLOPS_SERVE_MAX_BATCH": "4", "MLOPS_SERVE_MAX_IMAGE_BYTES": "200000"}):
+        yield
+
+
+def _body(payload: object) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def test_one_image_and_a_batch_decode_like_preprocess(limits) -> None:  # noqa: ANN001
+    pictures = [_picture(i) for i in range(3)]
+    one = decode_images(_body({"image": _b64(pictures[0])}), SIZE)
+    assert one.shape == (1, 3, SIZE, SIZE) and torch.equal(one, preprocess(pictures[0], SIZE))
+    batch = decode_images(_body({"images": [_b64(p, "JPEG" if i == 1 else "PNG") for i, p in enumerate(pictures)]}),
+                          SIZE)
+    assert batch.shape == (3, 3, SIZE, SIZE)
+    assert torch.equal(batch[2], preprocess(pictures[2], SIZE)[0])
+
+
+def _truncated_png() -> str:
+    buf = io.BytesIO()
+    _picture(9).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()[:200]).decode()
+
+
+def _huge_png() -> str:
+    """A small file whose header says 5000 x 5000 pixels (over MAX_PIXELS): refused before decoding."""
+    buf = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.mark.parametrize(("body", "status", "words"), [
+    (b"{not json", 400, "not valid JSON"),
+    (_body([1, 2]), 422, "JSON object"),
+    (_body({}), 422, "neither 'image' nor 'images'"),
+    (_body({"images": []}), 422, "'images' is empty"),
+    (_body({"image": "a", "images": ["a"]}), 422, "not both"),
+    (_body({"images": ["a"], "extra": 1}), 422, "extra"),
+    (_body({"images": ["x"] * 5}), 413, "batch of 5 images is over the limit of 4"),
+    (_body({"image": "not base64!"}), 422, "image is not valid base64"),
+    (_body({"images": [base64.b64encode(b"\0" * 200_001).decode()]}), 413, "images[0] is 200001 bytes"),
+    (_body({"image": base64.b64encode(b"plain text, not a picture").decode()}), 422, "not a readable image"),
+    (_body({"image": _truncated_png()}), 422, "not a readable image"),
+    (_body({"images": [_huge_png()]}), 413, "5000x5000 pixels"),
+], ids=["not-json", "not-object", "neither", "empty", "both", "extra-field", "too-many", "bad-base64", "too-big",
+        "not-an-image", "truncated", "pixel-bomb"])
+def test_bad_requests_name_the_problem(limits, body: bytes, status: int, words: str) -> None:  # noqa: ANN001
+    with pytest.raises(BadInput) as caught:
+        decode_images(body, SIZE)
+    assert caught.value.status == status and words in caught.value.detail, caught.value.detail
+
+
+# --- the batcher ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeServed:
+    image_size: int = SIZE
+    version: str = "1"
+    batches: list[int] = field(default_factory=list)
+    fail: bool = False
+
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.batches.append(x.shape[0])
+        if self.fail:
+            raise RuntimeError("kernel exploded")
+        # logits = the images' means, so each caller can check it got its own rows back
+        means = x.mean(dim=(1, 2, 3))
+        return means[:, None].repeat(1, 4), torch.stack([means, -means], 1)
+
+
+@dataclass
+class FakeHolder:
+    current: FakeServed | None
+
+
+def _images(n: int, value: float, size: int = SIZE) -> torch.Tensor:
+    return torch.full((n, 3, size, size), value)
+
+
+async def _run(holder: FakeHolder, jobs: list[torch.Tensor], max_batch: int) -> list[object]:
+    batcher = Batcher(holder, max_batch)  # type: ignore[arg-type]
+    batcher.start()
+    try:
+        return await asyncio.gather(*(batcher.submit(x) for x in jobs), return_exceptions=True)
+    finally:
+        await batcher.stop()
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_rows() -> None:
+    served = FakeServed()
+    jobs = [_images(n, float(i)) for i, n in enumerate([3, 2, 1, 4, 2])]
+    results = asyncio.run(_run(FakeHolder(served), jobs, max_batch=5))
+    assert sum(served.batches) == 12 and max(served.batches) <= 5 and len(served.batches) < len(jobs)
+    for i, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        got_served, logits, emb = result  # type: ignore[misc]
+        assert got_served is served and logits.shape == (job.shape[0], 2) and emb.shape == (job.shape[0], 4)
+        assert torch.all(logits[:, 0] == float(i))
+
+
+def test_a_request_decoded_for_another_input_size_is_sent_back_to_redo() -> None:
+    served = FakeServed()
+    served_back, logits, emb = asyncio.run(_run(FakeHolder(served), [_images(2, 1.0, size=48)], 8))[0]  # type: ignore[misc]
+    assert served_back is served and logits is None and emb is None and served.batches == []
+
+
+def test_no_model_and_a_failing_model_fail_the_request_not_the_batcher() -> None:
+    none = asyncio.run(_run(FakeHolder(None), [_images(1, 0.0)], 8))
+    assert isinstance(none[0], RuntimeError) and "no model loaded" in str(none[0])
+    failing = asyncio.run(_run(FakeHolder(FakeServed(fail=True)), [_images(1, 0.0), _images(2, 1.0)], 8))
+    assert all(isinstance(r, RuntimeError) and "kernel exploded" in str(r) for r in failing)
