@@ -35,7 +35,7 @@ down: $(VENV_STAMP) ## Stop every platform service `make up` started
 status: $(VENV_STAMP) ## Show each platform service's health
 	$(BIN)/mlops status
 
-demo: up ## The main job: bring the platform up and log a smoke run through nginx
+demo: demo-loop ## The main job: provision the platform, run the whole loop (make demo-loop), then a smoke run through nginx
 	$(BIN)/mlops smoke
 
 test-deps: $(VENV_STAMP) ## System packages the tests need beyond what the roles install
@@ -59,14 +59,15 @@ test: $(VENV_STAMP) test-deps ## Everything CI runs (the test groups, two at a t
 	  $(filter $(TEST_GROUPS),$(TEST_ORDER)) $(filter-out $(TEST_ORDER),$(TEST_GROUPS)); \
 	echo "make test: all groups passed in $$(( $$(date +%s) - start )) s"
 
-lint: $(VENV_STAMP) ## ruff and ansible-lint
-	$(BIN)/ruff check mlops training pipelines serving tests
+lint: $(VENV_STAMP) ## ruff, the import layers (import-linter) and ansible-lint
+	$(BIN)/ruff check mlops training pipelines serving mlops_cli tests
+	$(BIN)/lint-imports
 	cd ansible && ../$(BIN)/ansible-lint --profile production
 
-# Fragments owned by their parts of the tree.
--include infra/infra.mk
--include training/training.mk
--include serving/serving.mk
--include pipelines/pipelines.mk
--include ansible/aws.mk
--include ansible/operations.mk
+# Fragments owned by their parts of the tree (a missing one is an error, not a silently smaller build).
+include infra/infra.mk
+include training/training.mk
+include serving/serving.mk
+include pipelines/pipelines.mk
+include ansible/aws.mk
+include ansible/operations.mk

@@ -23,6 +23,3 @@ bench-drift: $(VENV_STAMP) $(EVIDENTLY_STAMP) ## Drift benchmark: our KS+PSI vs 
 .PHONY: demo-loop
 demo-loop: up ## The drift loop on the running platform: train, promote, serve, drift, retrain, new champion
 	$(BIN)/mlops demo
-
-# `make demo` grows to the whole loop (runs after `up`, before the smoke run of the top Makefile).
-demo: demo-loop
