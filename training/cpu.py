@@ -19,8 +19,10 @@ Two ways to see another class on this host:
 
 from __future__ import annotations
 
+import getpass
 import os
 import platform
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
@@ -205,4 +207,7 @@ def emulation_environment(isa: IsaClass, host: IsaClass | None = None) -> dict[s
         env["ONEDNN_MAX_CPU_ISA"] = _ONEDNN_ISA[isa]
         env["ATEN_CPU_CAPABILITY"] = "avx512" if _rank(isa) >= _rank("avx512") else (
             "avx2" if isa == "avx2" else "default")
+        # inductor's on-disk cache does not key on ATEN_CPU_CAPABILITY: with the shared cache, a training
+        # graph compiled for AVX-512 was reused under avx2 and failed (scatter_reduce index out of bounds).
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}_{isa}")
     return env

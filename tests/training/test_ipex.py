@@ -110,7 +110,8 @@ print(json.dumps(out))
 
 
 def test_ipex_bf16_that_cannot_run_falls_back() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_CPU", "ONEDNN_", "ATEN_CPU"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLOPS_CPU", "ONEDNN_", "ATEN_CPU", "TORCHINDUCTOR_CACHE"))}
     env.update(emulation_environment("avx2"))
     env["MLOPS_CPU_ISA_OVERRIDE"] = "amx"
     out = subprocess.run([sys.executable, "-c", CLAIMS_MORE], env=env, capture_output=True, text=True, timeout=600,
