@@ -83,12 +83,13 @@ class BackendChoice:
         }
 
 
-# Measured with `mlops bench train` (CustomVGG width 0.125, 64 px, batch 32, 2 threads) on a Xeon with
-# AMX: BF16 autocast 1.27x FP32 images/s; with oneDNN limited to AVX512_CORE_BF16 on the same host, 0.90x.
+# Measured with `mlops bench train` (CustomVGG width 0.125, 64 px, batch 32, 2 threads, idle host) on a Xeon
+# with AMX: BF16 autocast 1.28x FP32 channels_last images/s; with oneDNN limited to AVX512_CORE_BF16 on the
+# same host (the AVX512_BF16-without-AMX class), 0.92x.
 NO_BF16_UNIT = ("FP32 (no AMX/AVX512_BF16 on this CPU: BF16 would be emulated, measured 3-45x slower, "
                 "and IPEX's BF16 prepack asserts)")
-BF16_WITHOUT_AMX = ("FP32 (AVX512_BF16 without AMX: BF16 training measured 0.90x FP32 with oneDNN limited to "
-                    "AVX512_CORE_BF16; it pays only with AMX)")
+BF16_WITHOUT_AMX = ("FP32 (AVX512_BF16 without AMX: BF16 training measured 0.92x FP32 with oneDNN limited to "
+                    "AVX512_CORE_BF16; it pays only with AMX, 1.28x)")
 
 
 def select_backend(

@@ -44,7 +44,7 @@ def test_auto_with_amx_and_passing_probes() -> None:
 
 
 def test_auto_with_avx512_bf16_but_no_amx_is_fp32() -> None:
-    """Measured: BF16 training 0.90x FP32 with AVX512_BF16 kernels and no AMX (see BF16_WITHOUT_AMX)."""
+    """Measured: BF16 training 0.92x FP32 with AVX512_BF16 kernels and no AMX (see BF16_WITHOUT_AMX)."""
     for have_ipex in (False, True):
         choice = select_backend(Backend.auto, CPX, have_ipex, run_probe=passing)
         assert choice.name == Backend.native and choice.dtype == torch.float32 and BF16_WITHOUT_AMX in choice.reason
