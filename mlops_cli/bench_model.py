@@ -218,7 +218,7 @@ def bench_inference(cfg: BenchConfig) -> list[Variant]:
                     return im(to_cl(t)).float()
             return run_ipex
         if name == "int8_pt2e":
-            q = quantize_pt2e(m, calib, val_x[:2])
+            q = quantize_pt2e(m, calib, val_x[:2], reduce_range=bool(int8_reduce_range(caps)[0]))
             c = compile_for_inference(q)
             return c
         if name == "int8_ipex":

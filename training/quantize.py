@@ -33,10 +33,6 @@ class AccuracyGateError(RuntimeError):
     """The INT8 model lost more accuracy than allowed."""
 
 
-class Int8Unavailable(RuntimeError):
-    """Neither full-range nor 7-bit INT8 passed its probe on this CPU (``training.probe``)."""
-
-
 @dataclass(frozen=True)
 class GateResult:
     fp32_accuracy: float
@@ -79,13 +75,13 @@ def _batch_dim() -> dict[int, torch.export.Dim]:
 
 @torch.no_grad()
 def quantize_pt2e(
-    model: nn.Module, calibration: Iterable[torch.Tensor], example: torch.Tensor, reduce_range: bool | None = None
+    model: nn.Module, calibration: Iterable[torch.Tensor], example: torch.Tensor, reduce_range: bool
 ) -> torch.fx.GraphModule:
     """Post-training static INT8 via PT2E and the X86 inductor quantizer (a q/dq graph, eager-runnable).
 
-    ``reduce_range`` quantizes activations to 7 bits; by default it is what the INT8 probe proved
-    here (:func:`training.probe.int8_reduce_range`: full range when its compiled kernels agree with
-    FP32, else 7-bit; :class:`Int8Unavailable` when neither does). Without VNNI the INT8
+    ``reduce_range`` quantizes activations to 7 bits; callers pass what the INT8 probe proved here
+    (:func:`training.probe.int8_reduce_range`: full range when its compiled kernels agree with FP32,
+    else 7-bit; neither: INT8 is not used). Without VNNI the INT8
     convolution kernels inductor lowers to multiply-add through 16-bit intermediates, which
     saturate with full-range u8 activations: on an AVX2 machine the compiled model's accuracy fell
     from 0.914 (q/dq graph run eagerly) to 0.609, while the eager graph, which does not use those
@@ -100,12 +96,6 @@ def quantize_pt2e(
     model = model.eval()
     captured = torch.export.export(model, (example,), dynamic_shapes=(_batch_dim(),)).module()
     quantizer = X86InductorQuantizer()
-    if reduce_range is None:
-        from training.probe import int8_reduce_range
-
-        reduce_range, why = int8_reduce_range()
-        if reduce_range is None:
-            raise Int8Unavailable(f"INT8 is not usable on this CPU: {why}")
     quantizer.set_global(get_default_x86_inductor_quantization_config(reduce_range=reduce_range))
     prepared = prepare_pt2e(captured, quantizer)
     n = 0

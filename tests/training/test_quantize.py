@@ -10,6 +10,7 @@ from torch import nn
 
 from training.data import synthetic_splits
 from training.model import CustomVGG, ModelConfig
+from training.probe import int8_reduce_range
 from training.quantize import (
     AccuracyGateError,
     check_accuracy_gate,
@@ -51,7 +52,7 @@ def test_pt2e_int8_saves_and_loads_without_ipex(tmp_path: Path) -> None:
     splits = synthetic_splits(32, 8, 32, seed=0)
     model = CustomVGG(ModelConfig(width=0.0625, image_size=32)).eval()
     calibration = [splits.train.images[i : i + 16] for i in range(0, 32, 16)]
-    converted = quantize_pt2e(model, calibration, splits.val.images[:2])
+    converted = quantize_pt2e(model, calibration, splits.val.images[:2], reduce_range=bool(int8_reduce_range()[0]))
     with torch.no_grad():
         diff = (converted(splits.val.images) - model(splits.val.images)).abs().max()
     assert diff < 0.5
@@ -80,7 +81,7 @@ def test_compiled_int8_matches_fp32_where_int8_kernels_could_saturate() -> None:
             conv.weight.copy_(conv.weight.abs() + 0.05)
             conv.bias.zero_()
     x = torch.rand(16, 3, 16, 16) * 0.2 + 0.8
-    compiled = compile_for_inference(quantize_pt2e(model, [x], x[:2]))
+    compiled = compile_for_inference(quantize_pt2e(model, [x], x[:2], reduce_range=bool(int8_reduce_range()[0])))
     with torch.no_grad():
         ref, out = model(x), compiled(x)
     assert float((out - ref).abs().max() / ref.abs().max()) < 0.05
