@@ -17,7 +17,7 @@ ipex-venv: $(IPEX_STAMP) ## Create .venv-ipex (torch 2.8 + IPEX 2.8; about 3.5 m
 ipex-test: $(IPEX_STAMP) $(VENV_STAMP) ## IPEX tests in .venv-ipex (portability checked with .venv)
 	$(IPEX_VENV)/bin/python -m pytest -m ipex tests/training
 
-TEST_GROUPS += ipex-test
+TEST_GROUPS += 60:ipex-test
 
 train: $(VENV_STAMP) ## Train the demo model and log it to the platform (mlops train)
 	$(BIN)/mlops train
