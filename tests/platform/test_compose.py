@@ -1,0 +1,628 @@
+"""Static checks of docker-compose.yml: the STYLE rules, and that it is the Ansible single node.
+
+No Docker engine runs here, so the compose file is read, never started. The checks that compose
+"follows the same design" render the Ansible roles with Ansible itself (a probe playbook that
+loads every role with `when: false`, the repository's group_vars and the local inventory, then
+evaluates the roles' own definitions: the mlops_service and mlops_timer includes, the
+`mlflow db upgrade` task, the backup settings, the certificate request, the nginx template) under
+COMPOSE_PROFILE, the Ansible variables that say where things are in the compose network. Every
+command line, environment, cron line, job script and setting that Ansible renders must then be
+equal to compose's, once compose's own `${VAR:-default}` interpolation is applied.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from mlops.tracking import read_env_file
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE = REPO / "ansible"
+COMPOSE_TEXT = (REPO / "docker-compose.yml").read_text()
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
+SERVICES = COMPOSE["services"]
+LONG_RUNNING = {"postgres", "minio", "mlflow", "serving", "scheduler", "nginx"}
+ONE_SHOT = {"postgres-init", "minio-init", "mlflow-db-upgrade", "nginx-init"}
+# Services that run the project's programs (read their secrets from files, like the roles).
+APP_SERVICES = {"mlflow", "mlflow-db-upgrade", "serving", "scheduler"}
+
+# Stands in for ${MLOPS_SERVER_NAME} on both sides (a name that is not compose's default, so a
+# value hard-coded on one side shows).
+SERVER_NAME = "mlops.example.org"
+HTTPS_PORT = "8443"  # compose's default ${MLOPS_HTTPS_PORT}
+# The compose network in Ansible's words: play vars of the probe (above group_vars and role
+# defaults). Everything else is the roles' own defaults and the local inventory.
+COMPOSE_PROFILE: dict[str, Any] = {
+    # MLflow and serving listen on the container's interfaces; clients use service names.
+    "mlflow_listen_address": "0.0.0.0",  # noqa: S104
+    "serving_listen_address": "0.0.0.0",  # noqa: S104
+    "mlops_mlflow_client_environment": {"MLFLOW_TRACKING_URI": "http://mlflow:5000"},
+    "mlflow_gc_tracking_uri": "http://mlflow:5000",
+    # Host headers MLflow accepts: the public name and the service name clients use inside the
+    # network (MLflow rejects any other Host on API calls, also under gunicorn).
+    "mlflow_allowed_hosts": [SERVER_NAME, "mlflow"],
+    # PostgreSQL and MinIO are services of their own.
+    "mlflow_db_host": "postgres",
+    "postgresql_listen_address": "postgres",
+    "mlflow_s3_endpoint_url": "http://minio:9000",
+    # MinIO's key pair is a secret (s3rver's is a public development pair): programs find it in
+    # ~/.aws/credentials, as on AWS they find the instance role, so no key is in an environment.
+    "mlflow_s3_access_key_id": "",
+    "mlflow_s3_secret_access_key": "",
+    "backup_s3_access_key_id": "",
+    "backup_s3_secret_access_key": "",
+    # nginx listens on the container's 80/443; the host publishes MLOPS_HTTPS_PORT.
+    "nginx_listen_address": "0.0.0.0",  # noqa: S104
+    "nginx_http_port": 80,
+    "nginx_https_port": 443,
+    "nginx_public_https_port": int(HTTPS_PORT),
+    "nginx_server_name": SERVER_NAME,
+}
+# nginx reaches the upstreams by service name (task vars of the nginx render only).
+NGINX_UPSTREAM_NAMES = {"mlflow_listen_address": "mlflow", "serving_listen_address": "serving"}
+# Ansible jobs compose does not run, and why (the README says so too).
+JOBS_LEFT_OUT = {
+    "logrotate": "containers log to Docker's json-file driver, rotated by x-logging (20 MB x 5)",
+}
+COMPOSE_JOBS = {"retrain", "backup", "gc"}
+# Ansible services (mlops_service_name) that are compose services of the same name.
+COMPOSE_SERVICES_OF_ROLES = ("mlflow", "serving")
+
+
+# --- compose interpolation -----------------------------------------------------------------------
+
+_INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}|\$(\w+)")
+
+
+def interpolate(value: Any, env: dict[str, str] | None = None) -> Any:
+    """Apply compose's variable interpolation as `docker compose config` would with an .env that
+    sets only the required variables (rendered as <NAME>) and MLOPS_SERVER_NAME."""
+    env = {"MLOPS_SERVER_NAME": SERVER_NAME} if env is None else env
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1) or m.group(4)
+        if name in env:
+            return env[name]
+        if m.group(2) and m.group(2).endswith("?"):
+            return f"<{name}>"
+        return m.group(3) or ""
+
+    return _INTERPOLATION.sub(one, value)
+
+
+RESOLVED = interpolate(COMPOSE)
+RSERVICES = RESOLVED["services"]
+
+
+def _dockerfile() -> str:
+    return COMPOSE["x-build"]["dockerfile_inline"]
+
+
+def _shell_lines(text: str) -> list[list[str]]:
+    """A script or cron file as shell words per line, comments and blank lines left out (so
+    quoting style and comments may differ, words may not)."""
+    return [shlex.split(line) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _config(name: str) -> str:
+    return RESOLVED["configs"][name]["content"]
+
+
+def _mount(service: str, target: str) -> str:
+    for entry in SERVICES[service].get("configs", []):
+        if entry["target"] == target:
+            return entry["source"]
+    raise AssertionError(f"compose service {service} mounts no config at {target}")
+
+
+# --- Ansible, rendered -----------------------------------------------------------------------------
+
+_TASK_KEYS = ("block", "rescue", "always")
+_INCLUDE_ROLE = ("ansible.builtin.include_role", "include_role", "ansible.builtin.import_role", "import_role")
+_COMMAND = ("ansible.builtin.command", "command", "ansible.builtin.shell", "shell")
+_COPY = ("ansible.builtin.copy", "copy")
+# Only the probe's tasks run: the roles are loaded for their variables (and skipped besides).
+_PROBE_TAG = "compose_probe"
+# How the nginx role makes its self-signed certificate (community.crypto): key, request, signature.
+_CERTIFICATE_MODULES = {
+    "key": ("community.crypto.openssl_privatekey", "openssl_privatekey"),
+    "csr": ("community.crypto.openssl_csr_pipe", "openssl_csr_pipe", "community.crypto.openssl_csr", "openssl_csr"),
+    "certificate": ("community.crypto.x509_certificate", "x509_certificate"),
+}
+_CERTIFICATE_FACTS = {"path", "type", "size", "passphrase", "common_name", "subject_alt_name", "basic_constraints",
+                      "basic_constraints_critical", "provider", "selfsigned_digest", "selfsigned_not_after"}
+
+
+def _tasks(node: Any):
+    if isinstance(node, list):
+        for item in node:
+            yield from _tasks(item)
+    elif isinstance(node, dict):
+        yield node
+        for key in _TASK_KEYS:
+            yield from _tasks(node.get(key))
+
+
+def _role_tasks() -> list[tuple[str, dict]]:
+    found = []
+    for path in sorted((ANSIBLE / "roles").glob("*/tasks/*.yml")):
+        role = path.parts[-3]
+        try:
+            tasks = yaml.safe_load(path.read_text()) or []
+        except yaml.YAMLError as exc:
+            pytest.fail(f"{path.relative_to(REPO)} is not valid YAML: {exc}")
+        found.extend((role, task) for task in _tasks(tasks))
+    return found
+
+
+def _module(task: dict, names: tuple[str, ...]) -> Any:
+    return next((task[n] for n in names if n in task), None)
+
+
+def _definitions(of_role: str, name_key: str) -> dict[str, tuple[str, dict]]:
+    """The includes of role `of_role` (mlops_service, mlops_timer) in every role's tasks:
+    {their <name_key> value: (including role, include vars)}."""
+    found = {}
+    for role, task in _role_tasks():
+        include = _module(task, _INCLUDE_ROLE)
+        if isinstance(include, dict) and include.get("name") == of_role and name_key in task.get("vars", {}):
+            found[task["vars"][name_key]] = (role, task["vars"])
+    if not found:
+        pytest.fail(f"no role includes {of_role} with {name_key} in ansible/roles/*/tasks: update test_compose.py")
+    return found
+
+
+def _find_task(what: str, predicate) -> tuple[str, dict]:
+    for role, task in _role_tasks():
+        if predicate(task):
+            return role, task
+    pytest.fail(f"found no task in ansible/roles/*/tasks that {what}: update test_compose.py")
+
+
+def _probe_playbook() -> list[dict]:
+    timer_templates = ANSIBLE / "roles/mlops_timer/templates"
+    tasks: list[dict] = []
+
+    def dump(name: str, value: Any, task_vars: dict) -> None:
+        # debug runs on the controller (no module to ship): the JSON callback reports each value.
+        tasks.append({
+            "name": f"{_PROBE_TAG} {name}",
+            "ansible.builtin.debug": {"msg": "{{ __probe }}"},
+            "vars": {**task_vars, "__probe": value},
+            "tags": [_PROBE_TAG],
+        })
+
+    def render(name: str, template: Path, task_vars: dict) -> None:
+        dump(name, "{{ lookup('ansible.builtin.template', '" + str(template) + "') }}", task_vars)
+
+    services = _definitions("mlops_service", "mlops_service_name")
+    for name in COMPOSE_SERVICES_OF_ROLES:
+        if name not in services:
+            pytest.fail(f"no role runs the service {name} through mlops_service: update test_compose.py")
+        _role, job = services[name]
+        dump(f"service-{name}", {
+            "command": "{{ mlops_service_command }}", "environment": "{{ mlops_service_environment }}",
+            "user": "{{ mlops_service_user }}", "workdir": "{{ mlops_service_workdir }}",
+            "stop_signal": "{{ mlops_service_stop_signal }}", "stop_timeout": "{{ mlops_service_stop_timeout }}",
+        }, job)
+    timers = _definitions("mlops_timer", "mlops_timer_name")
+    dump("timer-names", sorted(timers), {})
+    dump("mlflow-version", "{{ mlflow_version }}", {})
+    for name in sorted(COMPOSE_JOBS & set(timers)):
+        _role, job = timers[name]
+        dump(f"timer-{name}", {"command": "{{ mlops_timer_command }}"}, job)
+        for template in ("job.sh", "cron.d"):
+            render(f"{template}-{name}", timer_templates / f"{template}.j2", job)
+    _role, upgrade = _find_task("runs `mlflow db upgrade`", lambda t: "'upgrade'" in str(
+        (_module(t, _COMMAND) or {}).get("argv", "") if isinstance(_module(t, _COMMAND), dict) else ""))
+    dump("db-upgrade", {"argv": _module(upgrade, _COMMAND)["argv"], "environment": upgrade.get("environment", {})},
+         upgrade.get("vars", {}))
+    _role, settings = _find_task("writes the backup settings (to_nice_json)", lambda t: isinstance(
+        _module(t, _COPY), dict) and "to_nice_json" in str(_module(t, _COPY).get("content", "")) and "backup" in str(
+        _module(t, _COPY).get("dest", "")))
+    copy = _module(settings, _COPY)
+    dump("backup-settings", {"dest": copy["dest"], "content": copy["content"]}, settings.get("vars", {}))
+    certificate = {}
+    for key, modules in _CERTIFICATE_MODULES.items():
+        _role, task = _find_task(f"uses {modules[0]} (the self-signed certificate)", lambda t, m=modules, key=key: any(
+            isinstance(t.get(n), dict) and (key != "certificate" or "selfsigned" in str(t[n])) for n in m))
+        certificate[key] = {k: v for k, v in _module(task, modules).items() if k in _CERTIFICATE_FACTS}
+    dump("certificate", certificate, {})
+    nginx_templates = sorted((ANSIBLE / "roles").glob("*/templates/mlops.conf.j2"))
+    if len(nginx_templates) != 1:
+        pytest.fail(f"expected one ansible/roles/*/templates/mlops.conf.j2, found {nginx_templates}")
+    render("nginx.conf", nginx_templates[0], NGINX_UPSTREAM_NAMES)
+    roles = sorted(p.name for p in (ANSIBLE / "roles").iterdir() if (p / "defaults").is_dir() or (p / "vars").is_dir())
+    return [{
+        "name": "Render the Ansible single node as compose runs it",
+        "hosts": "mlflow_servers",
+        "gather_facts": False,
+        "vars": COMPOSE_PROFILE,
+        "roles": [{"role": r, "when": False} for r in roles],
+        "tasks": tasks,
+    }]
+
+
+@pytest.fixture(scope="module")
+def ansible(tmp_path_factory) -> dict[str, Any]:
+    """What the roles render under COMPOSE_PROFILE: {probe name: JSON value or rendered text}."""
+    playbook_bin = REPO / ".venv/bin/ansible-playbook"
+    if not playbook_bin.exists():
+        pytest.skip("ansible-playbook is not installed in .venv (make venv)")
+    # The probe playbook sits where site.yml does, in a mirror of the repository made of links, so
+    # playbook_dir, its group_vars and the paths the roles derive from it are the real ones.
+    root = tmp_path_factory.mktemp("ansible-probe")
+    work = root / "ansible"
+    work.mkdir()
+    for entry in REPO.iterdir():
+        if entry.name != "ansible":
+            (root / entry.name).symlink_to(entry)
+    for entry in ANSIBLE.iterdir():
+        (work / entry.name).symlink_to(entry)
+    (work / "probe.yml").write_text(yaml.safe_dump(_probe_playbook(), sort_keys=False, width=1000))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ANSIBLE / "roles"),
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
+    result = subprocess.run(
+        [str(playbook_bin), "-i", str(ANSIBLE / "inventories/local"), "--tags", _PROBE_TAG, str(work / "probe.yml")],
+        cwd=work, env=env, capture_output=True, text=True, timeout=180, check=False,
+    )
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        pytest.fail(f"rendering the roles for compose failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    rendered: dict[str, Any] = {}
+    for task in report["plays"][0]["tasks"]:
+        name = task["task"]["name"]
+        if not name.startswith(f"{_PROBE_TAG} "):
+            continue
+        outcome = next(iter(task["hosts"].values()))
+        if outcome.get("failed") or "msg" not in outcome:
+            pytest.fail(f"rendering the roles for compose failed at {name!r} (a variable moved or was renamed?):\n"
+                        f"{json.dumps(outcome, indent=1)[:3000]}")
+        rendered[name.removeprefix(f"{_PROBE_TAG} ")] = outcome["msg"]
+    if result.returncode != 0:
+        pytest.fail(f"rendering the roles for compose failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    settings = rendered["backup-settings"]
+    if isinstance(settings["content"], str):
+        settings["content"] = json.loads(settings["content"])
+    return rendered
+
+
+def _argv(values: list) -> list[str]:
+    return [str(v) for v in values]
+
+
+# --- topology and STYLE rules -----------------------------------------------------------------------
+
+def test_compose_has_the_platform_services():
+    assert set(SERVICES) == LONG_RUNNING | ONE_SHOT
+
+
+@pytest.mark.parametrize("name", sorted(LONG_RUNNING))
+def test_compose_long_running_services_have_healthchecks(name):
+    assert SERVICES[name]["healthcheck"]["test"]
+
+
+def test_compose_dependencies_wait_for_health_and_init():
+    assert SERVICES["mlflow"]["depends_on"] == {
+        "mlflow-db-upgrade": {"condition": "service_completed_successfully"},
+        "minio-init": {"condition": "service_completed_successfully"},
+    }
+    assert SERVICES["mlflow-db-upgrade"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert SERVICES["mlflow-db-upgrade"]["depends_on"]["postgres-init"]["condition"] == "service_completed_successfully"
+    assert SERVICES["postgres-init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert SERVICES["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert SERVICES["nginx"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    for name in ("serving", "scheduler"):
+        assert SERVICES[name]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+        assert SERVICES[name]["depends_on"]["postgres-init"]["condition"] == "service_completed_successfully"
+    for name in ONE_SHOT:
+        assert SERVICES[name]["restart"] == "no"
+    for name, svc in SERVICES.items():
+        for dep, cond in svc.get("depends_on", {}).items():
+            expected = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
+            assert cond["condition"] == expected, f"{name} waits for {dep} with {cond}"
+
+
+def test_compose_publishes_only_nginx():
+    published = {name for name, svc in SERVICES.items() if svc.get("ports")}
+    assert published == {"nginx"}
+
+
+def test_compose_images_are_pinned():
+    for name, svc in SERVICES.items():
+        image = svc["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: {image}"
+
+
+def test_compose_state_lives_in_named_volumes():
+    named = set(COMPOSE["volumes"])
+    for name, svc in SERVICES.items():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0]
+            assert source in named or source == "./nginx/templates", f"{name}: {volume} is not a named volume"
+
+
+def test_compose_mlflow_matches_the_project_pin():
+    """The MLflow image installs the project, so it gets pyproject's pins (and nothing else)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = {d.split("==")[0] for d in project["dependencies"] if "==" in d}
+    assert {"mlflow"} <= pins, "pyproject.toml pins mlflow (the server's version)"
+    assert {"psycopg2-binary", "boto3"} <= {re.split(r"[=<>\[ ]", d)[0] for d in project["dependencies"]}
+    dockerfile = _dockerfile()
+    assert SERVICES["mlflow"]["build"]["target"] == "mlflow"
+    mlflow_stage = dockerfile.split("FROM mlflow AS serving")[0]
+    assert re.search(r"/opt/mlops/venv/bin/pip install [^\n]*/src\s*$", mlflow_stage, re.M), mlflow_stage
+    assert "==" not in dockerfile, "compose repeats no pin: the project's pyproject.toml has them"
+    for name, svc in SERVICES.items():
+        if "build" in svc:
+            assert svc["image"].endswith(f":{project['version']}"), f"{name}: tag the image with the project version"
+
+
+def test_ansible_role_pins_the_same_mlflow_as_the_client(ansible):
+    """The mlflow role's server version (rendered: it reads pyproject.toml) is the client pin, the
+    one compose's image installs with the project."""
+    pin = next(d.split("==")[1] for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+               if d.startswith("mlflow=="))
+    assert str(ansible["mlflow-version"]) == pin
+
+
+def test_compose_images_install_the_project_with_its_extras():
+    dockerfile = _dockerfile()
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = set(re.findall(r'"/src\[(\w+)\]"', dockerfile))
+    assert extras == {"serving"} and extras <= set(optional)
+    assert SERVICES["serving"]["build"]["target"] == "serving"
+    assert SERVICES["scheduler"]["build"]["target"] == "scheduler"
+    stages = re.findall(r"^FROM \S+ AS (\w+)", dockerfile, re.M)
+    assert stages == ["mlflow", "serving", "scheduler"]
+    # Every top-level package the project declares is copied in, and every COPY source exists.
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = set()
+    for line in re.findall(r"^COPY (.+)$", dockerfile, re.M):
+        *sources, _dest = line.split()
+        for source in sources:
+            assert (REPO / source).exists(), f"compose copies {source}, which the repository does not have"
+            copied.add(source)
+    assert {p.rstrip("*") for p in include} <= copied
+
+
+def test_compose_required_variables_fail_loudly():
+    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE_TEXT))
+    assert {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MLOPS_ADMIN_PASSWORD"} <= required
+    example = read_env_file(REPO / ".env.example")
+    assert required <= set(example), "every required variable is listed in .env.example"
+    optional = set(re.findall(r"\$\{(\w+):-", COMPOSE_TEXT))
+    assert optional <= set(example), "every setting compose reads is listed in .env.example"
+    assert not (REPO / ".env").exists() or ".env" in (REPO / ".gitignore").read_text()
+
+
+def test_compose_secrets_stay_out_of_app_environments_and_command_lines():
+    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE_TEXT))
+    for name, svc in SERVICES.items():
+        for part in ("command", "entrypoint", "healthcheck"):
+            text = json.dumps(svc.get(part, ""))
+            assert not any(f"${{{var}" in text for var in required), f"{name}: a secret on a command line ({part})"
+        if name in APP_SERVICES:
+            env = json.dumps(svc.get("environment", {}))
+            assert not re.search(r"PASSWORD|SECRET|ACCESS_KEY", env), f"{name}: a secret in the environment"
+    for name, config in COMPOSE["configs"].items():
+        assert not any(f"${{{var}" in config["content"] for var in required), f"config {name} holds a secret"
+
+
+def test_compose_nginx_mounts_the_shared_template():
+    volumes = SERVICES["nginx"]["volumes"]
+    assert "./nginx/templates:/etc/nginx/templates:ro" in volumes
+    template = (REPO / "nginx/templates/mlops.conf.template").read_text()
+    used = set(re.findall(r"\$\{(MLOPS_[A-Z_]+)\}", template))
+    assert used == set(k for k in SERVICES["nginx"]["environment"] if k.startswith("MLOPS_"))
+
+
+# --- the same design as Ansible ------------------------------------------------------------------------
+
+def test_compose_profile_names_ansible_variables():
+    """Each COMPOSE_PROFILE key must be a variable Ansible defines (role defaults, group_vars or an
+    inventory), or overriding it changes nothing and the comparisons below mislead."""
+    texts = [p.read_text() for p in ANSIBLE.rglob("*.yml")]
+    for name in [*COMPOSE_PROFILE, *NGINX_UPSTREAM_NAMES]:
+        assert any(re.search(rf"^\s*{name}:", t, re.M) for t in texts), (
+            f"Ansible no longer defines {name}: update COMPOSE_PROFILE in tests/platform/test_compose.py")
+
+
+def test_compose_clients_reach_mlflow_by_a_host_it_accepts():
+    """MLflow answers 403 to API calls whose Host header is not in MLFLOW_SERVER_ALLOWED_HOSTS
+    (mlflow.server.security, also under gunicorn): every client's tracking URI must match."""
+    allowed = RSERVICES["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    uris = {name: svc["environment"]["MLFLOW_TRACKING_URI"] for name, svc in RSERVICES.items()
+            if isinstance(svc.get("environment"), dict) and "MLFLOW_TRACKING_URI" in svc["environment"]}
+    for name, config in RESOLVED["configs"].items():
+        for words in _shell_lines(config["content"]):
+            if words and words[0].startswith("MLFLOW_TRACKING_URI="):
+                uris[name] = words[0].split("=", 1)[1]
+    assert {"serving", "job-retrain", "job-gc"} <= set(uris)
+    for name, uri in uris.items():
+        host = urlsplit(uri).netloc
+        assert any(fnmatch.fnmatch(host, pattern) for pattern in allowed), f"{name}: MLflow refuses Host {host}"
+    assert any(fnmatch.fnmatch(SERVER_NAME, p) for p in allowed), "nginx forwards the public name"
+
+
+def test_compose_database_layout_matches_ansible(ansible):
+    """MLflow's backend store and the application database, each with its own owner role and
+    pgpass file, as the postgresql role makes them (the backup settings list both)."""
+    ansible_dbs = {(d["name"], d["user"], d["passfile"]) for d in ansible["backup-settings"]["content"]["databases"]}
+    script = RSERVICES["postgres-init"]["command"][0]
+    compose_dbs = set(re.findall(r"^setup (\S+) (\S+) (\S+)$", script, re.M))
+    assert compose_dbs == ansible_dbs
+    assert len({user for _db, user, _file in ansible_dbs}) == len(ansible_dbs), "one role per database"
+    # Each pgpass file is mounted where a program reads it, and only the postgres-init writes them.
+    mounts = {svc: [v.split(":")[1] for v in RSERVICES[svc].get("volumes", [])] for svc in RSERVICES}
+    for _db, _user, passfile in ansible_dbs:
+        writable = [s for s, vols in RSERVICES.items() for v in vols.get("volumes", [])
+                    if v.split(":")[1] == str(Path(passfile).parent) and not v.endswith(":ro")]
+        assert writable == ["postgres-init"], f"{passfile} is written by {writable}"
+        assert any(str(Path(passfile).parent) in m for s in APP_SERVICES for m in mounts[s])
+
+
+def test_compose_mlflow_command_and_environment_match_ansible(ansible):
+    mlflow = ansible["service-mlflow"]
+    assert _argv(RSERVICES["mlflow"]["command"]) == _argv(mlflow["command"])
+    assert RSERVICES["mlflow"]["environment"] == mlflow["environment"]
+
+
+def test_compose_mlflow_db_upgrade_matches_ansible(ansible):
+    upgrade = ansible["db-upgrade"]
+    assert _argv(RSERVICES["mlflow-db-upgrade"]["command"]) == _argv(upgrade["argv"])
+    assert RSERVICES["mlflow-db-upgrade"]["environment"] == upgrade["environment"]
+
+
+@pytest.mark.parametrize("name", COMPOSE_SERVICES_OF_ROLES)
+def test_compose_service_runs_like_the_ansible_service(ansible, name):
+    """Same account, working directory and stop (signal, then the time to stop before a kill)."""
+    service = ansible[f"service-{name}"]
+    assert SERVICES[name]["user"] == service["user"]
+    assert SERVICES[name]["working_dir"] == service["workdir"]
+    assert SERVICES[name].get("stop_signal", "SIGTERM") == f"SIG{service['stop_signal']}"
+    assert SERVICES[name]["stop_grace_period"] == f"{service['stop_timeout']}s"
+
+
+def test_compose_serving_command_and_environment_match_ansible(ansible):
+    serving = ansible["service-serving"]
+    assert _argv(RSERVICES["serving"]["command"]) == _argv(serving["command"])
+    assert RSERVICES["serving"]["environment"] == serving["environment"]
+    port = _argv(serving["command"])[_argv(serving["command"]).index("--port") + 1]
+    assert RSERVICES["nginx"]["environment"]["MLOPS_SERVING_UPSTREAM"] == f"serving:{port}"
+
+
+def test_compose_runs_the_scheduled_jobs_ansible_defines(ansible):
+    timers = set(ansible["timer-names"])
+    missing = timers - COMPOSE_JOBS - set(JOBS_LEFT_OUT)
+    assert not missing, f"Ansible schedules {missing}: run them in compose's scheduler or list them in JOBS_LEFT_OUT"
+    assert timers >= COMPOSE_JOBS, f"compose runs jobs Ansible does not define: {COMPOSE_JOBS - timers}"
+    installed = SERVICES["scheduler"]["command"][0]
+    assert "for job in " + " ".join(sorted(COMPOSE_JOBS, key=["retrain", "backup", "gc"].index)) + ";" in installed
+
+
+@pytest.mark.parametrize("job", sorted(COMPOSE_JOBS))
+def test_compose_job_matches_the_ansible_timer(ansible, job):
+    """The cron entry and the job script are the ones mlops_timer renders for a host without
+    systemd: same schedule, user, random delay, directory, environment and command."""
+    assert _mount("scheduler", f"/etc/mlops/scheduler/cron-{job}") == f"cron-{job}"
+    assert _mount("scheduler", f"/etc/mlops/scheduler/job-{job}") == f"job-{job}"
+    assert _shell_lines(_config(f"cron-{job}")) == _shell_lines(ansible[f"cron.d-{job}"])
+    assert _shell_lines(_config(f"job-{job}")) == _shell_lines(ansible[f"job.sh-{job}"])
+    # The scheduler installs them where cron and the cron line look for them.
+    script = SERVICES["scheduler"]["command"][0]
+    assert '"/etc/cron.d/mlops-$$job"' in script and '"/opt/mlops/bin/job-$$job"' in script
+    assert f"/opt/mlops/bin/job-{job} >>" in _config(f"cron-{job}")
+
+
+def test_compose_backup_settings_match_ansible(ansible):
+    settings = ansible["backup-settings"]
+    assert _mount("scheduler", settings["dest"]) == "backup-settings"
+    assert json.loads(_config("backup-settings")) == settings["content"]
+    # The backup job's script is the role's file, installed where the job runs it.
+    backup_command = ansible["timer-backup"]["command"]
+    assert f"COPY ansible/roles/backup/files/pg_backup.py {backup_command[1]}" in _dockerfile()
+
+
+def test_compose_nginx_config_matches_ansible(ansible):
+    """The shared template filled with compose's values (as envsubst does) is the nginx role's
+    rendering: same ports behind the mapping, server name, TLS and htpasswd paths, upstreams."""
+    env = RSERVICES["nginx"]["environment"]
+    text = (REPO / "nginx/templates/mlops.conf.template").read_text()
+    rendered = re.sub(r"\$\{(MLOPS_[A-Z_]+)\}", lambda m: str(env[m.group(1)]), text)
+    strip = lambda t: [ln for ln in t.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]  # noqa: E731
+    assert strip(rendered) == strip(ansible["nginx.conf"])
+    # nginx-init writes the files nginx reads, in the volume mounted at the role's prefix.
+    script = RSERVICES["nginx-init"]["command"][0]
+    for key in ("MLOPS_TLS_CERT", "MLOPS_TLS_KEY", "MLOPS_HTPASSWD"):
+        assert env[key] in script
+
+
+def _openssl_request() -> dict[str, Any]:
+    """The facts of nginx-init's `openssl req` (the server name as SERVER_NAME, a DNS name)."""
+    script = SERVICES["nginx-init"]["command"][0]
+    line = next(ln for ln in script.splitlines() if "openssl req" in ln)
+    words = shlex.split(interpolate(line[line.index("openssl req"):]).replace("$MLOPS_SERVER_NAME", SERVER_NAME)
+                        .replace("$san", f"DNS:{SERVER_NAME}"))
+    value = lambda flag: words[words.index(flag) + 1]  # noqa: E731
+    extensions = dict(words[i + 1].split("=", 1) for i, w in enumerate(words) if w == "-addext")
+    key_type, key_size = value("-newkey").split(":")
+    return {
+        "self_signed": "-x509" in words, "unencrypted_key": "-nodes" in words,
+        "key_type": key_type.upper(), "key_size": int(key_size), "key_path": value("-keyout"),
+        "path": value("-out"), "digest": next(w[1:] for w in words if w in ("-sha256", "-sha384", "-sha512")),
+        "days": int(value("-days")), "common_name": value("-subj").removeprefix("/CN="),
+        "subject_alt_name": extensions["subjectAltName"].split(","),
+        "basic_constraints": extensions["basicConstraints"].split(","),
+    }
+
+
+def test_compose_certificate_request_matches_ansible(ansible):
+    """nginx-init's self-signed certificate is the nginx role's: key, names, addresses, CA flag,
+    digest, lifetime and paths (the role's prefix, which compose mounts as a volume)."""
+    cert = ansible["certificate"]
+    key, csr, signed = cert["key"], cert["csr"], cert["certificate"]
+    assert signed["provider"] == "selfsigned"
+    expected = {
+        "self_signed": True, "unencrypted_key": not key.get("passphrase"),
+        "key_type": str(key.get("type", "RSA")).upper(), "key_size": int(key.get("size", 4096)),
+        "key_path": key["path"], "path": signed["path"], "digest": signed.get("selfsigned_digest", "sha256"),
+        "days": int(str(signed["selfsigned_not_after"]).strip("+d")), "common_name": csr["common_name"],
+        "subject_alt_name": list(csr["subject_alt_name"]),
+        "basic_constraints": (["critical"] if csr.get("basic_constraints_critical") else [])
+        + list(csr["basic_constraints"]),
+    }
+    assert _openssl_request() == expected
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_compose_nginx_config_passes_nginx_t(platform, tmp_path):
+    """Render the shared template with compose's values (as envsubst would) and run `nginx -t`.
+
+    Upstream service names only resolve inside the compose network: loopback addresses stand in.
+    """
+    env = dict(SERVICES["nginx"]["environment"])
+    tls = platform.path("config") / "nginx" / "tls"
+    env.update(
+        MLOPS_PUBLIC_HTTPS_PORT="8443", MLOPS_TLS_CERT=str(tls / "server.crt"),
+        MLOPS_TLS_KEY=str(tls / "server.key"), MLOPS_HTPASSWD=str(tmp_path / "htpasswd"),
+        MLOPS_MLFLOW_UPSTREAM="127.0.0.1:5000", MLOPS_SERVING_UPSTREAM="127.0.0.1:8700",
+    )
+    (tmp_path / "htpasswd").write_text("admin:$6$salt$x\n")
+    text = (REPO / "nginx/templates/mlops.conf.template").read_text()
+    rendered = re.sub(r"\$\{(MLOPS_[A-Z_]+)\}", lambda m: str(env[m.group(1)]), text)
+    (tmp_path / "conf.d.conf").write_text(rendered)
+    for sub in ("logs", "tmp"):
+        (tmp_path / sub).mkdir()
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/logs/error.log;\n"
+        f"events {{}}\nhttp {{ client_body_temp_path {tmp_path}/tmp/b; proxy_temp_path {tmp_path}/tmp/p;"
+        f" fastcgi_temp_path {tmp_path}/tmp/f; uwsgi_temp_path {tmp_path}/tmp/u; scgi_temp_path {tmp_path}/tmp/s;"
+        f" include {tmp_path}/conf.d.conf; }}\n"
+    )
+    result = subprocess.run(["nginx", "-t", "-p", str(tmp_path), "-c", str(main)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
