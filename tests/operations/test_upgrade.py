@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,9 @@ PORTS = {"nginx_https_port": 18443, "nginx_http_port": 18080, "postgresql_port":
 
 
 def _pinned() -> str:
-    return yaml.safe_load((REPO / "ansible/roles/mlflow/defaults/main.yml").read_text())["mlflow_version"]
+    """The mlflow pin in pyproject.toml: the one place it is written (the mlflow role reads it)."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    return next(d.split("==", 1)[1] for d in deps if d.startswith("mlflow=="))
 
 
 def _make(vars_file: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -108,8 +111,8 @@ def test_upgrade_from_the_previous_minor_keeps_the_data(old_instance, monkeypatc
     assert upgraded.returncode == 0, upgraded.stdout[-6000:] + upgraded.stderr[-2000:]
     out = upgraded.stdout
     assert f"Upgrading MLflow {PREVIOUS} -> {target}" in out
-    # In order: backup, MLflow (after the database), nginx last. (The playbook first lists the
-    # roles whose defaults it loads, every task skipped: look only after the version line.)
+    # In order: backup, MLflow (after the database), nginx last. (The playbook first reads the
+    # settings of the roles it acts on: look only after the version line.)
     position = out.index(f"Upgrading MLflow {PREVIOUS}")
     for step in ("backup : Run the backup job now", "mlflow : Upgrade the backend store schema",
                  "Run the MLflow tracking server", "Restart nginx last", "Check the version now running"):
