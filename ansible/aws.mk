@@ -2,14 +2,14 @@
 # simulated AWS deployment test. Included by the top-level Makefile (BIN, VENV_STAMP, SHELL).
 .PHONY: provision test-aws-sim
 
-# `make provision ENV=aws` configures the hosts in ansible/inventories/aws (written by
-# `make inventory`, whose ENV names the Terraform environment: its default, prod, maps here too).
-PROVISION_INVENTORY ?= $(if $(filter prod,$(ENV)),ansible/inventories/aws,ansible/inventories/$(ENV))
+# `make provision` configures the hosts in the inventory `make inventory` writes (INVENTORY_DEST,
+# infra/infra.mk). ENV means one thing everywhere: the Terraform environment (infra/envs/<ENV>).
+PROVISION_INVENTORY ?= $(INVENTORY_DEST)
 
-provision: $(VENV_STAMP) ## Configure the AWS hosts from the generated inventory (make provision ENV=aws)
+provision: $(VENV_STAMP) ## Configure the AWS hosts from the inventory `make inventory` wrote (PROVISION_INVENTORY)
 	@test -f $(PROVISION_INVENTORY)/hosts.yml || { \
 	  echo "No inventory in $(PROVISION_INVENTORY)/hosts.yml: run \`make inventory\` after \`terraform apply\`" \
-	       "(or give ENV=<dir under ansible/inventories> / PROVISION_INVENTORY=<dir>)." >&2; exit 2; }
+	       "(or give PROVISION_INVENTORY=<dir>)." >&2; exit 2; }
 	$(BIN)/ansible-playbook -i $(PROVISION_INVENTORY) ansible/site.yml $(ANSIBLE_ARGS)
 
 # Needs moto[server]: .venv-infra (infra/infra.mk's INFRA_STAMP, `make infra-venv`) has it.
@@ -19,4 +19,4 @@ test-aws-sim: $(VENV_STAMP) $(INFRA_STAMP) ## Provision an AWS-shaped inventory 
 	  $(BIN)/pytest -m aws_sim tests/aws_sim -q; \
 	echo "[aws-sim] test-aws-sim passed in $$(( $$(date +%s) - start )) s"
 
-TEST_GROUPS += test-aws-sim
+TEST_GROUPS += 750:test-aws-sim

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -27,13 +26,6 @@ def _sets(bucket_keys) -> dict[str, set[str]]:
 
 def _complete(bucket_keys) -> list[str]:
     return sorted((n for n, files in _sets(bucket_keys).items() if "MANIFEST.json" in files), reverse=True)
-
-
-def _make(platform, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "--no-print-directory", *args, f"ANSIBLE_ARGS=-e @{platform.vars_file}"],
-        cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
-    )
 
 
 def _assert_no_secret(platform, text: str) -> None:
@@ -94,7 +86,7 @@ def test_restore_refuses_unknown_backups_and_changes_nothing(platform, client, b
         ("yesterday", "BACKUP must be 'latest' or a backup name"),
         ("20000101T000000.000Z", "no complete backup named '20000101T000000.000Z'"),
     ]:
-        result = _make(platform, "restore", f"BACKUP={bad}")
+        result = platform.make("restore", f"BACKUP={bad}", check=False)
         assert result.returncode != 0
         assert message in result.stdout, result.stdout[-3000:]
     # Nothing was restored over the current data.

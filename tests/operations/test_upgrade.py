@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import tomllib
 from pathlib import Path
@@ -44,15 +43,8 @@ def _pinned() -> str:
     return next(d.split("==", 1)[1] for d in deps if d.startswith("mlflow=="))
 
 
-def _make(vars_file: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "--no-print-directory", *args, f"ANSIBLE_ARGS=-e @{vars_file}"],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
-    )
-
-
 @pytest.fixture(scope="module")
-def old_instance():
+def old_instance(make_target):  # noqa: ANN001, ANN201
     """A platform instance at MLflow PREVIOUS; stopped and removed afterwards."""
     root = Path(tempfile.mkdtemp(prefix="mlops-upgrade-"))
     instance = f"mlopsupgrade{OFFSET}"
@@ -66,18 +58,18 @@ def old_instance():
     }
     vars_file.write_text(yaml.safe_dump(settings))
     try:
-        up = _make(vars_file, "up")
+        up = make_target("up", vars_file=vars_file, check=False)
         assert up.returncode == 0, up.stdout[-5000:] + up.stderr[-2000:]
         yield {"root": root, "vars_file": vars_file, "instance": instance, "settings": settings}
     finally:
-        _make(vars_file, "down", timeout=300)
+        make_target("down", vars_file=vars_file, timeout=300, check=False)
         for path in Path("/etc/cron.d").glob(f"{instance}-*"):
             path.unlink()
         if not os.environ.get("MLOPS_KEEP_TEST_ROOT"):
             shutil.rmtree(root, ignore_errors=True)
 
 
-def test_upgrade_from_the_previous_minor_keeps_the_data(old_instance, monkeypatch):
+def test_upgrade_from_the_previous_minor_keeps_the_data(old_instance, monkeypatch, make_target):
     import mlflow
 
     target = _pinned()
@@ -102,12 +94,12 @@ def test_upgrade_from_the_previous_minor_keeps_the_data(old_instance, monkeypatc
     client.set_registered_model_alias("upgrade-model", "champion", version.version)
 
     # A downgrade is refused before anything changes.
-    refused = _make(old_instance["vars_file"], "upgrade", "MLFLOW_VERSION=3.15.0")
+    refused = make_target("upgrade", "MLFLOW_VERSION=3.15.0", vars_file=old_instance["vars_file"], check=False)
     assert refused.returncode != 0
     assert "A downgrade is not supported" in refused.stdout, refused.stdout[-3000:]
     assert requests.get(f"{mlflow_url}/version", timeout=10).text.strip() == PREVIOUS
 
-    upgraded = _make(old_instance["vars_file"], "upgrade", f"MLFLOW_VERSION={target}")
+    upgraded = make_target("upgrade", f"MLFLOW_VERSION={target}", vars_file=old_instance["vars_file"], check=False)
     assert upgraded.returncode == 0, upgraded.stdout[-6000:] + upgraded.stderr[-2000:]
     out = upgraded.stdout
     assert f"Upgrading MLflow {PREVIOUS} -> {target}" in out
