@@ -142,7 +142,10 @@ def _run(path: str, isa: IsaClass) -> ProbeResult:
     runner, tolerance = _RUNNERS[path]
     start = time.perf_counter()
     try:
-        error, detail = runner()
+        # The probe seeds and draws from torch's global RNG: leave the caller's stream as it was (training
+        # seeds, then chooses its backend, then initialises the model).
+        with torch.random.fork_rng(devices=[]):
+            error, detail = runner()
     except Exception as exc:  # noqa: BLE001 - a path that cannot run here is a result, not a crash
         result = ProbeResult(path, False, f"raised {type(exc).__name__}: {str(exc).strip()[:300]}",
                              None, time.perf_counter() - start)

@@ -27,7 +27,7 @@ from training.cpu import (
     isa_class,
 )
 from training.optimize import BF16_WITHOUT_AMX, Backend, select_backend
-from training.probe import ProbeResult, probe
+from training.probe import ProbeResult, clear_cache, probe
 
 # Flags as /proc/cpuinfo shows them on the CPUs this project has met (abridged to the ISA flags).
 EPYC_AVX2 = {"sse4_2", "avx", "avx2", "fma", "f16c"}
@@ -200,3 +200,13 @@ def test_probes_run_once_per_process() -> None:
     assert first.ok == (first.error is not None and first.error <= 0.03)
     with pytest.raises(ValueError, match="unknown probe"):
         probe("fp64")
+
+
+def test_a_probe_leaves_the_callers_random_stream_alone() -> None:
+    """Training seeds, then picks its backend (probes), then initialises the model: a probe must not reseed."""
+    clear_cache()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    probe("native_bf16")
+    assert torch.equal(torch.rand(3), expected)
