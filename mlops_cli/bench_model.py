@@ -227,8 +227,9 @@ def bench_inference(cfg: BenchConfig) -> list[Variant]:
         raise ValueError(name)
 
     int8_skip = "--no-compile (INT8 kernels come from inductor)" if not cfg.include_compile else None
-    if int8_skip is None and int8_reduce_range(caps)[0] is None:
-        int8_skip = f"no INT8 path passed its probe here: {int8_reduce_range(caps)[1]}"
+    if int8_skip is None:
+        int8_range, int8_why = int8_reduce_range(caps)
+        int8_skip = None if int8_range is not None else f"no INT8 path passed its probe here: {int8_why}"
     plans = {
         "fp32_eager": None,
         "channels_last": None,

@@ -44,7 +44,7 @@ from mlops.tracking import experiment_id, load_client_env, retry
 from training.artifacts import LoadedVersion, load_version
 from training.data import synthetic_images
 from training.metrics import score
-from training.optimize import predict_logits
+from training.optimize import interleaved_latencies_ms, predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -186,16 +186,8 @@ def evaluate(models: list[LoadedVersion]) -> list[Evaluation]:
     for m in models:
         x, y = sets[m.image_size]
         quality.append(score(predict_logits(m.model, x, 64), y))
-    samples: list[list[float]] = [[] for _ in models]
-    for m in models:  # warm-up
-        for _ in range(3):
-            m.model(sets[m.image_size][0][:1])
-    for i in range(s.promote_latency_iterations):
-        for k, m in enumerate(models):
-            x1 = sets[m.image_size][0][i % len(sets[m.image_size][0])].unsqueeze(0)
-            start = time.perf_counter()
-            m.model(x1)
-            samples[k].append(1000.0 * (time.perf_counter() - start))
+    samples = interleaved_latencies_ms([m.model for m in models], [sets[m.image_size][0] for m in models],
+                                       s.promote_latency_iterations)
     return [
         Evaluation(q.accuracy, q.f1, q.auroc, float(np.percentile(lat, 50)), float(np.percentile(lat, 90)),
                    int(sets[m.image_size][1].shape[0]))

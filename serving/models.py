@@ -17,6 +17,7 @@ bucket, and every bucket is compiled before the model is swapped in, so no reque
 from __future__ import annotations
 
 import logging
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from training.artifacts import download_run_artifact, load_version
 from training.cpu import CpuCapabilities, detect_capabilities
 from training.data import synthetic_images
 from training.model import CustomVGG
-from training.optimize import Bf16Autocast
+from training.optimize import Bf16Autocast, interleaved_latencies_ms
 from training.probe import int8_reduce_range, probe
 from training.probe import ran as probes_ran
 
@@ -110,20 +111,6 @@ def _warm(fn: Callable[[torch.Tensor], object], image_size: int, buckets: tuple[
         fn(torch.zeros(b, 3, image_size, image_size))
 
 
-@torch.no_grad()
-def _p50_ms(
-    fns: dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor, iterations: int = 30
-) -> dict[str, float]:
-    """Batch-1 p50 latency of each function, timed interleaved (noise hits all alike)."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(iterations):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn(x)
-            times[name].append((time.perf_counter() - t) * 1000)
-    return {name: sorted(v)[len(v) // 2] for name, v in times.items()}
-
-
 def _int8_probe_refusal(caps: CpuCapabilities, artifact_reduce_range: str | None) -> str | None:
     """Why this host must not run the compiled INT8 program (None: its activation range passed the probe)."""
     proven, why = int8_reduce_range(caps)
@@ -180,7 +167,6 @@ def load_served(client: MlflowClient, name: str, alias: str, work_dir: Path | No
     # range (compiled kernels only; the eager q/dq graph computes in FP32), and it agrees with FP32 here and now.
     if wanted in ("auto", "int8"):
         tag, artifact = loaded.run_tags.get("int8_gate"), loaded.run_tags.get("int8_artifact", "")
-        refusal = None
         if tag != "accepted" or not artifact.endswith(".pt2"):
             checks["int8"] = f"not available: run tag int8_gate={tag!r}, artifact {artifact or 'none'}"
         elif s.serve_compile and (refusal := _int8_probe_refusal(caps, loaded.run_params.get("int8_reduce_range"))):
@@ -244,7 +230,8 @@ def load_served(client: MlflowClient, name: str, alias: str, work_dir: Path | No
             with torch.no_grad():
                 _warm(bf16, size, buckets if s.serve_compile else (1,))
             if check("bf16", lambda x: bf16(x)[1]):
-                p50 = _p50_ms({"bf16": bf16, fallback[0]: fallback[2]}, sample[:1])
+                samples = interleaved_latencies_ms([bf16, fallback[2]], [sample, sample], iterations=30)
+                p50 = {"bf16": statistics.median(samples[0]), fallback[0]: statistics.median(samples[1])}
                 if p50["bf16"] < p50[fallback[0]]:
                     return accept("bf16", f"BF16 autocast (probe passed, agrees with FP32, batch-1 p50 "
                                   f"{p50['bf16']:.2f} ms vs {p50[fallback[0]]:.2f} ms {fallback[0]})", bf16,

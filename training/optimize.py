@@ -19,7 +19,8 @@ import enum
 import importlib.util
 import logging
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,3 +313,24 @@ def predict_logits(
 ) -> torch.Tensor:
     out = [fn(prepare(b) if prepare else b).float() for b in batches(x, batch_size)]
     return torch.cat(out)
+
+
+@torch.no_grad()
+def interleaved_latencies_ms(fns: Sequence[Callable[[torch.Tensor], object]], inputs: Sequence[torch.Tensor],
+                             iterations: int, warmup: int = 3) -> list[list[float]]:
+    """Batch-1 latency samples (ms) of each function, called in turn so that machine noise hits all alike.
+
+    After ``warmup`` calls each, ``fns[k]`` is timed on image ``i % len(inputs[k])`` of ``inputs[k]`` at
+    iteration ``i`` (each function has its own inputs: models of different input sizes compare fairly).
+    """
+    for fn, x in zip(fns, inputs, strict=True):
+        for _ in range(warmup):
+            fn(x[:1])
+    samples: list[list[float]] = [[] for _ in fns]
+    for i in range(iterations):
+        for k, (fn, x) in enumerate(zip(fns, inputs, strict=True)):
+            x1 = x[i % len(x)].unsqueeze(0)
+            start = time.perf_counter()
+            fn(x1)
+            samples[k].append(1000.0 * (time.perf_counter() - start))
+    return samples

@@ -8,6 +8,7 @@ from training.optimize import (
     BF16_WITHOUT_AMX,
     Backend,
     BackendUnavailable,
+    interleaved_latencies_ms,
     select_backend,
     tune_runtime,
 )
@@ -75,3 +76,14 @@ def test_tuning_reports_what_was_applied() -> None:
         assert "allocator" in report.not_available or "LD_PRELOAD" in report.applied
     finally:
         torch.set_num_threads(before)
+
+
+def test_latencies_are_taken_in_turn_each_function_on_its_own_inputs() -> None:
+    calls: list[tuple[str, float]] = []
+    a_inputs, b_inputs = torch.arange(3.0).view(3, 1), torch.arange(10.0, 12.0).view(2, 1)
+    fns = [lambda x: calls.append(("a", float(x))), lambda x: calls.append(("b", float(x)))]
+    samples = interleaved_latencies_ms(fns, [a_inputs, b_inputs], iterations=4, warmup=2)
+    assert [len(s) for s in samples] == [4, 4] and all(ms >= 0 for s in samples for ms in s)
+    assert calls[:4] == [("a", 0.0), ("a", 0.0), ("b", 10.0), ("b", 10.0)]  # warm-up on the first image
+    assert calls[4:] == [("a", 0.0), ("b", 10.0), ("a", 1.0), ("b", 11.0), ("a", 2.0), ("b", 10.0),
+                         ("a", 0.0), ("b", 11.0)]
