@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,3 +52,22 @@ def mvtec_tree(tmp_path: Path) -> Path:
                 m.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(np.zeros((40, 48), np.uint8)).save(m / f"{i:03d}_mask.png")
     return root
+
+
+# Variables that decide which CPU class a process sees: a child started by run_in_cpu_class sees only the given ones.
+_CPU_VARIABLES = ("MLOPS_CPU", "ONEDNN_", "ATEN_CPU", "TORCHINDUCTOR_CACHE")
+
+
+@pytest.fixture(scope="session")
+def run_in_cpu_class():  # noqa: ANN201 - the function itself
+    """``run_in_cpu_class(code, env)``: run Python ``code`` in a fresh interpreter whose CPU-class variables are
+    exactly ``env`` (e.g. ``training.cpu.emulation_environment(...)``); returns the JSON of its last output line."""
+
+    def run(code: str, env: dict[str, str]) -> dict[str, Any]:
+        child = {k: v for k, v in os.environ.items() if not k.startswith(_CPU_VARIABLES)}
+        out = subprocess.run([sys.executable, "-c", code], env={**child, **env}, capture_output=True, text=True,
+                             timeout=600, check=False)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    return run

@@ -9,10 +9,6 @@ about what this host happens to do.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -147,20 +143,11 @@ print(json.dumps({"isa": caps.isa, "dtype": str(choice.dtype), "reason": choice.
 """
 
 
-def _report(env: dict[str, str]) -> dict[str, object]:
-    full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("MLOPS_CPU", "ONEDNN_", "ATEN_CPU", "TORCHINDUCTOR_CACHE"))}
-    out = subprocess.run([sys.executable, "-c", REPORT], env={**full, **env}, capture_output=True, text=True,
-                         timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.slow
-def test_avx2_choice_on_this_host() -> None:
+def test_avx2_choice_on_this_host(run_in_cpu_class) -> None:  # noqa: ANN001
     """An AVX2-only CPU: FP32 (no probe), and INT8 with 7-bit activations because full range saturates."""
     env = emulation_environment("avx2")
-    report = _report(env)
+    report = run_in_cpu_class(REPORT, env)
     assert report["isa"] == "avx2" and report["dtype"] == "torch.float32"
     assert "AMX/AVX512_BF16" in report["reason"] and report["probes"] == {}
     if "ONEDNN_MAX_CPU_ISA" in env:  # real AVX2 kernels (every x86 host this suite runs on has AVX2)
@@ -172,10 +159,10 @@ def test_avx2_choice_on_this_host() -> None:
 
 
 @pytest.mark.slow
-def test_avx512_bf16_choice_on_this_host() -> None:
+def test_avx512_bf16_choice_on_this_host(run_in_cpu_class) -> None:  # noqa: ANN001
     """AVX-512 with AVX512_BF16 and VNNI, no AMX (the AMD EPYC): FP32 training, full-range INT8 where real."""
     env = emulation_environment("avx512_bf16")
-    report = _report(env)
+    report = run_in_cpu_class(REPORT, env)
     assert report["isa"] == "avx512_bf16" and report["dtype"] == "torch.float32"
     assert BF16_WITHOUT_AMX in report["reason"]
     if "ONEDNN_MAX_CPU_ISA" in env:  # VNNI kernels really run: no saturation, full range
@@ -185,10 +172,10 @@ def test_avx512_bf16_choice_on_this_host() -> None:
 
 
 @pytest.mark.slow
-def test_amx_choice_follows_the_probe() -> None:
+def test_amx_choice_follows_the_probe(run_in_cpu_class) -> None:  # noqa: ANN001
     """A CPU that claims AMX gets BF16 only where the native BF16 probe passed; here it runs for real
     (on a smaller host it runs that host's kernels, still correct, so the choice follows the probe)."""
-    report = _report(emulation_environment("amx"))
+    report = run_in_cpu_class(REPORT, emulation_environment("amx"))
     assert report["isa"] == "amx"
     passed = str(report["probes"]["native_bf16"]).startswith("passed")
     assert report["dtype"] == ("torch.bfloat16" if passed else "torch.float32"), report["reason"]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -109,15 +106,8 @@ print(json.dumps(out))
 """
 
 
-def test_ipex_bf16_that_cannot_run_falls_back() -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLOPS_CPU", "ONEDNN_", "ATEN_CPU", "TORCHINDUCTOR_CACHE"))}
-    env.update(emulation_environment("avx2"))
-    env["MLOPS_CPU_ISA_OVERRIDE"] = "amx"
-    out = subprocess.run([sys.executable, "-c", CLAIMS_MORE], env=env, capture_output=True, text=True, timeout=600,
-                         check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+def test_ipex_bf16_that_cannot_run_falls_back(run_in_cpu_class) -> None:  # noqa: ANN001
+    report = run_in_cpu_class(CLAIMS_MORE, {**emulation_environment("avx2"), "MLOPS_CPU_ISA_OVERRIDE": "amx"})
     assert report["isa"] == "amx"
     ipex_choice, auto = report["ipex"], report["auto"]
     assert ipex_choice["probes"]["ipex_bf16"].startswith("failed"), ipex_choice
