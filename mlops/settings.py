@@ -96,8 +96,12 @@ class Settings(BaseSettings):
     serve_max_batch: int = 64
     serve_max_image_bytes: int = 4_000_000
     serve_max_body_bytes: int = 32_000_000
-    serve_variant: str = "auto"
-    """auto | int8 | bf16 | compiled | fp32 (auto: the fastest variant that passes the load-time check)."""
+    serve_variant: Literal["auto", "openvino_int8", "openvino_bf16", "openvino_fp32", "int8", "bf16", "compiled",
+                           "fp32"] = "auto"
+    """auto: the variant measured fastest at batch 1 among those agreeing with FP32 (``serving.models``);
+    any other value forces that variant (FP32 eager where it cannot run here)."""
+    serve_timing_iterations: int = 30
+    """Interleaved batch-1 calls per candidate variant when a worker chooses what to serve."""
     serve_compile: bool = True
     serve_agreement_images: int = 64
     serve_min_agreement: float = 0.98

@@ -1,17 +1,27 @@
-"""What a serving worker runs: the champion's model in the fastest variant that passes a load-time check.
+"""What a serving worker runs: the champion's model in the variant measured fastest on this host.
 
-Variants, fastest first: ``int8`` (the run's PT2E INT8 program, only when training's accuracy gate
-accepted it and, when compiled, this host's INT8 probe passed for the program's activation range),
-``bf16`` (BF16 autocast, only with AMX/AVX512_BF16, when the ``native_bf16`` probe passed here and
-it is measured faster than the FP32 variant at batch 1), ``compiled`` (FP32 through
-``torch.compile``), ``fp32`` (eager). Each faster variant must predict the FP32 class on a fixed
-synthetic sample (``serve_min_agreement``); one that disagrees is refused. Every variant's outcome
-(``variant_checks``) and the CPU's ISA class with the probes that ran (``cpu``) are shown on
-``/model`` and ``/health`` (the INT8 program once scored far below FP32 in a benchmark although it
-matched in training's gate: it is never trusted without this check).
+Candidate variants (each built only where it can run here):
 
-Compiled variants are built for fixed batch sizes (``buckets``); a batch is padded to the next
-bucket, and every bucket is compiled before the model is swapped in, so no request pays for it.
+- ``openvino_int8``: the NNCF INT8 IR logged at registration, only when it passed training's accuracy
+  gate (run tag ``openvino_int8_gate=accepted``); for a version registered without IRs (e.g. from a
+  notebook) both IRs are built at load, off the request path, the INT8 one calibrated on synthetic images;
+- ``openvino_fp32``: the FP32 IR (OpenVINO precision hint ``f32``);
+- ``openvino_bf16``: the FP32 IR with precision hint ``bf16``, only on a CPU with AMX/AVX512_BF16;
+- ``int8``: the run's PT2E INT8 program (training's gate accepted it and, compiled, this host's INT8
+  probe passed for the program's activation range);
+- ``bf16``: torch BF16 autocast, only with AMX/AVX512_BF16 and a passing ``native_bf16`` probe;
+- ``compiled``: FP32 through ``torch.compile``; ``fp32``: eager, the reference.
+
+Every candidate must predict the FP32 class on a fixed synthetic sample (``serve_min_agreement``); one
+that disagrees is refused. The agreeing ones are timed at batch 1 on the model's real input shape,
+interleaved (:func:`training.optimize.interleaved_latencies_ms`), and the fastest serves
+(:func:`choose_fastest`). ``MLOPS_SERVE_VARIANT`` forces one (FP32 eager when it cannot run). Every
+candidate's outcome (``variant_checks``), the timings (``variant_latency_ms``) and the CPU's ISA class
+with the probes that ran (``cpu``) are shown on ``/model`` and ``/health``.
+
+Compiled torch variants are built for fixed batch sizes (``buckets``); a batch is padded to the next
+bucket, and every bucket of the chosen variant is compiled before the model is swapped in, so no
+request pays for it. OpenVINO variants take any batch size.
 """
 
 from __future__ import annotations
@@ -26,14 +36,13 @@ from pathlib import Path
 
 import torch
 from mlflow import MlflowClient
-from torch import nn
 
 from mlops.registry import RegistryError, version_by_alias
 from mlops.settings import get_settings
-from training.artifacts import download_run_artifact, load_version
+from training.artifacts import LoadedVersion, download_run_artifact, load_version
 from training.cpu import CpuCapabilities, detect_capabilities
 from training.data import synthetic_images
-from training.model import CustomVGG
+from training.model import CustomVGG, EmbedAndClassify
 from training.optimize import Bf16Autocast, interleaved_latencies_ms
 from training.probe import int8_reduce_range, probe
 from training.probe import ran as probes_ran
@@ -41,18 +50,27 @@ from training.probe import ran as probes_ran
 log = logging.getLogger(__name__)
 
 AGREEMENT_SEED = 4_200_017
+CALIBRATION_SEED = 4_200_029
 
 
-class _EmbedAndClassify(nn.Module):
-    """One pass that returns (embedding, logits): monitoring gets the embedding for free."""
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor | None, torch.Tensor]]
 
-    def __init__(self, model: CustomVGG) -> None:
-        super().__init__()
-        self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.model.embed(x)
-        return emb, self.model.classifier(emb)
+@torch.no_grad()
+def run_bucketed(forward: Forward, x: torch.Tensor,
+                 buckets: tuple[int, ...]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(embeddings or None, logits) for a batch; padded to a compiled bucket where needed (none: any size)."""
+    n = x.shape[0]
+    if buckets:
+        size = next((b for b in buckets if b >= n), None)
+        if size is None:  # larger than the largest bucket: split
+            parts = [run_bucketed(forward, x[i : i + buckets[-1]], buckets) for i in range(0, n, buckets[-1])]
+            emb = None if parts[0][0] is None else torch.cat([p[0] for p in parts])  # type: ignore[misc]
+            return emb, torch.cat([p[1] for p in parts])
+        if size > n:
+            x = torch.cat([x, x[:1].expand(size - n, *x.shape[1:])])
+    emb, logits = forward(x)
+    return (None if emb is None else emb[:n].float()), logits[:n].float()
 
 
 @dataclass
@@ -67,48 +85,53 @@ class Served:
     variant_reason: str
     image_size: int
     fp32: CustomVGG
-    forward: Callable[[torch.Tensor], tuple[torch.Tensor | None, torch.Tensor]]
+    forward: Forward
     buckets: tuple[int, ...] = ()
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
     checks: dict[str, str] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, object] = field(default_factory=dict)
 
-    @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(embeddings or None, logits) for a batch; padded to a compiled bucket where needed."""
-        n = x.shape[0]
-        if self.buckets:
-            size = next((b for b in self.buckets if b >= n), None)
-            if size is None:  # larger than the largest bucket: split
-                parts = [self.predict(x[i : i + self.buckets[-1]]) for i in range(0, n, self.buckets[-1])]
-                emb = None if parts[0][0] is None else torch.cat([p[0] for p in parts])  # type: ignore[misc]
-                return emb, torch.cat([p[1] for p in parts])
-            if size > n:
-                x = torch.cat([x, x[:1].expand(size - n, *x.shape[1:])])
-        emb, logits = self.forward(x)
-        return (None if emb is None else emb[:n].float()), logits[:n].float()
+        """(embeddings or None, logits) for a batch of any size."""
+        return run_bucketed(self.forward, x, self.buckets)
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "version": self.version, "alias": self.alias, "run_id": self.run_id,
                 "variant": self.variant, "variant_reason": self.variant_reason, "image_size": self.image_size,
                 "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
-                "load_seconds": round(self.load_seconds, 2), "variant_checks": self.checks, "cpu": self.cpu}
+                "load_seconds": round(self.load_seconds, 2), "variant_checks": self.checks,
+                "variant_latency_ms": self.latency_ms, "cpu": self.cpu}
+
+
+@dataclass
+class Candidate:
+    """A variant that could serve: how to run it and which batch sizes it is compiled for (none: any)."""
+
+    name: str
+    description: str
+    forward: Forward
+    buckets: tuple[int, ...] = ()
+
+
+VARIANTS = ("openvino_int8", "openvino_bf16", "openvino_fp32", "int8", "bf16", "compiled", "fp32")
+"""Every variant, in the order candidates are built and reported (speed decides, not this order)."""
+
+
+def choose_fastest(p50_ms: dict[str, float]) -> tuple[str, str]:
+    """(variant, reason): the lowest batch-1 p50 of the agreeing candidates, with every figure in the reason."""
+    if not p50_ms:
+        raise ValueError("no candidate variant to choose from")
+    best = min(p50_ms, key=lambda k: (p50_ms[k], VARIANTS.index(k) if k in VARIANTS else len(VARIANTS)))
+    others = ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(p50_ms.items(), key=lambda kv: kv[1]) if k != best)
+    return best, (f"fastest of {len(p50_ms)} variants agreeing with FP32: batch-1 p50 {p50_ms[best]:.2f} ms"
+                  + (f" (vs {others})" if others else ""))
 
 
 def _buckets(max_batch: int) -> tuple[int, ...]:
     """Batch sizes compiled ahead (each costs a compilation at load); larger batches run in chunks."""
     return tuple(b for b in (1, 8, 32) if b < max_batch) + (min(max_batch, 32),) if max_batch < 32 else (1, 8, 32)
-
-
-@torch.no_grad()
-def _agreement(fn: Callable[[torch.Tensor], torch.Tensor], sample: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((fn(sample).argmax(1) == reference).float().mean())
-
-
-def _warm(fn: Callable[[torch.Tensor], object], image_size: int, buckets: tuple[int, ...]) -> None:
-    for b in buckets:
-        fn(torch.zeros(b, 3, image_size, image_size))
 
 
 def _int8_probe_refusal(caps: CpuCapabilities, artifact_reduce_range: str | None) -> str | None:
@@ -127,8 +150,108 @@ def _cpu_report(caps: CpuCapabilities) -> dict[str, object]:
             "probes": probes_ran(caps)}
 
 
+class _Builder:
+    """Builds the candidate variants of one loaded version; records why each one is or is not a candidate."""
+
+    def __init__(self, loaded: LoadedVersion, keep: Path, caps: CpuCapabilities, compile_torch: bool,
+                 buckets: tuple[int, ...]) -> None:
+        self.loaded, self.keep, self.caps = loaded, keep, caps
+        self.compile_torch, self.buckets = compile_torch, buckets
+        self.fp32 = loaded.model
+        self.both = EmbedAndClassify(self.fp32).eval()
+        self._irs: tuple[object, object | None, str] | None = None
+
+    # -- OpenVINO -------------------------------------------------------------------------------------
+    def _ir_pair(self) -> tuple[object, object | None, str]:
+        """(FP32 IR, INT8 IR or None, where they came from): the logged IRs, else built here, off the request path."""
+        if self._irs is None:
+            from training import openvino as tov
+
+            tags = self.loaded.run_tags
+            if tags.get("openvino_ir") == tov.ARTIFACT_DIR:
+                local = download_run_artifact(self.loaded.run_id, tov.ARTIFACT_DIR, self.keep / "ir")
+                fp32 = tov.read_ir(local / tov.FP32_XML)
+                int8 = tov.read_ir(local / tov.INT8_XML) if tags.get("openvino_int8_gate") == "accepted" else None
+                origin = f"logged at registration (INT8 gate: {tags.get('openvino_int8_gate')})"
+            else:
+                size = self.loaded.image_size
+                s = get_settings()
+                fp32 = tov.export_ir(self.fp32)
+                calib = synthetic_images(s.int8_calibration_images, size, CALIBRATION_SEED).images
+                int8 = tov.quantize_fast(fp32, [calib[i : i + 32] for i in range(0, len(calib), 32)])
+                origin = "built at load (the version was registered without IRs; INT8 calibrated on synthetic images)"
+            self._irs = (fp32, int8, origin)
+        return self._irs
+
+    def openvino(self, variant: str) -> Candidate | str:
+        from training import openvino as tov
+
+        fp32_ir, int8_ir, origin = self._ir_pair()
+        if variant == "openvino_int8":
+            if int8_ir is None:
+                return f"not available: INT8 IR refused by training's accuracy gate ({origin})"
+            return Candidate(variant, f"OpenVINO INT8 IR, {origin}", tov.CompiledIR(int8_ir, "f32"))
+        if variant == "openvino_bf16":
+            if not self.caps.has_bf16_unit:
+                return "skipped: no AMX/AVX512_BF16 on this CPU (BF16 would be emulated, slower than FP32)"
+            return Candidate(variant, f"OpenVINO FP32 IR in BF16 (AMX/AVX512_BF16), {origin}",
+                             tov.CompiledIR(fp32_ir, "bf16"))
+        return Candidate(variant, f"OpenVINO FP32 IR, {origin}", tov.CompiledIR(fp32_ir, "f32"))
+
+    # -- torch ----------------------------------------------------------------------------------------
+    def int8(self) -> Candidate | str:
+        tags, params = self.loaded.run_tags, self.loaded.run_params
+        tag, artifact = tags.get("int8_gate"), tags.get("int8_artifact", "")
+        if tag != "accepted" or not artifact.endswith(".pt2"):
+            return f"not available: run tag int8_gate={tag!r}, artifact {artifact or 'none'}"
+        if self.compile_torch and (refusal := _int8_probe_refusal(self.caps, params.get("int8_reduce_range"))):
+            return refusal
+        from training.quantize import compile_for_inference, load_pt2e
+
+        program = load_pt2e(download_run_artifact(self.loaded.run_id, artifact, self.keep / "int8"))
+        fn = compile_for_inference(program) if self.compile_torch else program
+
+        def int8_forward(x: torch.Tensor) -> tuple[None, torch.Tensor]:
+            return None, fn(x)
+
+        return Candidate("int8", "PT2E INT8 (training gate accepted)", int8_forward,
+                         self.buckets if self.compile_torch else ())
+
+    def bf16(self) -> Candidate | str:
+        if not self.caps.has_bf16_unit:
+            return "skipped: no AMX/AVX512_BF16 on this CPU (BF16 would be emulated, slower than FP32)"
+        if not (result := probe("native_bf16", self.caps)).ok:
+            return f"refused: native_bf16 probe {result.describe()}"
+        fn: Forward = Bf16Autocast(self.both).eval()
+        if self.compile_torch:
+            from training.quantize import compile_for_inference
+
+            fn = compile_for_inference(fn)
+        return Candidate("bf16", "torch BF16 autocast (probe passed)", fn, self.buckets if self.compile_torch else ())
+
+    def compiled(self) -> Candidate | str:
+        if not self.compile_torch:
+            return "skipped: serve_compile is off"
+        from training.quantize import compile_for_inference
+
+        return Candidate("compiled", "FP32 torch.compile (inductor, frozen weights)",
+                         compile_for_inference(self.both), self.buckets)
+
+    def build(self, variant: str) -> Candidate | str:
+        """The candidate, or why it is not one (any failure of an optional variant is a reason, not an error)."""
+        if variant == "fp32":
+            return Candidate("fp32", "FP32 eager", self.both)
+        try:
+            if variant.startswith("openvino_"):
+                return self.openvino(variant)
+            return {"int8": self.int8, "bf16": self.bf16, "compiled": self.compiled}[variant]()
+        except Exception as exc:  # noqa: BLE001 - an optional variant that cannot be built is refused
+            log.warning("Variant %s of %s v%s unusable: %s", variant, self.loaded.name, self.loaded.version, exc)
+            return f"refused: failed to build: {type(exc).__name__}: {exc}"
+
+
 def load_served(client: MlflowClient, name: str, alias: str, work_dir: Path | None = None) -> Served:
-    """Load ``models:/name@alias`` and pick the fastest variant that agrees with FP32 (module docstring)."""
+    """Load ``models:/name@alias`` and serve the fastest variant that agrees with FP32 (module docstring)."""
     s = get_settings()
     start = time.perf_counter()
     mv = version_by_alias(client, name, alias)
@@ -136,109 +259,55 @@ def load_served(client: MlflowClient, name: str, alias: str, work_dir: Path | No
         raise RegistryError(f"registered model {name!r} has no {alias!r} alias yet (promote a version first)")
     keep = Path(tempfile.mkdtemp(prefix=f"serve-{name}-v{mv.version}-", dir=work_dir))
     loaded = load_version(client, mv, keep_dir=keep)
-    fp32 = loaded.model.eval()
     size = loaded.image_size
     sample = synthetic_images(s.serve_agreement_images, size, AGREEMENT_SEED).images
     with torch.no_grad():
-        reference = fp32(sample).argmax(1)
+        reference = loaded.model(sample).argmax(1)
     caps = detect_capabilities()
-    checks: dict[str, str] = {}
-    buckets = _buckets(s.serve_max_batch)
+    builder = _Builder(loaded, keep, caps, s.serve_compile, _buckets(s.serve_max_batch))
     wanted = s.serve_variant
-
-    def accept(variant: str, reason: str, forward: Callable, bks: tuple[int, ...] = ()) -> Served:  # type: ignore[type-arg]
-        for later in ("bf16", "compiled"):  # the variants never reached say why
-            checks.setdefault(later, f"skipped: {variant} passed its check first")
-        served = Served(name=name, version=str(mv.version), alias=alias, run_id=loaded.run_id, variant=variant,
-                        variant_reason=reason, image_size=size, fp32=fp32, forward=forward, buckets=bks,
-                        checks=checks, cpu=_cpu_report(caps))
-        served.load_seconds = time.perf_counter() - start
-        log.info("Serving %s v%s as %s (%s) after %.1f s", name, mv.version, variant, reason, served.load_seconds)
-        return served
-
-    def check(variant: str, logits_fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
-        share = _agreement(logits_fn, sample, reference)
-        ok = share >= s.serve_min_agreement
-        checks[variant] = (f"{'passed' if ok else 'refused'}: agrees with FP32 on {share:.3f} of "
-                           f"{len(sample)} check images (needs {s.serve_min_agreement:.2f})")
-        return ok
-
-    # INT8: only if training's gate accepted it, this CPU's INT8 probe passed for the program's activation
-    # range (compiled kernels only; the eager q/dq graph computes in FP32), and it agrees with FP32 here and now.
-    if wanted in ("auto", "int8"):
-        tag, artifact = loaded.run_tags.get("int8_gate"), loaded.run_tags.get("int8_artifact", "")
-        if tag != "accepted" or not artifact.endswith(".pt2"):
-            checks["int8"] = f"not available: run tag int8_gate={tag!r}, artifact {artifact or 'none'}"
-        elif s.serve_compile and (refusal := _int8_probe_refusal(caps, loaded.run_params.get("int8_reduce_range"))):
-            checks["int8"] = refusal
-        else:
-            try:
-                from training.quantize import compile_for_inference, load_pt2e
-
-                path = download_run_artifact(loaded.run_id, artifact, keep / "int8")
-                program = load_pt2e(path)
-                fn = compile_for_inference(program) if s.serve_compile else program
-                with torch.no_grad():
-                    _warm(fn, size, buckets if s.serve_compile else (1,))
-                    if check("int8", lambda x: fn(x)):
-                        def int8_forward(x: torch.Tensor) -> tuple[None, torch.Tensor]:
-                            return None, fn(x)
-
-                        return accept("int8", "PT2E INT8 (training gate accepted, agrees with FP32)", int8_forward,
-                                      buckets if s.serve_compile else ())
-            except Exception as exc:  # noqa: BLE001 - any failure of the optional variant falls back
-                checks["int8"] = f"refused: failed to load or run: {type(exc).__name__}: {exc}"
-                log.warning("INT8 variant of %s v%s unusable: %s", name, mv.version, exc)
-    else:
-        checks["int8"] = f"skipped: serve_variant={wanted}"
-
-    # The FP32 variant BF16 must beat: compiled where that passes its check, else eager.
-    both = _EmbedAndClassify(fp32).eval()
-    fallback: tuple[str, str, Callable, tuple[int, ...]] = (  # type: ignore[type-arg]
-        "fp32", "FP32 eager (no faster variant passed its check)" if wanted != "fp32" else "requested", both, ())
-    if wanted in ("auto", "compiled", "int8", "bf16") and s.serve_compile:
+    checks: dict[str, str] = {}
+    agreeing: dict[str, Candidate] = {}
+    for variant in VARIANTS:
+        if wanted not in ("auto", variant) and variant != "fp32":
+            checks[variant] = f"skipped: serve_variant={wanted}"
+            continue
+        built = builder.build(variant)
+        if isinstance(built, str):
+            checks[variant] = built
+            continue
         try:
-            from training.quantize import compile_for_inference
-
-            compiled = compile_for_inference(both)
             with torch.no_grad():
-                _warm(compiled, size, buckets)
-            if check("compiled", lambda x: compiled(x)[1]):
-                fallback = ("compiled", "FP32 torch.compile (inductor, frozen weights)", compiled, buckets)
+                agree = float((run_bucketed(built.forward, sample, built.buckets)[1].argmax(1) == reference)
+                              .float().mean())
         except Exception as exc:  # noqa: BLE001
-            checks["compiled"] = f"refused: failed to compile: {type(exc).__name__}: {exc}"
-            log.warning("Compiled variant of %s v%s unusable: %s", name, mv.version, exc)
-    elif not s.serve_compile:
-        checks["compiled"] = "skipped: serve_compile is off"
+            log.warning("Variant %s of %s v%s failed to run: %s", variant, name, mv.version, exc)
+            checks[variant] = f"refused: failed to run: {type(exc).__name__}: {exc}"
+            continue
+        ok = agree >= s.serve_min_agreement
+        checks[variant] = (f"{'passed' if ok else 'refused'}: agrees with FP32 on {agree:.3f} of {len(sample)} "
+                           f"check images (needs {s.serve_min_agreement:.2f})")
+        if ok:
+            agreeing[variant] = built
+    if wanted != "auto" and wanted in agreeing:
+        chosen, reason, p50 = wanted, "requested (serve_variant)", {}
     else:
-        checks["compiled"] = f"skipped: serve_variant={wanted}"
-
-    # BF16: proven on this CPU by its probe, agreeing with FP32, and measured faster than the FP32 variant.
-    if wanted not in ("auto", "bf16"):
-        checks["bf16"] = f"skipped: serve_variant={wanted}"
-    elif not caps.has_bf16_unit:
-        checks["bf16"] = "skipped: no AMX/AVX512_BF16 on this CPU (BF16 would be emulated, slower than FP32)"
-    elif not (result := probe("native_bf16", caps)).ok:
-        checks["bf16"] = f"refused: native_bf16 probe {result.describe()}"
-    else:
-        try:
-            from training.quantize import compile_for_inference
-
-            bf16: Callable = Bf16Autocast(both).eval()  # type: ignore[type-arg]
-            if s.serve_compile:
-                bf16 = compile_for_inference(bf16)
-            with torch.no_grad():
-                _warm(bf16, size, buckets if s.serve_compile else (1,))
-            if check("bf16", lambda x: bf16(x)[1]):
-                samples = interleaved_latencies_ms([bf16, fallback[2]], [sample, sample], iterations=30)
-                p50 = {"bf16": statistics.median(samples[0]), fallback[0]: statistics.median(samples[1])}
-                if p50["bf16"] < p50[fallback[0]]:
-                    return accept("bf16", f"BF16 autocast (probe passed, agrees with FP32, batch-1 p50 "
-                                  f"{p50['bf16']:.2f} ms vs {p50[fallback[0]]:.2f} ms {fallback[0]})", bf16,
-                                  buckets if s.serve_compile else ())
-                checks["bf16"] = (f"refused: not faster (batch-1 p50 {p50['bf16']:.2f} ms vs "
-                                  f"{p50[fallback[0]]:.2f} ms {fallback[0]}); {checks['bf16']}")
-        except Exception as exc:  # noqa: BLE001
-            checks["bf16"] = f"refused: failed to build or run: {type(exc).__name__}: {exc}"
-            log.warning("BF16 variant of %s v%s unusable: %s", name, mv.version, exc)
-    return accept(*fallback)
+        names = list(agreeing)
+        with torch.no_grad():
+            samples = interleaved_latencies_ms([agreeing[k].forward for k in names], [sample] * len(names),
+                                               iterations=s.serve_timing_iterations)
+        p50 = {k: round(statistics.median(v), 3) for k, v in zip(names, samples, strict=True)}
+        chosen, reason = choose_fastest(p50)
+        if wanted != "auto":
+            reason = f"serve_variant={wanted} could not run ({checks.get(wanted)}); {reason}"
+    best = agreeing[chosen]
+    with torch.no_grad():  # every compiled bucket before the swap: no request pays for a compilation
+        for b in best.buckets:
+            best.forward(torch.zeros(b, 3, size, size))
+    served = Served(name=name, version=str(mv.version), alias=alias, run_id=loaded.run_id, variant=chosen,
+                    variant_reason=f"{best.description}; {reason}", image_size=size, fp32=loaded.model,
+                    forward=best.forward, buckets=best.buckets, checks=checks, latency_ms=p50, cpu=_cpu_report(caps))
+    served.load_seconds = time.perf_counter() - start
+    log.info("Serving %s v%s as %s (%s) after %.1f s", name, mv.version, chosen, served.variant_reason,
+             served.load_seconds)
+    return served

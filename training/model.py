@@ -105,3 +105,15 @@ def plain_copy(model: nn.Module) -> CustomVGG:
              for k, v in inner.state_dict().items()}
     clean.load_state_dict(state)
     return clean.eval()
+
+
+class EmbedAndClassify(nn.Module):
+    """One pass that returns (embedding, logits): monitoring gets the embedding for free."""
+
+    def __init__(self, model: CustomVGG) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.model.embed(x)
+        return emb, self.model.classifier(emb)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ from training.optimize import (
     Backend,
     BackendChoice,
     autocast,
+    interleaved_latencies_ms,
     ipex_available,
     ipex_version,
     predict_logits,
@@ -149,6 +151,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     int8_gate: GateResult | None = None
     int8_artifact: str | None = None
+    openvino_int8: str | None = None
 
 
 def load_splits(config: TrainConfig) -> Splits:
@@ -352,9 +355,67 @@ def _finish(
         final=final.as_metrics("final_val_"),
         history=history,
     )
+    result.openvino_int8 = export_openvino(plain, splits, config)
     if config.int8:
         result.int8_gate, result.int8_artifact = quantize_and_gate(plain, splits, choice, config, final.accuracy)
     return result
+
+
+def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig) -> str:
+    """Log the version's OpenVINO IRs (FP32, and NNCF INT8 when it passes the gate) with accuracy and latency.
+
+    Returns the INT8 IR's gate outcome (``accepted``, ``refused``, ``skipped`` or ``unavailable``), also the
+    run tag ``openvino_int8_gate``. Serving runs these IRs; a run without them still serves (they are then
+    built at load).
+    """
+    try:
+        from training import openvino as tov
+    except ImportError as exc:  # an environment without the openvino extra: serving builds the IRs at load
+        tracking.set_tags({"openvino_int8_gate": "unavailable", "openvino_ir": f"unavailable: {exc}"})
+        log.warning("OpenVINO IRs not built (%s); serving will build them at load.", exc)
+        return "unavailable"
+    fp32_ir = tov.export_ir(plain)
+    metrics: dict[str, float] = {}
+    int8 = None
+    gate = "skipped"
+    if config.int8:
+        calib = splits.train.images[: config.calibration_images]
+        int8 = tov.quantize_ir(fp32_ir, [calib[i : i + 32] for i in range(0, calib.shape[0], 32)],
+                               splits.val.images, splits.val.labels, config.int8_max_drop_points)
+        gate = "accepted" if int8.drop_points <= config.int8_max_drop_points + 1e-9 else "refused"
+        metrics |= {"openvino_fp32_val_accuracy": int8.fp32_accuracy, "openvino_int8_val_accuracy": int8.int8_accuracy,
+                    "openvino_int8_accuracy_drop_points": int8.drop_points}
+        tracking.log_params({"openvino_int8_method": int8.method})
+    runners = {"fp32_eager": plain, "openvino_fp32": tov.CompiledIR(fp32_ir, "f32").logits}
+    if int8 is not None:
+        runners["openvino_int8"] = tov.CompiledIR(int8.ir, "f32").logits
+    with torch.no_grad():
+        samples = interleaved_latencies_ms(list(runners.values()), [splits.val.images] * len(runners), iterations=50)
+    metrics |= {f"{k}_latency_ms": statistics.median(v) for k, v in zip(runners, samples, strict=True)}
+    ov_version, nncf_version = tov.versions()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        tov.save_ir(fp32_ir, out / tov.FP32_XML)
+        if gate == "accepted" and int8 is not None:
+            tov.save_ir(int8.ir, out / tov.INT8_XML)
+        tov.IrMeta(openvino_version=ov_version, nncf_version=nncf_version, image_size=plain.config.image_size,
+                   outputs=tov.OUTPUTS, fp32=tov.FP32_XML, int8=tov.INT8_XML if gate == "accepted" else None,
+                   int8_method=int8.method if int8 else None, int8_gate=gate,
+                   fp32_val_accuracy=int8.fp32_accuracy if int8 else None,
+                   int8_val_accuracy=int8.int8_accuracy if int8 else None).write(out)
+        for f in sorted(out.iterdir()):
+            tracking.log_artifact(str(f), tov.ARTIFACT_DIR)
+    tracking.log_metrics(metrics)
+    tracking.log_params({"openvino_version": ov_version, "nncf_version": nncf_version or "none"})
+    tracking.set_tags({"openvino_int8_gate": gate, "openvino_ir": tov.ARTIFACT_DIR})
+    if gate == "refused" and int8 is not None:
+        log.warning("OpenVINO INT8 refused: validation accuracy %.2f%% is %.2f points below FP32's %.2f%% (allowed "
+                    "%.2f); serving uses the FP32 IR.", 100 * int8.int8_accuracy, int8.drop_points,
+                    100 * int8.fp32_accuracy, config.int8_max_drop_points)
+    else:
+        log.info("OpenVINO IRs logged (INT8 %s): %s", gate,
+                 ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    return gate
 
 
 def log_model(plain: CustomVGG, config: TrainConfig, splits: Splits) -> mlflow.models.model.ModelInfo:

@@ -36,6 +36,13 @@ def test_short_run_logs_everything(tiny_config: TrainConfig, local_tracking: str
     assert {"plots/training_curves.png", "plots/confusion_matrix.png"} <= artifacts
     assert result.registered_version == "1"
     assert result.int8_artifact == "int8/model_int8.pt2"
+    # OpenVINO IRs: FP32 always; INT8 logged only because it passed the gate (recorded either way).
+    ov_files = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "openvino")}
+    assert {"openvino/model_fp32.xml", "openvino/model_fp32.bin", "openvino/openvino.json"} <= ov_files
+    assert result.openvino_int8 == run.data.tags["openvino_int8_gate"]
+    assert ("openvino/model_int8.xml" in ov_files) == (result.openvino_int8 == "accepted")
+    for key in ("openvino_fp32_latency_ms", "fp32_eager_latency_ms", "openvino_int8_accuracy_drop_points"):
+        assert key in run.data.metrics, key
     # Portability: the registered model loads and predicts where IPEX cannot be imported.
     uri = f"models:/{tiny_config.model_name}/1"
     out = subprocess.run([sys.executable, "-c", NO_IPEX_PYFUNC, uri], capture_output=True, text=True,
@@ -64,6 +71,11 @@ def test_a_refused_int8_model_leaves_the_fp32_model_standing_when_not_required(
     assert run.info.status == "FINISHED" and result.registered_version == "1"
     assert result.int8_gate is None and result.int8_artifact is None
     assert run.data.tags["int8_gate"] == "refused" and "int8_artifact" not in run.data.tags
+    # The OpenVINO INT8 IR failed the same gate: refused, its drop recorded, not logged; the FP32 IR stands.
+    assert run.data.tags["openvino_int8_gate"] == "refused" and result.openvino_int8 == "refused"
+    assert run.data.metrics["openvino_int8_accuracy_drop_points"] > -1.0
+    ov_files = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "openvino")}
+    assert "openvino/model_fp32.xml" in ov_files and "openvino/model_int8.xml" not in ov_files
 
 
 def test_cli_rejects_unknown_backend() -> None:
