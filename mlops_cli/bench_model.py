@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlops.settings import get_settings
 from training.cpu import CpuCapabilities, detect_capabilities
 from training.data import synthetic_splits
 from training.model import CustomVGG, ModelConfig
@@ -60,6 +61,15 @@ class BenchConfig:
     n_train: int = 512
     n_val: int = 256
     seed: int = 0
+    kit: bool = True
+    """Also run every inference variant at the reference kit's real size (:func:`kit_config`)."""
+
+
+def kit_config(cfg: BenchConfig) -> BenchConfig:
+    """The kit's real model (224 px, width 1.0: VGG16-BN trunk), trained briefly: a full training takes hours
+    on 2 cores. Accuracy drops are measured on 256 held-out images against this model's own FP32 accuracy."""
+    return replace(cfg, image_size=224, width=1.0, epochs=1, n_train=128, n_val=256, batch_size=8,
+                   iterations=min(cfg.iterations, 24), kit=False)
 
 
 @dataclass
@@ -71,7 +81,7 @@ class Variant:
     accuracy: float | None = None
     skipped: str | None = None
     ratio: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 def _time_train(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int,
@@ -183,8 +193,11 @@ def bench_inference(cfg: BenchConfig) -> list[Variant]:
     model.eval()
     val_x, val_y = splits.val.images, splits.val.labels
     x1, xb = val_x[:1], val_x[: cfg.batch_size]
-    calib = [splits.train.images[i : i + 32] for i in range(0, 256, 32)]
+    calib = [splits.train.images[i : i + 32] for i in range(0, min(256, cfg.n_train), 32)]
     cl = torch.channels_last
+    gate_points = get_settings().int8_max_drop_points
+    irs: dict[str, object] = {}
+    methods: dict[str, str] = {}
 
     def to_cl(t: torch.Tensor) -> torch.Tensor:
         return t.contiguous(memory_format=cl)
@@ -224,6 +237,16 @@ def bench_inference(cfg: BenchConfig) -> list[Variant]:
         if name == "int8_ipex":
             q = quantize_ipex(m, calib, val_x[:2])
             return lambda t: q(to_cl(t))
+        if name.startswith("openvino_"):
+            from training import openvino as tov
+
+            if "ir" not in irs:
+                irs["ir"] = tov.export_ir(m)
+            if name == "openvino_int8":
+                q8 = tov.quantize_ir(irs["ir"], calib, val_x, val_y, gate_points)
+                methods[name] = q8.method
+                return tov.CompiledIR(q8.ir, "f32").logits
+            return tov.CompiledIR(irs["ir"], "bf16" if name == "openvino_bf16" else "f32").logits
         raise ValueError(name)
 
     int8_skip = "--no-compile (INT8 kernels come from inductor)" if not cfg.include_compile else None
@@ -239,6 +262,10 @@ def bench_inference(cfg: BenchConfig) -> list[Variant]:
         "ipex_bf16": bf16_skip("ipex_bf16", caps),
         "int8_pt2e": int8_skip,
         "int8_ipex": None if ipex_available() else "IPEX not installed",
+        "openvino_fp32": openvino_skip(),
+        "openvino_bf16": openvino_skip() or (None if caps.has_bf16_unit else
+                                             "no AMX/AVX512_BF16 on this CPU (OpenVINO would not use BF16)"),
+        "openvino_int8": openvino_skip(),
     }
     fns: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     prep: dict[str, float] = {}
@@ -266,10 +293,25 @@ def bench_inference(cfg: BenchConfig) -> list[Variant]:
         acc = float((logits.argmax(1) == val_y).float().mean())
         p50, p99 = float(np.percentile(lat[name], 50)), float(np.percentile(lat[name], 99))
         v = Variant(name, images_per_s=float(np.median(ips[name])), p50_ms=p50, p99_ms=p99, accuracy=acc,
-                    extra={"prepare_s": prep[name]})
+                    extra={"prepare_s": round(prep[name], 2), **({"method": methods[name]} if name in methods else {})})
         log.info("infer %-14s p50 %.2f ms p99 %.2f ms %.1f img/s acc %.3f", name, p50, p99, v.images_per_s, acc)
         results.append(v)
-    return _ratios(results, latency=True)
+    results = _ratios(results, latency=True)
+    base_acc = results[0].accuracy or 0.0
+    for v in results:  # the accuracy gate every served variant meets; above it a variant is refused, not best
+        if v.accuracy is not None:
+            drop = 100.0 * (base_acc - v.accuracy)
+            v.extra["drop_points"] = round(drop, 3)
+            v.extra["gate"] = "accepted" if drop <= gate_points + 1e-9 else f"refused: {drop:.2f} points drop"
+    return results
+
+
+def openvino_skip() -> str | None:
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        return f"openvino not installed ({exc})"
+    return None
 
 
 def _ratios(results: list[Variant], latency: bool = False) -> list[Variant]:
@@ -286,6 +328,8 @@ def _ratios(results: list[Variant], latency: bool = False) -> list[Variant]:
 
 def summary(kind: str, results: list[Variant], caps: CpuCapabilities) -> dict[str, object]:
     ran = [v for v in results if not v.skipped and v.ratio is not None]
+    if kind == "infer":  # the best variant a user could be served: within the accuracy gate
+        ran = [v for v in ran if v.extra.get("gate") == "accepted"]
     best = max(ran, key=lambda v: v.ratio or 0.0)
     out: dict[str, object] = {"best_variant": best.name, "best_speedup_vs_fp32_eager": round(best.ratio or 0.0, 3),
                               "cpu_isa": caps.isa, "cpu_isa_limited_by": caps.limited_by or "none"}
@@ -293,6 +337,8 @@ def summary(kind: str, results: list[Variant], caps: CpuCapabilities) -> dict[st
         base_acc = results[0].accuracy or 0.0
         out["best_accuracy_drop_points"] = round(100 * (base_acc - (best.accuracy or 0.0)), 3)
         out["speedup_metric"] = "p50 latency at batch 1"
+        out["refused_above_gate"] = {v.name: v.extra["drop_points"] for v in results
+                                     if str(v.extra.get("gate", "")).startswith("refused")}
     else:
         out["speedup_metric"] = "training images/s"
     return out
@@ -300,14 +346,16 @@ def summary(kind: str, results: list[Variant], caps: CpuCapabilities) -> dict[st
 
 def render_table(kind: str, results: list[Variant]) -> str:
     if kind == "infer":
-        head = f"{'variant':<15}{'img/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'acc':>7}{'x fp32':>8}"
+        head = f"{'variant':<15}{'img/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'acc':>7}{'drop':>7}{'x fp32':>8}"
         rows = [head]
         for v in results:
             if v.skipped:
                 rows.append(f"{v.name:<15}skipped: {v.skipped}")
             else:
+                gate = str(v.extra.get("gate", ""))
                 rows.append(f"{v.name:<15}{v.images_per_s:>9.1f}{v.p50_ms:>9.2f}{v.p99_ms:>9.2f}"
-                            f"{v.accuracy:>7.3f}{v.ratio:>8.2f}")
+                            f"{v.accuracy:>7.3f}{v.extra.get('drop_points', 0.0):>7.2f}{v.ratio:>8.2f}"
+                            + ("  (refused: over the accuracy gate)" if gate.startswith("refused") else ""))
     else:
         rows = [f"{'variant':<15}{'img/s':>9}{'x fp32':>8}"]
         for v in results:
@@ -317,15 +365,29 @@ def render_table(kind: str, results: list[Variant]) -> str:
 
 
 def finish_bench(
-    kind: str, results: list[Variant], cfg: BenchConfig, json_out: Path | None, log_to_mlflow: bool
+    kind: str, results: list[Variant], cfg: BenchConfig, json_out: Path | None, log_to_mlflow: bool,
+    kit_results: list[Variant] | None = None,
 ) -> str:
-    """Table text; writes JSON and logs table + bar chart to MLflow when asked."""
+    """Table text; writes JSON and logs table + bar chart to MLflow when asked.
+
+    ``kit_results``: the same variants at the kit's size (:func:`kit_config`), reported as ``summary.kit``."""
     caps = detect_capabilities()
     table = f"CPU: {caps.model_name or 'unknown'}, ISA class {caps.isa}" + (
-        f" (limited by {caps.limited_by})" if caps.limited_by else "") + "\n" + render_table(kind, results)
+        f" (limited by {caps.limited_by})" if caps.limited_by else "") + "\n"
+    table += f"bench size ({cfg.image_size} px, width {cfg.width}):\n" + render_table(kind, results)
     data = {"kind": kind, "config": asdict(cfg), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "cpu": caps.as_params(),
             "results": [asdict(v) for v in results], "summary": summary(kind, results, caps)}
+    if kit_results is not None:
+        kit = kit_config(cfg)
+        kit_summary = summary(kind, kit_results, caps)
+        kit_summary["trained"] = (f"{kit.epochs} epoch on {kit.n_train} synthetic images (brief); drops measured on "
+                                  f"{kit.n_val} held-out images against this model's FP32 accuracy "
+                                  f"{kit_results[0].accuracy:.3f}")
+        kit_summary["image_size"], kit_summary["width"] = kit.image_size, kit.width
+        data["kit_config"], data["kit_results"] = asdict(kit), [asdict(v) for v in kit_results]
+        data["summary"]["kit"] = kit_summary  # type: ignore[index]
+        table += f"\nkit size ({kit.image_size} px, width {kit.width}):\n" + render_table(kind, kit_results)
     if json_out:
         json_out.write_text(json.dumps(data, indent=2))
     if log_to_mlflow:

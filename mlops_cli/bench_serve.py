@@ -1,12 +1,14 @@
-"""`mlops bench serve`: our endpoint per inference variant vs `mlflow models serve`, same model, same load.
+"""`mlops bench serve`: the platform's served variant vs every forced variant and `mlflow models serve`, one run.
 
-For each variant a private ``mlops serve`` (one worker, ``MLOPS_SERVE_VARIANT=<variant>``) is started
-on a loopback port and driven *through the platform's nginx* when it is the one nginx proxies to,
-otherwise directly; the platform's own serving endpoint (``/serve`` through nginx, TLS and basic
-auth) is measured too when it serves the same version. ``mlflow models serve`` (what a user would
-otherwise pick) runs the same registered version with ``--env-manager local`` on loopback, driven
-directly (no TLS: the comparison favours it). Every target gets the same fixed number of batch-1
-requests from ``concurrency`` client threads, after a warm-up.
+A private ``mlops serve`` (one worker) is started on a loopback port per entry of ``variants``:
+``auto`` is the platform's own choice (the variant its worker measured fastest), the others are forced
+with ``MLOPS_SERVE_VARIANT``. The platform's own endpoint (``/serve`` through nginx, TLS and basic auth)
+is measured too when it serves the same version. ``mlflow models serve`` (what a user would otherwise
+pick) runs the same registered version with ``--env-manager local`` on loopback (no TLS: the
+comparison favours it). All servers start together; every target gets the same fixed number of batch-1
+requests from ``concurrency`` client threads, in ``rounds`` slices with the targets taking turns
+(interleaved), after a warm-up. ``summary.served_variant``, ``summary.served_variant_is_fastest`` and
+``summary.served_vs_best_torch_throughput`` compare the platform's choice with the forced variants.
 """
 
 from __future__ import annotations
@@ -30,19 +32,27 @@ from PIL import Image
 
 from mlops.settings import get_settings
 from mlops.tracking import load_client_env
+from training.cpu import detect_capabilities
 from training.data import synthetic_arrays, to_tensor
 
 log = logging.getLogger(__name__)
+
+
+TORCH_VARIANTS = ("int8", "bf16", "compiled", "fp32")
 
 
 @dataclass
 class BenchServeConfig:
     requests: int = 400
     concurrency: int = 8
-    variants: list[str] = field(default_factory=lambda: ["int8", "compiled", "fp32"])
+    variants: list[str] = field(default_factory=lambda: ["auto", "openvino_int8", "openvino_fp32", "int8",
+                                                         "compiled", "fp32"])
+    """``auto`` is what the platform serves (its own measured choice); the others are forced."""
     model: str | None = None
     mlflow_serve: bool = True
     warmup: int = 20
+    rounds: int = 4
+    """Each target gets its requests in this many slices, targets taking turns (interleaved)."""
     start_timeout_s: float = 900.0
 
 
@@ -52,18 +62,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _drive(name: str, url: str, bodies: list[bytes], cfg: BenchServeConfig, client_kwargs: dict[str, Any],
-           headers: dict[str, str]) -> dict[str, Any]:
-    """Send ``cfg.requests`` POSTs with ``cfg.concurrency`` threads; latency per request, wall-clock throughput."""
-    latencies: list[float] = []
-    failures: list[str] = []
+@dataclass
+class _Target:
+    name: str
+    url: str
+    bodies: list[bytes]
+    client_kwargs: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _drive(target: _Target, count: int, cfg: BenchServeConfig, warm: bool) -> None:
+    """Send ``count`` POSTs with ``cfg.concurrency`` threads; adds latencies, failures and wall time to ``target``."""
     lock = threading.Lock()
-    counter = iter(range(cfg.requests))
+    counter = iter(range(count))
+    headers = {"Content-Type": "application/json"}
+    bodies = target.bodies
 
     def worker() -> None:
-        with httpx.Client(timeout=120, **client_kwargs) as http:
-            for i in range(cfg.warmup // cfg.concurrency + 1):
-                http.post(url, content=bodies[i % len(bodies)], headers=headers)
+        with httpx.Client(timeout=120, **target.client_kwargs) as http:
+            if warm:
+                for i in range(cfg.warmup // cfg.concurrency + 1):
+                    http.post(target.url, content=bodies[i % len(bodies)], headers=headers)
             barrier.wait()
             while True:
                 with lock:
@@ -72,14 +94,14 @@ def _drive(name: str, url: str, bodies: list[bytes], cfg: BenchServeConfig, clie
                     return
                 start = time.perf_counter()
                 try:
-                    r = http.post(url, content=bodies[i % len(bodies)], headers=headers)
+                    r = http.post(target.url, content=bodies[i % len(bodies)], headers=headers)
                     ok = r.status_code == 200
                     err = f"HTTP {r.status_code}: {r.text[:120]}"
                 except httpx.HTTPError as exc:
                     ok, err = False, repr(exc)
                 elapsed = time.perf_counter() - start
                 with lock:
-                    (latencies.append(elapsed) if ok else failures.append(err))
+                    (target.latencies.append(elapsed) if ok else target.failures.append(err))
 
     barrier = threading.Barrier(cfg.concurrency + 1)
     threads = [threading.Thread(target=worker) for _ in range(cfg.concurrency)]
@@ -89,14 +111,18 @@ def _drive(name: str, url: str, bodies: list[bytes], cfg: BenchServeConfig, clie
     start = time.perf_counter()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - start
-    lat = np.asarray(latencies) * 1000.0 if latencies else np.asarray([np.nan])
-    result = {"target": name, "url": url, "requests": cfg.requests, "concurrency": cfg.concurrency,
-              "ok": len(latencies), "failed": len(failures), "seconds": round(wall, 3),
-              "throughput_rps": round(len(latencies) / wall, 2), "p50_ms": round(float(np.percentile(lat, 50)), 2),
-              "p99_ms": round(float(np.percentile(lat, 99)), 2), "first_errors": failures[:3]}
-    log.info("%s: %.1f req/s, p50 %.1f ms, p99 %.1f ms, %d failed", name, result["throughput_rps"],
-             result["p50_ms"], result["p99_ms"], len(failures))
+    target.seconds += time.perf_counter() - start
+
+
+def _result(target: _Target, cfg: BenchServeConfig) -> dict[str, Any]:
+    lat = np.asarray(target.latencies) * 1000.0 if target.latencies else np.asarray([np.nan])
+    result = {"target": target.name, "url": target.url, "requests": cfg.requests, "concurrency": cfg.concurrency,
+              "ok": len(target.latencies), "failed": len(target.failures), "seconds": round(target.seconds, 3),
+              "throughput_rps": round(len(target.latencies) / max(target.seconds, 1e-9), 2),
+              "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
+              "first_errors": target.failures[:3], **target.info}
+    log.info("%s: %.1f req/s, p50 %.1f ms, p99 %.1f ms, %d failed", target.name, result["throughput_rps"],
+             result["p50_ms"], result["p99_ms"], len(target.failures))
     return result
 
 
@@ -128,6 +154,7 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
 
     from mlops.registry import CHAMPION, version_by_alias
     from serving.client import endpoint
+    from training.artifacts import load_version
 
     load_client_env()
     s = get_settings()
@@ -136,8 +163,6 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
     mv = version_by_alias(client, name, CHAMPION)
     if mv is None:
         raise RuntimeError(f"{name!r} has no champion: promote a version first (`mlops promote`)")
-    from training.artifacts import load_version
-
     size = load_version(client, mv).image_size
     arrays, _, _ = synthetic_arrays(32, size, 123)
     ours: list[bytes] = []
@@ -146,78 +171,111 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
         Image.fromarray(a).save(buf, format="PNG")
         ours.append(b'{"image": "%s"}' % base64.b64encode(buf.getvalue()))
     theirs = [b'{"inputs": %s}' % str(to_tensor(a[None]).numpy().round(5).tolist()).encode() for a in arrays]
-    json_h = {"Content-Type": "application/json"}
-    results: list[dict[str, Any]] = []
     threads = max(1, len(os.sched_getaffinity(0)))
+    targets: list[_Target] = []
+    errors: list[dict[str, Any]] = []
+    procs: list[tuple[subprocess.Popen, str, str, _Target]] = []  # type: ignore[type-arg]
 
     # The platform's endpoint through nginx (TLS + auth), if it serves this version.
     try:
         ep = endpoint()
         info = httpx.get(f"{ep.url}/model", auth=ep.auth, verify=ep.verify, timeout=10).json()
         if str(info.get("version")) == str(mv.version):
-            r = _drive(f"platform /serve via nginx ({info['variant']})", f"{ep.url}/predict", ours, cfg,
-                       {"auth": ep.auth, "verify": ep.verify}, json_h)
-            r["variant"] = info["variant"]
-            results.append(r)
+            targets.append(_Target(f"platform /serve via nginx ({info['variant']})", f"{ep.url}/predict", ours,
+                                   {"auth": ep.auth, "verify": ep.verify}, {"variant": info["variant"]}))
         else:
             log.info("Platform endpoint serves %s, not version %s: skipped", info.get("version"), mv.version)
     except Exception as exc:  # noqa: BLE001 - the platform endpoint is optional in a bench
         log.info("Platform endpoint not measured: %s", exc)
 
-    for variant in cfg.variants:
-        port = _free_port()
-        env = {**os.environ, "MLOPS_SERVE_VARIANT": variant, "MLOPS_SERVE_COMPILE": str(variant != "fp32").lower(),
-               "MLOPS_MODEL_NAME": name, "MLOPS_SERVE_MONITORING": "false", "MLOPS_SERVE_THREADS": str(threads)}
-        proc = subprocess.Popen([sys.executable, "-m", "mlops_cli", "serve", "--port", str(port), "--workers", "1"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
+    try:
+        # Every server starts at once and waits idle while the others are driven.
+        for variant in cfg.variants:
+            port = _free_port()
+            env = {**os.environ, "MLOPS_SERVE_VARIANT": variant, "MLOPS_SERVE_COMPILE": str(variant != "fp32").lower(),
+                   "MLOPS_MODEL_NAME": name, "MLOPS_SERVE_MONITORING": "false", "MLOPS_SERVE_THREADS": str(threads)}
+            proc = subprocess.Popen([sys.executable, "-m", "mlops_cli", "serve", "--port", str(port), "--workers",
+                                     "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
             base = f"http://127.0.0.1:{port}"
-            _wait_up(f"{base}/health", proc, cfg.start_timeout_s, f"mlops serve ({variant})")
-            got = httpx.get(f"{base}/model", timeout=10).json()
-            r = _drive(f"mlops serve {got['variant']} (loopback)", f"{base}/predict", ours, cfg, {}, json_h)
-            r["variant"] = got["variant"]
-            r["variant_requested"] = variant
-            r["variant_checks"] = got.get("variant_checks")
-            results.append(r)
-        except RuntimeError as exc:
-            results.append({"target": f"mlops serve {variant}", "error": str(exc), "failed": 0})
-        finally:
+            procs.append((proc, f"{base}/health", f"mlops serve ({variant})",
+                          _Target(f"mlops serve {variant} (loopback)", f"{base}/predict", ours, {},
+                                  {"variant_requested": variant})))
+        if cfg.mlflow_serve:
+            port = _free_port()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{mv.version}",
+                 "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
+                # It execs `uvicorn` by name: the venv's bin must be on PATH.
+                env={**os.environ, "OMP_NUM_THREADS": str(threads),
+                     "PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}"},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            base = f"http://127.0.0.1:{port}"
+            procs.append((proc, f"{base}/ping", "mlflow models serve",
+                          _Target("mlflow models serve (loopback)", f"{base}/invocations", theirs, {},
+                                  {"variant": "mlflow-pyfunc"})))
+        for proc, health, what, target in procs:
+            try:
+                _wait_up(health, proc, cfg.start_timeout_s, what)
+            except RuntimeError as exc:
+                errors.append({"target": target.name, "error": str(exc), "failed": 0})
+                continue
+            if "variant_requested" in target.info:
+                got = httpx.get(health.replace("/health", "/model"), timeout=10).json()
+                target.info |= {"variant": got["variant"], "variant_reason": got.get("variant_reason"),
+                                "variant_checks": got.get("variant_checks"),
+                                "variant_latency_ms": got.get("variant_latency_ms")}
+                target.name = f"mlops serve {target.info['variant_requested']}: {got['variant']} (loopback)"
+            targets.append(target)
+        per_round = max(1, cfg.requests // cfg.rounds)
+        for r in range(cfg.rounds):  # interleaved: machine noise hits every target alike
+            for target in targets:
+                _drive(target, per_round, cfg, warm=r == 0)
+    finally:
+        for proc, *_ in procs:
             _stop(proc)
 
-    if cfg.mlflow_serve:
-        port = _free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{mv.version}",
-             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
-            # It execs `uvicorn` by name: the venv's bin must be on PATH.
-            env={**os.environ, "OMP_NUM_THREADS": str(threads),
-                 "PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}"}, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            _wait_up(f"{base}/ping", proc, cfg.start_timeout_s, "mlflow models serve")
-            r = _drive("mlflow models serve (loopback)", f"{base}/invocations", theirs, cfg, {}, json_h)
-            r["variant"] = "mlflow-pyfunc"
-            results.append(r)
-        finally:
-            _stop(proc)
+    results = [_result(t, cfg) for t in targets] + errors
+    return {"config": asdict(cfg), "results": results, "summary": summarise(name, str(mv.version), results)}
 
+
+def summarise(name: str, version: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures the issue asks for, all from this one interleaved run."""
     ours_ok = [r for r in results if "throughput_rps" in r and r.get("variant") != "mlflow-pyfunc"]
     mlflow_r = next((r for r in results if r.get("variant") == "mlflow-pyfunc"), None)
-    summary: dict[str, Any] = {"model": name, "version": str(mv.version),
-                               "failed_requests": int(sum(r.get("failed", 0) for r in results))}
-    if ours_ok:
-        best = max(ours_ok, key=lambda r: r["throughput_rps"])
-        summary["best_target"] = best["target"]
-        if mlflow_r and mlflow_r["throughput_rps"] > 0:
-            summary["throughput_ratio_vs_mlflow_serve"] = round(best["throughput_rps"] / mlflow_r["throughput_rps"], 2)
-            summary["p99_ratio_vs_mlflow_serve"] = round(best["p99_ms"] / mlflow_r["p99_ms"], 2)
-            nginx = [r for r in ours_ok if "nginx" in r["target"]]
-            if nginx:
-                summary["nginx_throughput_ratio_vs_mlflow_serve"] = round(
-                    nginx[0]["throughput_rps"] / mlflow_r["throughput_rps"], 2)
-                summary["nginx_p99_ratio_vs_mlflow_serve"] = round(nginx[0]["p99_ms"] / mlflow_r["p99_ms"], 2)
-    return {"config": asdict(cfg), "results": results, "summary": summary}
+    summary: dict[str, Any] = {"model": name, "version": version,
+                               "failed_requests": int(sum(r.get("failed", 0) for r in results)),
+                               "cpu_isa": detect_capabilities().isa}
+    if not ours_ok:
+        return summary
+    best = max(ours_ok, key=lambda r: r["throughput_rps"])
+    summary["best_target"] = best["target"]
+    # Forced variants that really ran as asked (one that cannot run here falls back and is not its own figure).
+    forced = [r for r in ours_ok if r.get("variant_requested") not in (None, "auto")
+              and r.get("variant") == r.get("variant_requested")]
+    auto = next((r for r in ours_ok if r.get("variant_requested") == "auto"), None)
+    if auto is not None:
+        summary["served_variant"] = auto["variant"]
+        summary["served_throughput_rps"] = auto["throughput_rps"]
+        if forced:
+            fastest = max(forced, key=lambda r: r["throughput_rps"])
+            summary["fastest_forced_variant"] = fastest["variant"]
+            summary["served_variant_is_fastest"] = auto["variant"] == fastest["variant"]
+        torch_r = [r for r in forced if r["variant"] in TORCH_VARIANTS]
+        if torch_r:
+            best_torch = max(torch_r, key=lambda r: r["throughput_rps"])
+            summary["best_torch_variant"] = best_torch["variant"]
+            summary["served_vs_best_torch_throughput"] = round(auto["throughput_rps"] / best_torch["throughput_rps"], 2)
+            summary["served_vs_best_torch_p99"] = round(auto["p99_ms"] / best_torch["p99_ms"], 2)
+    if mlflow_r and mlflow_r.get("throughput_rps"):
+        summary["throughput_ratio_vs_mlflow_serve"] = round(best["throughput_rps"] / mlflow_r["throughput_rps"], 2)
+        summary["p99_ratio_vs_mlflow_serve"] = round(best["p99_ms"] / mlflow_r["p99_ms"], 2)
+        nginx = [r for r in ours_ok if "nginx" in r["target"]]
+        if nginx:
+            summary["nginx_throughput_ratio_vs_mlflow_serve"] = round(
+                nginx[0]["throughput_rps"] / mlflow_r["throughput_rps"], 2)
+            summary["nginx_p99_ratio_vs_mlflow_serve"] = round(nginx[0]["p99_ms"] / mlflow_r["p99_ms"], 2)
+    return summary
 
 
 def render(result: dict[str, Any]) -> str:

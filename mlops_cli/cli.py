@@ -165,15 +165,19 @@ def bench_infer(
     epochs: int = typer.Option(3, help="Epochs to train the model all variants share (accuracy)."),
     threads: int | None = typer.Option(None, "--threads", help="Intra-op threads for every variant."),
     include_compile: bool = typer.Option(True, "--compile/--no-compile", help="Include compiled variants."),
+    kit: bool = typer.Option(True, "--kit/--no-kit",
+                             help="Also at the reference kit's size (224 px, width 1.0; a few minutes more)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results and summary here."),
     log_to_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log table and chart to MLflow."),
 ) -> None:
-    """Inference latency p50/p99 at batch 1, images/s and accuracy per variant (FP32, compiled, INT8)."""
-    from mlops_cli.bench_model import BenchConfig, bench_inference, finish_bench
+    """Batch-1 latency p50/p99, images/s, accuracy and drop per variant (torch FP32/compiled/BF16/INT8, OpenVINO)."""
+    from mlops_cli.bench_model import BenchConfig, bench_inference, finish_bench, kit_config
 
     cfg = BenchConfig(iterations=iterations, batch_size=batch_size, image_size=image_size, width=width,
-                      threads=threads, include_compile=include_compile, epochs=epochs)
-    typer.echo(finish_bench("infer", bench_inference(cfg), cfg, json_out, log_to_mlflow))
+                      threads=threads, include_compile=include_compile, epochs=epochs, kit=kit)
+    results = bench_inference(cfg)
+    kit_results = bench_inference(kit_config(cfg)) if kit else None
+    typer.echo(finish_bench("infer", results, cfg, json_out, log_to_mlflow, kit_results))
 
 
 # --- registry -------------------------------------------------------------------------
@@ -256,7 +260,8 @@ def predict(
 def bench_serve(
     requests: int = typer.Option(400, "--requests", help="Requests per server and variant (fixed count)."),
     concurrency: int = typer.Option(8, "--concurrency", help="Concurrent clients."),
-    variants: str = typer.Option("int8,compiled,fp32", "--variants", help="Serving variants to measure."),
+    variants: str = typer.Option("auto,openvino_int8,openvino_fp32,int8,compiled,fp32", "--variants",
+                                 help="Serving variants to measure ('auto': the platform's own measured choice)."),
     model: str | None = typer.Option(None, "--model", help="Registered model (default MLOPS_MODEL_NAME)."),
     mlflow_serve: bool = typer.Option(True, "--mlflow-serve/--no-mlflow-serve",
                                       help="Also measure `mlflow models serve` on the same version."),
