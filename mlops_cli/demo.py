@@ -77,11 +77,12 @@ def demo_images(seed: int, chunk: int, n: int, size: int, shift: Shift | None) -
     return images, truth
 
 
-def _served_version(config: DemoConfig) -> str | None:
+def _served_model(config: DemoConfig) -> dict[str, str] | None:
+    """The ``model`` block of a prediction's answer (version, variant, ...), or None while serving is not ready."""
     from serving.client import ServingError, predict
 
     try:
-        return str(predict([np.zeros((32, 32, 3), np.uint8)])["model"]["version"])
+        return dict(predict([np.zeros((32, 32, 3), np.uint8)])["model"])
     except (ServingError, OSError) as exc:
         log.debug("serving not ready: %s", exc)
         return None
@@ -93,9 +94,10 @@ def _served_version(config: DemoConfig) -> str | None:
 def wait_until_served(config: DemoConfig, version: str, say: Say) -> None:
     deadline = time.monotonic() + config.serve_timeout_s
     while time.monotonic() < deadline:
-        served = _served_version(config)
-        if served == version:
-            say(f"  serving answers with {config.model_name} version {version}")
+        served = _served_model(config)
+        if served is not None and str(served.get("version")) == version:
+            say(f"  serving answers with {config.model_name} version {version}, variant {served.get('variant')} "
+                "(the fastest that agrees with FP32 on this host: see /serve/model)")
             return
         time.sleep(5)
     raise TimeoutError(f"serving did not switch to version {version} within {config.serve_timeout_s:.0f} s")

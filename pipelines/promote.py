@@ -27,10 +27,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,9 +44,11 @@ from mlops.settings import get_settings
 from mlops.tags import VERSION_TAG_CHAMPION, VERSION_TAG_PROMOTION_RUN, VERSION_TAG_REASON, VERSION_TAG_VERDICT
 from mlops.tracking import experiment_id, load_client_env, retry
 from training.artifacts import LoadedVersion, load_version
+from training.cpu import detect_capabilities
 from training.data import synthetic_images
 from training.metrics import score
 from training.optimize import interleaved_latencies_ms, predict_logits
+from training.variants import select
 
 log = logging.getLogger(__name__)
 
@@ -178,21 +182,32 @@ def evaluation_set(image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(models: list[LoadedVersion]) -> list[Evaluation]:
-    """Accuracy, F1, AUROC and batch-1 latency of each model; latency timed interleaved (fair under load)."""
+def evaluate(models: list[LoadedVersion]) -> tuple[list[Evaluation], list[str]]:
+    """Accuracy, F1, AUROC and batch-1 latency of each model, and the variant that latency is of.
+
+    Latency is the variant serving would choose (:func:`training.variants.select`: the fastest that agrees
+    with FP32, OpenVINO included), the models timed against each other interleaved (fair under load).
+    torch.compile variants are left out here (compiling costs minutes per model on a small host); serving
+    includes them when ``serve_compile`` is on.
+    """
     s = get_settings()
     sets = {m.image_size: evaluation_set(m.image_size) for m in models}
-    quality = []
-    for m in models:
-        x, y = sets[m.image_size]
-        quality.append(score(predict_logits(m.model, x, 64), y))
-    samples = interleaved_latencies_ms([m.model for m in models], [sets[m.image_size][0] for m in models],
-                                       s.promote_latency_iterations)
+    quality, runners, variants = [], [], []
+    caps = detect_capabilities()
+    with tempfile.TemporaryDirectory(prefix="mlops-promote-") as tmp:
+        for i, m in enumerate(models):
+            x, y = sets[m.image_size]
+            quality.append(score(predict_logits(m.model, x, 64), y))
+            chosen = select(m, Path(tmp) / str(i), caps, compile_torch=False, buckets=())
+            runners.append(lambda t, f=chosen.candidate.forward: f(t)[1])
+            variants.append(chosen.variant)
+        samples = interleaved_latencies_ms(runners, [sets[m.image_size][0] for m in models],
+                                           s.promote_latency_iterations)
     return [
         Evaluation(q.accuracy, q.f1, q.auroc, float(np.percentile(lat, 50)), float(np.percentile(lat, 90)),
                    int(sets[m.image_size][1].shape[0]))
         for m, q, lat in zip(models, quality, samples, strict=True)
-    ]
+    ], variants
 
 
 @dataclass
@@ -362,7 +377,7 @@ def _promote_locked(client: MlflowClient, name: str, candidate: str) -> Promotio
     log.info("Evaluating %s version %s against %s", name, version,
              f"champion version {champ_version}" if champ_version else "the floors (no champion yet)")
     loaded = [load_version(client, cand_mv)] + ([load_version(client, champ_mv)] if champ_mv else [])
-    evals = evaluate(loaded)
+    evals, variants = evaluate(loaded)
     cand_eval, champ_eval = evals[0], (evals[1] if champ_mv else None)
     recent, recent_q = None, None
     if champ_mv:
@@ -388,6 +403,7 @@ def _promote_locked(client: MlflowClient, name: str, candidate: str) -> Promotio
         "candidate_run_id": cand_mv.run_id or "", "champion_version": champ_version or "none",
         "champion_run_id": (champ_mv.run_id or "") if champ_mv else "",
         "verdict": "promoted" if promoted else "refused",
+        "candidate_variant": variants[0], "champion_variant": variants[1] if champ_mv else "none",
         "mlflow.note.content": reason,
     }
     record = {"model_name": name, "candidate_version": version, "champion_version": champ_version,

@@ -1,36 +1,19 @@
 """What a serving worker runs: the champion's model in the variant measured fastest on this host.
 
-Candidate variants (each built only where it can run here):
-
-- ``openvino_int8``: the NNCF INT8 IR logged at registration, only when it passed training's accuracy
-  gate (run tag ``openvino_int8_gate=accepted``); for a version registered without IRs (e.g. from a
-  notebook) both IRs are built at load, off the request path, the INT8 one calibrated on synthetic images;
-- ``openvino_fp32``: the FP32 IR (OpenVINO precision hint ``f32``);
-- ``openvino_bf16``: the FP32 IR with precision hint ``bf16``, only on a CPU with AMX/AVX512_BF16;
-- ``int8``: the run's PT2E INT8 program (training's gate accepted it and, compiled, this host's INT8
-  probe passed for the program's activation range);
-- ``bf16``: torch BF16 autocast, only with AMX/AVX512_BF16 and a passing ``native_bf16`` probe;
-- ``compiled``: FP32 through ``torch.compile``; ``fp32``: eager, the reference.
-
-Every candidate must predict the FP32 class on a fixed synthetic sample (``serve_min_agreement``); one
-that disagrees is refused. The agreeing ones are timed at batch 1 on the model's real input shape,
-interleaved (:func:`training.optimize.interleaved_latencies_ms`), and the fastest serves
-(:func:`choose_fastest`). ``MLOPS_SERVE_VARIANT`` forces one (FP32 eager when it cannot run). Every
-candidate's outcome (``variant_checks``), the timings (``variant_latency_ms``) and the CPU's ISA class
-with the probes that ran (``cpu``) are shown on ``/model`` and ``/health``.
+The candidates, the agreement check and the measurement are :mod:`training.variants` (the promotion
+gate times the same choice). Every candidate's outcome (``variant_checks``), the timings
+(``variant_latency_ms``) and the CPU's ISA class with the probes that ran (``cpu``) are shown on
+``/model`` and ``/health``.
 
 Compiled torch variants are built for fixed batch sizes (``buckets``); a batch is padded to the next
 bucket, and every bucket of the chosen variant is compiled before the model is swapped in, so no
 request pays for it. OpenVINO variants take any batch size.
 """
-
 from __future__ import annotations
 
 import logging
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,38 +22,13 @@ from mlflow import MlflowClient
 
 from mlops.registry import RegistryError, version_by_alias
 from mlops.settings import get_settings
-from training.artifacts import LoadedVersion, download_run_artifact, load_version
+from training.artifacts import load_version
 from training.cpu import CpuCapabilities, detect_capabilities
-from training.data import synthetic_images
-from training.model import CustomVGG, EmbedAndClassify
-from training.optimize import Bf16Autocast, interleaved_latencies_ms
-from training.probe import int8_reduce_range, probe
+from training.model import CustomVGG
 from training.probe import ran as probes_ran
+from training.variants import Forward, run_bucketed, select
 
 log = logging.getLogger(__name__)
-
-AGREEMENT_SEED = 4_200_017
-CALIBRATION_SEED = 4_200_029
-
-
-Forward = Callable[[torch.Tensor], tuple[torch.Tensor | None, torch.Tensor]]
-
-
-@torch.no_grad()
-def run_bucketed(forward: Forward, x: torch.Tensor,
-                 buckets: tuple[int, ...]) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """(embeddings or None, logits) for a batch; padded to a compiled bucket where needed (none: any size)."""
-    n = x.shape[0]
-    if buckets:
-        size = next((b for b in buckets if b >= n), None)
-        if size is None:  # larger than the largest bucket: split
-            parts = [run_bucketed(forward, x[i : i + buckets[-1]], buckets) for i in range(0, n, buckets[-1])]
-            emb = None if parts[0][0] is None else torch.cat([p[0] for p in parts])  # type: ignore[misc]
-            return emb, torch.cat([p[1] for p in parts])
-        if size > n:
-            x = torch.cat([x, x[:1].expand(size - n, *x.shape[1:])])
-    emb, logits = forward(x)
-    return (None if emb is None else emb[:n].float()), logits[:n].float()
 
 
 @dataclass
@@ -105,149 +63,14 @@ class Served:
                 "variant_latency_ms": self.latency_ms, "cpu": self.cpu}
 
 
-@dataclass
-class Candidate:
-    """A variant that could serve: how to run it and which batch sizes it is compiled for (none: any)."""
-
-    name: str
-    description: str
-    forward: Forward
-    buckets: tuple[int, ...] = ()
-
-
-VARIANTS = ("openvino_int8", "openvino_bf16", "openvino_fp32", "int8", "bf16", "compiled", "fp32")
-"""Every variant, in the order candidates are built and reported (speed decides, not this order)."""
-
-
-def choose_fastest(p50_ms: dict[str, float]) -> tuple[str, str]:
-    """(variant, reason): the lowest batch-1 p50 of the agreeing candidates, with every figure in the reason."""
-    if not p50_ms:
-        raise ValueError("no candidate variant to choose from")
-    best = min(p50_ms, key=lambda k: (p50_ms[k], VARIANTS.index(k) if k in VARIANTS else len(VARIANTS)))
-    others = ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(p50_ms.items(), key=lambda kv: kv[1]) if k != best)
-    return best, (f"fastest of {len(p50_ms)} variants agreeing with FP32: batch-1 p50 {p50_ms[best]:.2f} ms"
-                  + (f" (vs {others})" if others else ""))
-
-
 def _buckets(max_batch: int) -> tuple[int, ...]:
     """Batch sizes compiled ahead (each costs a compilation at load); larger batches run in chunks."""
     return tuple(b for b in (1, 8, 32) if b < max_batch) + (min(max_batch, 32),) if max_batch < 32 else (1, 8, 32)
 
 
-def _int8_probe_refusal(caps: CpuCapabilities, artifact_reduce_range: str | None) -> str | None:
-    """Why this host must not run the compiled INT8 program (None: its activation range passed the probe)."""
-    proven, why = int8_reduce_range(caps)
-    if proven is None:
-        return f"refused: no INT8 path passed its probe on this CPU ({why})"
-    if proven and artifact_reduce_range != "True":
-        return (f"refused: the program uses full-range activations, which fail the INT8 probe on this CPU ({why}); "
-                "retrain on a host like this one for a 7-bit program")
-    return None
-
-
 def _cpu_report(caps: CpuCapabilities) -> dict[str, object]:
     return {"isa": caps.isa, "limited_by": caps.limited_by or None, "model": caps.model_name,
             "probes": probes_ran(caps)}
-
-
-class _Builder:
-    """Builds the candidate variants of one loaded version; records why each one is or is not a candidate."""
-
-    def __init__(self, loaded: LoadedVersion, keep: Path, caps: CpuCapabilities, compile_torch: bool,
-                 buckets: tuple[int, ...]) -> None:
-        self.loaded, self.keep, self.caps = loaded, keep, caps
-        self.compile_torch, self.buckets = compile_torch, buckets
-        self.fp32 = loaded.model
-        self.both = EmbedAndClassify(self.fp32).eval()
-        self._irs: tuple[object, object | None, str] | None = None
-
-    # -- OpenVINO -------------------------------------------------------------------------------------
-    def _ir_pair(self) -> tuple[object, object | None, str]:
-        """(FP32 IR, INT8 IR or None, where they came from): the logged IRs, else built here, off the request path."""
-        if self._irs is None:
-            from training import openvino as tov
-
-            tags = self.loaded.run_tags
-            if tags.get("openvino_ir") == tov.ARTIFACT_DIR:
-                local = download_run_artifact(self.loaded.run_id, tov.ARTIFACT_DIR, self.keep / "ir")
-                fp32 = tov.read_ir(local / tov.FP32_XML)
-                int8 = tov.read_ir(local / tov.INT8_XML) if tags.get("openvino_int8_gate") == "accepted" else None
-                origin = f"logged at registration (INT8 gate: {tags.get('openvino_int8_gate')})"
-            else:
-                size = self.loaded.image_size
-                s = get_settings()
-                fp32 = tov.export_ir(self.fp32)
-                calib = synthetic_images(s.int8_calibration_images, size, CALIBRATION_SEED).images
-                int8 = tov.quantize_fast(fp32, [calib[i : i + 32] for i in range(0, len(calib), 32)])
-                origin = "built at load (the version was registered without IRs; INT8 calibrated on synthetic images)"
-            self._irs = (fp32, int8, origin)
-        return self._irs
-
-    def openvino(self, variant: str) -> Candidate | str:
-        from training import openvino as tov
-
-        fp32_ir, int8_ir, origin = self._ir_pair()
-        if variant == "openvino_int8":
-            if int8_ir is None:
-                return f"not available: INT8 IR refused by training's accuracy gate ({origin})"
-            return Candidate(variant, f"OpenVINO INT8 IR, {origin}", tov.CompiledIR(int8_ir, "f32"))
-        if variant == "openvino_bf16":
-            if not self.caps.has_bf16_unit:
-                return "skipped: no AMX/AVX512_BF16 on this CPU (BF16 would be emulated, slower than FP32)"
-            return Candidate(variant, f"OpenVINO FP32 IR in BF16 (AMX/AVX512_BF16), {origin}",
-                             tov.CompiledIR(fp32_ir, "bf16"))
-        return Candidate(variant, f"OpenVINO FP32 IR, {origin}", tov.CompiledIR(fp32_ir, "f32"))
-
-    # -- torch ----------------------------------------------------------------------------------------
-    def int8(self) -> Candidate | str:
-        tags, params = self.loaded.run_tags, self.loaded.run_params
-        tag, artifact = tags.get("int8_gate"), tags.get("int8_artifact", "")
-        if tag != "accepted" or not artifact.endswith(".pt2"):
-            return f"not available: run tag int8_gate={tag!r}, artifact {artifact or 'none'}"
-        if self.compile_torch and (refusal := _int8_probe_refusal(self.caps, params.get("int8_reduce_range"))):
-            return refusal
-        from training.quantize import compile_for_inference, load_pt2e
-
-        program = load_pt2e(download_run_artifact(self.loaded.run_id, artifact, self.keep / "int8"))
-        fn = compile_for_inference(program) if self.compile_torch else program
-
-        def int8_forward(x: torch.Tensor) -> tuple[None, torch.Tensor]:
-            return None, fn(x)
-
-        return Candidate("int8", "PT2E INT8 (training gate accepted)", int8_forward,
-                         self.buckets if self.compile_torch else ())
-
-    def bf16(self) -> Candidate | str:
-        if not self.caps.has_bf16_unit:
-            return "skipped: no AMX/AVX512_BF16 on this CPU (BF16 would be emulated, slower than FP32)"
-        if not (result := probe("native_bf16", self.caps)).ok:
-            return f"refused: native_bf16 probe {result.describe()}"
-        fn: Forward = Bf16Autocast(self.both).eval()
-        if self.compile_torch:
-            from training.quantize import compile_for_inference
-
-            fn = compile_for_inference(fn)
-        return Candidate("bf16", "torch BF16 autocast (probe passed)", fn, self.buckets if self.compile_torch else ())
-
-    def compiled(self) -> Candidate | str:
-        if not self.compile_torch:
-            return "skipped: serve_compile is off"
-        from training.quantize import compile_for_inference
-
-        return Candidate("compiled", "FP32 torch.compile (inductor, frozen weights)",
-                         compile_for_inference(self.both), self.buckets)
-
-    def build(self, variant: str) -> Candidate | str:
-        """The candidate, or why it is not one (any failure of an optional variant is a reason, not an error)."""
-        if variant == "fp32":
-            return Candidate("fp32", "FP32 eager", self.both)
-        try:
-            if variant.startswith("openvino_"):
-                return self.openvino(variant)
-            return {"int8": self.int8, "bf16": self.bf16, "compiled": self.compiled}[variant]()
-        except Exception as exc:  # noqa: BLE001 - an optional variant that cannot be built is refused
-            log.warning("Variant %s of %s v%s unusable: %s", variant, self.loaded.name, self.loaded.version, exc)
-            return f"refused: failed to build: {type(exc).__name__}: {exc}"
 
 
 def load_served(client: MlflowClient, name: str, alias: str, work_dir: Path | None = None) -> Served:
@@ -260,54 +83,16 @@ def load_served(client: MlflowClient, name: str, alias: str, work_dir: Path | No
     keep = Path(tempfile.mkdtemp(prefix=f"serve-{name}-v{mv.version}-", dir=work_dir))
     loaded = load_version(client, mv, keep_dir=keep)
     size = loaded.image_size
-    sample = synthetic_images(s.serve_agreement_images, size, AGREEMENT_SEED).images
-    with torch.no_grad():
-        reference = loaded.model(sample).argmax(1)
     caps = detect_capabilities()
-    builder = _Builder(loaded, keep, caps, s.serve_compile, _buckets(s.serve_max_batch))
-    wanted = s.serve_variant
-    checks: dict[str, str] = {}
-    agreeing: dict[str, Candidate] = {}
-    for variant in VARIANTS:
-        if wanted not in ("auto", variant) and variant != "fp32":
-            checks[variant] = f"skipped: serve_variant={wanted}"
-            continue
-        built = builder.build(variant)
-        if isinstance(built, str):
-            checks[variant] = built
-            continue
-        try:
-            with torch.no_grad():
-                agree = float((run_bucketed(built.forward, sample, built.buckets)[1].argmax(1) == reference)
-                              .float().mean())
-        except Exception as exc:  # noqa: BLE001
-            log.warning("Variant %s of %s v%s failed to run: %s", variant, name, mv.version, exc)
-            checks[variant] = f"refused: failed to run: {type(exc).__name__}: {exc}"
-            continue
-        ok = agree >= s.serve_min_agreement
-        checks[variant] = (f"{'passed' if ok else 'refused'}: agrees with FP32 on {agree:.3f} of {len(sample)} "
-                           f"check images (needs {s.serve_min_agreement:.2f})")
-        if ok:
-            agreeing[variant] = built
-    if wanted != "auto" and wanted in agreeing:
-        chosen, reason, p50 = wanted, "requested (serve_variant)", {}
-    else:
-        names = list(agreeing)
-        with torch.no_grad():
-            samples = interleaved_latencies_ms([agreeing[k].forward for k in names], [sample] * len(names),
-                                               iterations=s.serve_timing_iterations)
-        p50 = {k: round(statistics.median(v), 3) for k, v in zip(names, samples, strict=True)}
-        chosen, reason = choose_fastest(p50)
-        if wanted != "auto":
-            reason = f"serve_variant={wanted} could not run ({checks.get(wanted)}); {reason}"
-    best = agreeing[chosen]
+    chosen = select(loaded, keep, caps, s.serve_compile, _buckets(s.serve_max_batch))
+    best = chosen.candidate
     with torch.no_grad():  # every compiled bucket before the swap: no request pays for a compilation
         for b in best.buckets:
             best.forward(torch.zeros(b, 3, size, size))
-    served = Served(name=name, version=str(mv.version), alias=alias, run_id=loaded.run_id, variant=chosen,
-                    variant_reason=f"{best.description}; {reason}", image_size=size, fp32=loaded.model,
-                    forward=best.forward, buckets=best.buckets, checks=checks, latency_ms=p50, cpu=_cpu_report(caps))
+    served = Served(name=name, version=str(mv.version), alias=alias, run_id=loaded.run_id, variant=chosen.variant,
+                    variant_reason=chosen.reason, image_size=size, fp32=loaded.model, forward=best.forward,
+                    buckets=best.buckets, checks=chosen.checks, latency_ms=chosen.p50_ms, cpu=_cpu_report(caps))
     served.load_seconds = time.perf_counter() - start
-    log.info("Serving %s v%s as %s (%s) after %.1f s", name, mv.version, chosen, served.variant_reason,
+    log.info("Serving %s v%s as %s (%s) after %.1f s", name, mv.version, chosen.variant, served.variant_reason,
              served.load_seconds)
     return served

@@ -79,6 +79,10 @@ def test_the_demo_loop_ends_with_the_retrained_champion_served(demo_server: str)
     assert result.served_version == retrain.candidate_version != result.first_champion, transcript
     model = httpx.get(f"{demo_server}/model", timeout=30).json()
     assert model["version"] == retrain.candidate_version and model["alias"] == "champion", model
+    # ... through its OpenVINO variant: the IRs logged by the retraining, measured fastest at load.
+    assert model["variant"].startswith("openvino_"), (model["variant_reason"], model["variant_latency_ms"])
+    assert "logged at registration" in model["variant_reason"], model["variant_reason"]
+    assert f"variant {model['variant']}" in transcript, transcript
 
     # Nothing happened on in-distribution traffic; the shifted traffic triggered the retraining.
     assert result.in_distribution.action == "no-drift", transcript

@@ -187,7 +187,7 @@ def test_logged_irs_load_and_run_in_a_fresh_process(server: Server, serving_env:
 
 
 def test_serves_the_champion_with_its_predictions(server: Server) -> None:
-    from serving.models import VARIANTS
+    from training.variants import VARIANTS
 
     client = MlflowClient()
     champion = client.get_model_version_by_alias(server.name, "champion")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.models import VARIANTS, choose_fastest
+from training.variants import VARIANTS, choose_fastest
 
 
 def test_the_fastest_agreeing_variant_serves_whatever_the_fixed_order_says() -> None:
