@@ -346,7 +346,9 @@ def _finish(
     # The drift reference profile travels with the run the model version is registered from.
     log_profile(plain, splits, reference)
 
-    model_info = log_model(plain, config, splits)
+    with tempfile.TemporaryDirectory(prefix="mlops-ir-") as ir_dir:
+        openvino_int8 = export_openvino(plain, splits, config, Path(ir_dir))
+        model_info = log_model(plain, config, splits, Path(ir_dir))
     result = TrainResult(
         run_id=run_id,
         model_uri=model_info.model_uri,
@@ -355,14 +357,15 @@ def _finish(
         final=final.as_metrics("final_val_"),
         history=history,
     )
-    result.openvino_int8 = export_openvino(plain, splits, config)
+    result.openvino_int8 = openvino_int8
     if config.int8:
         result.int8_gate, result.int8_artifact = quantize_and_gate(plain, splits, choice, config, final.accuracy)
     return result
 
 
-def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig) -> str:
-    """Log the version's OpenVINO IRs (FP32, and NNCF INT8 when it passes the gate) with accuracy and latency.
+def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig, out: Path) -> str:
+    """Write the version's OpenVINO IRs (FP32, and NNCF INT8 when it passes the gate) into ``out`` and log them
+    as ``openvino/`` with their accuracy and latency (the registered model's pyfunc carries them too).
 
     Returns the INT8 IR's gate outcome (``accepted``, ``refused``, ``skipped`` or ``unavailable``), also the
     run tag ``openvino_int8_gate``. Serving runs these IRs; a run without them still serves (they are then
@@ -393,18 +396,16 @@ def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig) -> st
         samples = interleaved_latencies_ms(list(runners.values()), [splits.val.images] * len(runners), iterations=50)
     metrics |= {f"{k}_latency_ms": statistics.median(v) for k, v in zip(runners, samples, strict=True)}
     ov_version, nncf_version = tov.versions()
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        tov.save_ir(fp32_ir, out / tov.FP32_XML)
-        if gate == "accepted" and int8 is not None:
-            tov.save_ir(int8.ir, out / tov.INT8_XML)
-        tov.IrMeta(openvino_version=ov_version, nncf_version=nncf_version, image_size=plain.config.image_size,
-                   outputs=tov.OUTPUTS, fp32=tov.FP32_XML, int8=tov.INT8_XML if gate == "accepted" else None,
-                   int8_method=int8.method if int8 else None, int8_gate=gate,
-                   fp32_val_accuracy=int8.fp32_accuracy if int8 else None,
-                   int8_val_accuracy=int8.int8_accuracy if int8 else None).write(out)
-        for f in sorted(out.iterdir()):
-            tracking.log_artifact(str(f), tov.ARTIFACT_DIR)
+    tov.save_ir(fp32_ir, out / tov.FP32_XML)
+    if gate == "accepted" and int8 is not None:
+        tov.save_ir(int8.ir, out / tov.INT8_XML)
+    tov.IrMeta(openvino_version=ov_version, nncf_version=nncf_version, image_size=plain.config.image_size,
+               outputs=tov.OUTPUTS, fp32=tov.FP32_XML, int8=tov.INT8_XML if gate == "accepted" else None,
+               int8_method=int8.method if int8 else None, int8_gate=gate,
+               fp32_val_accuracy=int8.fp32_accuracy if int8 else None,
+               int8_val_accuracy=int8.int8_accuracy if int8 else None).write(out)
+    for f in sorted(out.iterdir()):
+        tracking.log_artifact(str(f), tov.ARTIFACT_DIR)
     tracking.log_metrics(metrics)
     tracking.log_params({"openvino_version": ov_version, "nncf_version": nncf_version or "none"})
     tracking.set_tags({"openvino_int8_gate": gate, "openvino_ir": tov.ARTIFACT_DIR})
@@ -418,12 +419,26 @@ def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig) -> st
     return gate
 
 
-def log_model(plain: CustomVGG, config: TrainConfig, splits: Splits) -> mlflow.models.model.ModelInfo:
-    """Log the plain module (rebuilt from state_dict: no IPEX, no compile) with signature and example."""
+def log_model(plain: CustomVGG, config: TrainConfig, splits: Splits,
+              ir_dir: Path | None = None) -> mlflow.models.model.ModelInfo:
+    """Log ``model_state/`` (state_dict + config: what serving loads, no IPEX, no compile) and the registered
+    model: a pyfunc (:class:`training.pyfunc.OpenVinoModel`) carrying the state and the IRs in ``ir_dir``
+    (none: eager FP32), with signature and example."""
+    from training import pyfunc
+
     example = splits.val.images[:2].numpy()
     with torch.no_grad():
         output = plain(torch.from_numpy(example)).numpy()
     signature = mlflow.models.infer_signature(example, output)
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+                    f"numpy=={np.__version__}"]
+    artifacts: dict[str, str] = {}
+    if ir_dir is not None and any(ir_dir.iterdir()):
+        import openvino
+
+        artifacts["openvino"] = str(ir_dir)
+        requirements.append(f"openvino=={openvino.__version__.split('-')[0]}")
+
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state_dict.pt"
         torch.save(plain.state_dict(), state)
@@ -431,23 +446,22 @@ def log_model(plain: CustomVGG, config: TrainConfig, splits: Splits) -> mlflow.m
         cfg.write_text(json.dumps(asdict(plain.config), indent=2))
         tracking.log_artifact(str(state), "model_state")
         tracking.log_artifact(str(cfg), "model_state")
+        artifacts["model_state"] = tmp
 
-    @tracking.retry
-    def _log() -> mlflow.models.model.ModelInfo:
-        return mlflow.pytorch.log_model(
-            plain,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=config.model_name if config.register else None,
-            pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}",
-                f"mlflow=={mlflow.__version__}",
-                f"numpy=={np.__version__}",
-            ],
-        )
+        @tracking.retry
+        def _log() -> mlflow.models.model.ModelInfo:
+            return mlflow.pyfunc.log_model(
+                name="model",
+                python_model=pyfunc.OpenVinoModel(),
+                artifacts=artifacts,
+                code_paths=[str(Path(pyfunc.__file__).parent)],
+                signature=signature,
+                input_example=example,
+                registered_model_name=config.model_name if config.register else None,
+                pip_requirements=requirements,
+            )
 
-    info = _log()
+        info = _log()
     log.info("Logged model %s (registered %s v%s)", info.model_uri, config.model_name if config.register else "-",
              info.registered_model_version)
     return info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -64,24 +65,49 @@ def test_int8_ipex_quantization() -> None:
     assert out.shape == (8, 2)
 
 
-@pytest.mark.skipif(not MAIN_PYTHON.exists(), reason="the main environment .venv is not built")
-def test_model_saved_here_loads_in_main_env_without_ipex(tmp_path: Path, choice) -> None:  # noqa: ANN001
-    import mlflow.pytorch
+SERVE_IN_MAIN = """
+import json, sys
+sys.modules["intel_extension_for_pytorch"] = None  # any import of IPEX now fails
+import mlflow, numpy as np, torch
+from mlflow import MlflowClient
+from serving.models import load_served
+name = sys.argv[1]
+served = load_served(MlflowClient(), name, "champion")
+_, logits = served.predict(torch.zeros(3, 3, 32, 32))
+pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+out = np.asarray(pyfunc.predict(np.zeros((2, 3, 32, 32), np.float32)))
+print(json.dumps({"variant": served.variant, "checks": served.checks, "logits": list(logits.shape),
+                  "pyfunc": list(out.shape), "pyfunc_variant": pyfunc.unwrap_python_model().variant}))
+"""
 
-    model = CustomVGG(CFG)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model, opt = prepare_training(model, opt, choice)
-    example = torch.zeros(1, 3, 32, 32).numpy()
-    mlflow.pytorch.save_model(plain_copy(model), tmp_path / "model", input_example=example)
-    code = (
-        "import sys; sys.modules['intel_extension_for_pytorch'] = None\n"
-        "import mlflow.pytorch, torch\n"
-        f"m = mlflow.pytorch.load_model({str(tmp_path / 'model')!r})\n"
-        "print(tuple(m(torch.zeros(1, 3, 32, 32)).shape))\n"
-    )
-    out = subprocess.run([str(MAIN_PYTHON), "-c", code], capture_output=True, text=True, timeout=300, check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "(1, 2)" in out.stdout
+
+@pytest.mark.skipif(not MAIN_PYTHON.exists(), reason="the main environment .venv is not built")
+def test_a_version_trained_here_serves_in_the_main_env_without_ipex(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Trained and registered with the IPEX backend (torch 2.8), served by the main environment (torch 2.13)."""
+    import json
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from training.train import TrainConfig, train
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig.from_settings(
+        epochs=1, batch_size=16, image_size=32, width=0.0625, n_train=64, n_val=32, calibration_images=32,
+        int8_max_drop_points=100.0, experiment_name="test-ipex", model_name="pill-quality-ipex", backend=Backend.ipex)
+    result = train(config, show_progress=False)
+    assert result.backend == "ipex" and result.openvino_int8 == "accepted"
+    assert mlflow.get_run(result.run_id).data.tags["openvino_ir"] == "openvino"
+    MlflowClient().set_registered_model_alias(config.model_name, "champion", result.registered_version)
+    out = subprocess.run([str(MAIN_PYTHON), "-c", SERVE_IN_MAIN, config.model_name], capture_output=True, text=True,
+                         timeout=600, check=False, env={**os.environ, "MLOPS_SERVE_COMPILE": "false"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["logits"] == [3, 2] and report["pyfunc"] == [2, 2], report
+    assert report["checks"]["openvino_int8"].startswith(("passed", "refused: agrees")), report
+    assert report["pyfunc_variant"] == "openvino_int8", report
 
 
 # A CPU whose flags claim AMX while its kernels can do no better than AVX2 (the way IPEX's BF16 convolution

@@ -17,7 +17,7 @@ import sys
 sys.modules["intel_extension_for_pytorch"] = None  # any import of IPEX now fails
 import mlflow, numpy as np
 m = mlflow.pyfunc.load_model(sys.argv[1])
-print(np.asarray(m.predict(np.zeros((2, 3, 32, 32), np.float32))).shape)
+print(np.asarray(m.predict(np.zeros((2, 3, 32, 32), np.float32))).shape, m.unwrap_python_model().variant)
 """
 
 
@@ -49,6 +49,8 @@ def test_short_run_logs_everything(tiny_config: TrainConfig, local_tracking: str
                          check=False, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(2, 2)" in out.stdout
+    # ... through OpenVINO: the pyfunc flavour (what `mlflow models serve` runs) carries the IRs.
+    assert f"openvino_{'int8' if result.openvino_int8 == 'accepted' else 'fp32'}" in out.stdout, out.stdout
 
 
 def test_cli_int8_gate_refusal_exits_nonzero(local_tracking: str) -> None:
