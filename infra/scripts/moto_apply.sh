@@ -104,11 +104,12 @@ ami_id                 = "$AMI_ID"
 trainer_count          = 1
 db_deletion_protection = false
 db_skip_final_snapshot = true
-artifacts_force_destroy = true
+force_destroy_buckets  = true
 # moto does not implement MonitorInstances (the provider would retry for ever).
 enable_detailed_monitoring = false
 # moto keeps neither Performance Insights nor custom parameter-group parameters: they would
-# show as drift on the second plan. The mocked terraform test covers both.
+# show as drift on the second plan (rds.force_ssl, always merged in, is the one accepted
+# difference, checked below). The mocked terraform test covers both.
 enable_db_monitoring = false
 db_parameters        = {}
 HCL
@@ -130,15 +131,41 @@ step "apply" "$WORK/apply.log" apply -auto-approve -no-color -input=false \
   || { tail -60 "$WORK/apply.log" >&2; tail -30 "$WORK/moto.log" >&2; die "apply against moto failed"; }
 grep -E '^Apply complete' "$WORK/apply.log" || true
 
-log "plan -detailed-exitcode (must show no changes)"
+log "plan -detailed-exitcode (must show no changes but one known moto gap)"
 rc=0
-step "re-plan" "$WORK/plan.log" plan -detailed-exitcode -no-color -input=false || rc=$?
-if [[ $rc -ne 0 ]]; then
+step "re-plan" "$WORK/plan.log" plan -detailed-exitcode -no-color -input=false -out="$WORK/replan.tfplan" || rc=$?
+if [[ $rc -eq 2 ]]; then
+  # moto 5.2 does not return custom parameter-group parameters to the provider, and rds.force_ssl
+  # is always merged in (it cannot be left out, by design): the only difference allowed is that
+  # parameter re-added to the parameter group. Anything else is drift.
+  tf -chdir="$ENV_DIR" show -json "$WORK/replan.tfplan" >"$WORK/replan.json"
+  if "$INFRA_VENV/bin/python" - "$WORK/replan.json" <<'PY'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+changed = [c for c in plan.get("resource_changes", []) if c["change"]["actions"] != ["no-op"]]
+def params(side):
+    return {(p["name"], p["value"]) for p in (side or {}).get("parameter", [])}
+ok = len(changed) == 1 and changed[0]["address"] == "module.database.aws_db_parameter_group.this" \
+    and changed[0]["change"]["actions"] == ["update"]
+if ok:
+    before, after = changed[0]["change"]["before"], changed[0]["change"]["after"]
+    ok = params(after) - params(before) == {("rds.force_ssl", "1")} and params(before) <= params(after) \
+        and {k: v for k, v in before.items() if k != "parameter"} == {k: v for k, v in after.items() if k != "parameter"}
+sys.exit(0 if ok else 1)
+PY
+  then
+    log "only rds.force_ssl re-added to the parameter group (moto does not return custom parameters): accepted"
+    rc=-1
+  else
+    cat "$WORK/plan.log" >&2
+    die "second plan is not empty: the configuration drifts against moto"
+  fi
+fi
+if [[ $rc -gt 0 ]]; then
   cat "$WORK/plan.log" >&2
-  [[ $rc -eq 2 ]] && die "second plan is not empty: the configuration drifts against moto"
   die "plan failed (exit $rc)"
 fi
-log "no changes"
+[[ $rc -eq 0 ]] && log "no changes"
 
 tf -chdir="$ENV_DIR" output -json >"$WORK/outputs.json"
 if [[ -n "$RECORD" ]]; then

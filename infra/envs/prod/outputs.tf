@@ -78,9 +78,19 @@ output "artifacts_prefix" {
   value       = var.artifacts_prefix
 }
 
-output "kms_key_arn" {
-  description = "Customer-managed KMS key (null when create_kms_key is false)."
-  value       = local.kms_key_arn
+output "artifacts_kms_key_arn" {
+  description = "Customer-managed KMS key of the artifact bucket (null when create_kms_key is false)."
+  value       = local.artifacts_kms_key_arn
+}
+
+output "data_kms_key_arn" {
+  description = "Customer-managed KMS key of RDS, the master-user secret and the root volumes (null when create_kms_key is false)."
+  value       = local.data_kms_key_arn
+}
+
+output "log_bucket" {
+  description = "Name of the log bucket (S3 access logs under s3-access/, VPC flow logs under AWSLogs/); null when create_log_bucket is false."
+  value       = try(module.logs[0].bucket_id, null)
 }
 
 output "mlflow_role_name" {

@@ -51,8 +51,13 @@ variable "vpc_cidr" {
   default     = "10.40.0.0/16"
 
   validation {
-    condition     = can(cidrhost(var.vpc_cidr, 0))
-    error_message = "vpc_cidr must be an IPv4 CIDR block such as 10.40.0.0/16."
+    condition     = !strcontains(var.vpc_cidr, ":")
+    error_message = "vpc_cidr takes an IPv4 CIDR block; IPv6 (${var.vpc_cidr}) is not supported here."
+  }
+
+  validation {
+    condition     = can(regex(local.ipv4_cidr_regex, var.vpc_cidr)) && try(cidrhost(var.vpc_cidr, 0) == split("/", var.vpc_cidr)[0], false)
+    error_message = "vpc_cidr must be a canonical IPv4 CIDR block (no leading zeros, no host bits set) such as 10.40.0.0/16."
   }
 }
 
@@ -81,23 +86,65 @@ variable "private_subnet_ids" {
 }
 
 variable "allowed_cidrs" {
-  description = "IPv4 CIDR blocks allowed to reach MLflow (nginx) on HTTPS/HTTP. Required: there is no open default."
+  description = "IPv4 CIDR blocks (canonical) allowed to reach MLflow (nginx) on HTTPS/HTTP. Required: there is no open default; a block wider than /8 (0.0.0.0/0) is accepted with a warning in the plan."
   type        = list(string)
 
   validation {
-    condition     = length(var.allowed_cidrs) > 0 && alltrue([for c in var.allowed_cidrs : can(cidrhost(c, 0))])
+    condition     = length(var.allowed_cidrs) > 0
     error_message = "allowed_cidrs must hold at least one IPv4 CIDR block such as 203.0.113.0/24."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.allowed_cidrs : !strcontains(c, ":")])
+    error_message = "allowed_cidrs takes IPv4 CIDR blocks only; IPv6 is not supported by these rules: ${join(", ", [for c in var.allowed_cidrs : c if strcontains(c, ":")])}."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.allowed_cidrs : can(regex(local.ipv4_cidr_regex, c)) && try(cidrhost(c, 0) == split("/", c)[0], false)])
+    error_message = "allowed_cidrs must hold canonical IPv4 CIDR blocks (address/prefix, no leading zeros, no host bits set, e.g. 203.0.113.0/24): ${join(", ", [for c in var.allowed_cidrs : c if !(can(regex(local.ipv4_cidr_regex, c)) && try(cidrhost(c, 0) == split("/", c)[0], false))])}."
   }
 }
 
 variable "admin_cidrs" {
-  description = "IPv4 CIDR blocks allowed to SSH; empty (default) opens no SSH port, use SSM Session Manager."
+  description = "IPv4 CIDR blocks (canonical, none wider than admin_cidr_min_prefix_length) allowed to SSH; empty (default) opens no SSH port, use SSM Session Manager."
   type        = list(string)
   default     = []
 
   validation {
-    condition     = alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
-    error_message = "admin_cidrs must hold IPv4 CIDR blocks and never 0.0.0.0/0."
+    condition     = alltrue([for c in var.admin_cidrs : !strcontains(c, ":")])
+    error_message = "admin_cidrs takes IPv4 CIDR blocks only; IPv6 is not supported by these rules: ${join(", ", [for c in var.admin_cidrs : c if strcontains(c, ":")])}."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.admin_cidrs : can(regex(local.ipv4_cidr_regex, c)) && try(cidrhost(c, 0) == split("/", c)[0], false)])
+    error_message = "admin_cidrs must hold canonical IPv4 CIDR blocks (address/prefix, no leading zeros, no host bits set, e.g. 198.51.100.7/32): ${join(", ", [for c in var.admin_cidrs : c if !(can(regex(local.ipv4_cidr_regex, c)) && try(cidrhost(c, 0) == split("/", c)[0], false))])}."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.admin_cidrs : try(tonumber(split("/", c)[1]) >= max(var.admin_cidr_min_prefix_length, 16), false)])
+    error_message = "admin_cidrs may not open SSH to a block wider than /${var.admin_cidr_min_prefix_length} (admin_cidr_min_prefix_length): ${join(", ", [for c in var.admin_cidrs : c if !try(tonumber(split("/", c)[1]) >= max(var.admin_cidr_min_prefix_length, 16), false)])}."
+  }
+}
+
+variable "admin_cidr_min_prefix_length" {
+  description = "Shortest prefix admin_cidrs may use: 24 (256 addresses, an office or VPN egress range) by default; it can be relaxed to 16 at most, never further."
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.admin_cidr_min_prefix_length >= 16 && var.admin_cidr_min_prefix_length <= 32 && floor(var.admin_cidr_min_prefix_length) == var.admin_cidr_min_prefix_length
+    error_message = "admin_cidr_min_prefix_length must be a whole number from 16 to 32."
+  }
+}
+
+variable "enable_flow_logs" {
+  description = "VPC flow logs (all traffic) into the log bucket; needs create_log_bucket."
+  type        = bool
+  default     = true
+
+  validation {
+    condition     = !var.enable_flow_logs || var.create_log_bucket
+    error_message = "enable_flow_logs needs create_log_bucket = true (the flow logs go to the log bucket)."
   }
 }
 
@@ -166,7 +213,7 @@ variable "enable_detailed_monitoring" {
 }
 
 variable "enable_ssm" {
-  description = "Attach AmazonSSMManagedInstanceCore to the host roles (SSM Session Manager instead of SSH)."
+  description = "Scoped inline SSM policy on the host roles (Session Manager instead of SSH; parameters under /<project>/<environment>/ only)."
   type        = bool
   default     = true
 }
@@ -229,11 +276,15 @@ variable "enable_db_monitoring" {
 }
 
 variable "db_parameters" {
-  description = "PostgreSQL parameters of the RDS parameter group; keep rds.force_ssl = 1."
+  description = "PostgreSQL parameters of the RDS parameter group; rds.force_ssl = 1 is always added last (TLS only)."
   type        = map(string)
   default = {
-    "rds.force_ssl"              = "1"
     "log_min_duration_statement" = "1000"
+  }
+
+  validation {
+    condition     = lookup(var.db_parameters, "rds.force_ssl", "1") == "1"
+    error_message = "db_parameters may not turn off rds.force_ssl: connections to the database are TLS only."
   }
 }
 
@@ -252,9 +303,14 @@ variable "db_skip_final_snapshot" {
 # --- Artifacts ---------------------------------------------------------------
 
 variable "artifacts_bucket_name" {
-  description = "Name of the MLflow artifact bucket; null derives <project>-<environment>-mlflow-artifacts-<region>."
+  description = "Name of the MLflow artifact bucket (S3 naming rules, checked by the s3_bucket module); null derives <project>-<environment>-mlflow-artifacts-<region>."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.artifacts_bucket_name == null || try(trimspace(var.artifacts_bucket_name) != "", false)
+    error_message = "artifacts_bucket_name must not be empty: give a bucket name, or leave it null to derive one."
+  }
 }
 
 variable "artifacts_prefix" {
@@ -269,7 +325,7 @@ variable "artifacts_prefix" {
 }
 
 variable "create_kms_key" {
-  description = "Create a customer-managed KMS key for S3 (SSE-KMS), RDS storage and the master-user secret."
+  description = "Create two customer-managed KMS keys with explicit key policies: artifacts (S3 SSE-KMS) and data (RDS storage, Performance Insights, the master-user secret, host root volumes); false uses AWS-managed keys."
   type        = bool
   default     = true
 }
@@ -291,14 +347,38 @@ variable "artifacts_noncurrent_days" {
   default     = 90
 }
 
-variable "artifacts_access_log_bucket" {
-  description = "Existing bucket for S3 server access logs of the artifact bucket; null disables access logging."
-  type        = string
-  default     = null
-}
-
-variable "artifacts_force_destroy" {
-  description = "Allow destroying the artifact bucket while it holds objects (tests only)."
+variable "force_destroy_buckets" {
+  description = "Allow destroying the artifact and log buckets while they hold objects (tests only)."
   type        = bool
   default     = false
+}
+
+# --- Logs --------------------------------------------------------------------
+
+variable "create_log_bucket" {
+  description = "Create a log bucket (SSE-S3, private, TLS only) for the artifact bucket's S3 server access logs and the VPC flow logs."
+  type        = bool
+  default     = true
+}
+
+variable "log_bucket_name" {
+  description = "Name of the log bucket (S3 naming rules, checked by the s3_bucket module); null derives <project>-<environment>-logs-<region>."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.log_bucket_name == null || try(trimspace(var.log_bucket_name) != "", false)
+    error_message = "log_bucket_name must not be empty: give a bucket name, or leave it null to derive one."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days the log bucket keeps access and flow logs."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.log_retention_days >= 1 && floor(var.log_retention_days) == var.log_retention_days
+    error_message = "log_retention_days must be a whole number of days, at least 1."
+  }
 }

@@ -27,3 +27,13 @@ output "instance_arn" {
   description = "ARN of the RDS instance."
   value       = aws_db_instance.this.arn
 }
+
+output "parameters" {
+  description = "The parameters applied to the parameter group (rds.force_ssl = 1 included)."
+  value       = local.parameters
+}
+
+output "kms_key_arn" {
+  description = "KMS key of the storage (the customer-managed key given, or the AWS-managed key's ARN)."
+  value       = aws_db_instance.this.kms_key_id
+}

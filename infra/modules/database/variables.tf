@@ -113,10 +113,9 @@ variable "enable_monitoring" {
 }
 
 variable "parameters" {
-  description = "PostgreSQL parameters of the instance's parameter group (rds.force_ssl = 1 enforces TLS)."
+  description = "PostgreSQL parameters of the instance's parameter group; rds.force_ssl = 1 (TLS only) is always merged in last, overriding any value given here."
   type        = map(string)
   default = {
-    "rds.force_ssl"              = "1"
     "log_min_duration_statement" = "1000"
   }
 }

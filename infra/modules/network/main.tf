@@ -10,12 +10,23 @@ locals {
 }
 
 resource "aws_vpc" "this" {
-  #checkov:skip=CKV2_AWS_11:VPC flow logs are a cost/retention decision left to the account's central logging.
   count = var.create_vpc ? 1 : 0
 
   cidr_block           = var.vpc_cidr
   enable_dns_support   = true
   enable_dns_hostnames = true
+
+  tags = merge(var.tags, { Name = var.name })
+}
+
+# Flow logs to S3 (the prod env's log bucket); on the created VPC or the one given.
+resource "aws_flow_log" "this" {
+  count = var.enable_flow_logs ? 1 : 0
+
+  vpc_id               = var.create_vpc ? aws_vpc.this[0].id : var.vpc_id
+  traffic_type         = var.flow_log_traffic_type
+  log_destination_type = "s3"
+  log_destination      = var.flow_log_destination_arn
 
   tags = merge(var.tags, { Name = var.name })
 }

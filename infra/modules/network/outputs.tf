@@ -22,3 +22,13 @@ output "azs" {
   description = "Availability zones of the created subnets."
   value       = local.azs
 }
+
+output "flow_log_id" {
+  description = "Id of the VPC flow log (null when enable_flow_logs is false)."
+  value       = try(aws_flow_log.this[0].id, null)
+}
+
+output "flow_log_destination" {
+  description = "S3 bucket ARN receiving the VPC flow logs (null when enable_flow_logs is false)."
+  value       = try(aws_flow_log.this[0].log_destination, null)
+}

@@ -15,8 +15,18 @@ variable "vpc_cidr" {
   default     = "10.40.0.0/16"
 
   validation {
-    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 24
-    error_message = "vpc_cidr must be an IPv4 CIDR block of /24 or larger, e.g. 10.40.0.0/16."
+    condition     = !strcontains(var.vpc_cidr, ":")
+    error_message = "vpc_cidr takes an IPv4 CIDR block; IPv6 (${var.vpc_cidr}) is not supported by this module."
+  }
+
+  validation {
+    condition     = can(regex("^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])/(3[0-2]|[12]?[0-9])$", var.vpc_cidr)) && try(cidrhost(var.vpc_cidr, 0) == split("/", var.vpc_cidr)[0], false)
+    error_message = "vpc_cidr must be a canonical IPv4 CIDR block (no leading zeros, no host bits set), e.g. 10.40.0.0/16."
+  }
+
+  validation {
+    condition     = try(tonumber(split("/", var.vpc_cidr)[1]) >= 16 && tonumber(split("/", var.vpc_cidr)[1]) <= 24, false)
+    error_message = "vpc_cidr must be between /16 (the largest VPC AWS allows) and /24, e.g. 10.40.0.0/16."
   }
 }
 
@@ -52,6 +62,39 @@ variable "private_subnet_ids" {
   description = "Existing private subnets (two AZs) for RDS, used when create_vpc is false."
   type        = list(string)
   default     = []
+}
+
+variable "enable_flow_logs" {
+  description = "Record VPC flow logs of the VPC (created or given) into flow_log_destination_arn."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.enable_flow_logs || var.flow_log_destination_arn != null
+    error_message = "enable_flow_logs needs flow_log_destination_arn (an S3 bucket ARN)."
+  }
+}
+
+variable "flow_log_destination_arn" {
+  description = "ARN of the S3 bucket that receives the flow logs (under AWSLogs/<account>/vpcflowlogs/); its policy must let delivery.logs.amazonaws.com write there."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.flow_log_destination_arn == null || can(regex("^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.flow_log_destination_arn))
+    error_message = "flow_log_destination_arn must be an S3 bucket ARN (arn:aws:s3:::bucket), without a key prefix."
+  }
+}
+
+variable "flow_log_traffic_type" {
+  description = "Traffic recorded by the flow logs: ALL, ACCEPT or REJECT."
+  type        = string
+  default     = "ALL"
+
+  validation {
+    condition     = contains(["ALL", "ACCEPT", "REJECT"], var.flow_log_traffic_type)
+    error_message = "flow_log_traffic_type must be ALL, ACCEPT or REJECT."
+  }
 }
 
 variable "tags" {

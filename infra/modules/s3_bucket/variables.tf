@@ -1,15 +1,43 @@
 variable "bucket_name" {
-  description = "Globally unique name of the MLflow artifact bucket."
+  description = "Globally unique bucket name; S3's naming rules are enforced here, not left to the API."
   type        = string
 
+  # S3 general purpose bucket naming rules, one validation each so the message says which one.
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name))
-    error_message = "bucket_name must be 3-63 lowercase letters, digits, dots or hyphens."
+    condition     = length(var.bucket_name) >= 3 && length(var.bucket_name) <= 63
+    error_message = "bucket_name must be 3-63 characters long (got ${length(var.bucket_name)})."
+  }
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]*[a-z0-9]$", var.bucket_name))
+    error_message = "bucket_name may hold only lowercase letters, digits, dots and hyphens, and must start and end with a letter or digit."
+  }
+
+  validation {
+    condition     = !strcontains(var.bucket_name, "..") && !strcontains(var.bucket_name, ".-") && !strcontains(var.bucket_name, "-.")
+    error_message = "bucket_name must not contain \"..\", \".-\" or \"-.\" (every dot-separated label starts and ends with a letter or digit)."
+  }
+
+  validation {
+    condition     = !can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$", var.bucket_name))
+    error_message = "bucket_name must not be formatted as an IP address (e.g. 192.168.5.4)."
+  }
+
+  validation {
+    condition     = !startswith(var.bucket_name, "xn--") && !startswith(var.bucket_name, "sthree-") && !startswith(var.bucket_name, "amzn-s3-demo-")
+    error_message = "bucket_name must not start with a prefix S3 reserves: xn--, sthree-, amzn-s3-demo-."
+  }
+
+  validation {
+    condition = alltrue([
+      for suffix in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] : !endswith(var.bucket_name, suffix)
+    ])
+    error_message = "bucket_name must not end with a suffix S3 reserves: -s3alias, --ol-s3, .mrap, --x-s3, --table-s3."
   }
 }
 
 variable "sse_algorithm" {
-  description = "Default encryption: aws:kms (SSE-KMS with kms_key_arn) or AES256 (SSE-S3)."
+  description = "Default encryption: aws:kms (SSE-KMS with kms_key_arn) or AES256 (SSE-S3, used for the log bucket so log delivery needs no KMS grant)."
   type        = string
   default     = "aws:kms"
 
@@ -36,10 +64,38 @@ variable "noncurrent_version_expiration_days" {
   }
 }
 
+variable "expiration_days" {
+  description = "Days after which current objects expire (log retention); null keeps them (artifacts)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.expiration_days == null || try(var.expiration_days >= 1 && floor(var.expiration_days) == var.expiration_days, false)
+    error_message = "expiration_days must be null or a whole number of days, at least 1."
+  }
+}
+
+variable "enable_access_logging" {
+  description = "Send S3 server access logs to access_log_bucket (a switch of its own: the bucket name may be known only after apply)."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.enable_access_logging || var.access_log_bucket != null
+    error_message = "enable_access_logging needs access_log_bucket."
+  }
+}
+
 variable "access_log_bucket" {
-  description = "Existing bucket that receives S3 server access logs; null disables access logging."
+  description = "Bucket that receives this bucket's S3 server access logs under s3-access/<bucket_name>/ (its policy must let logging.s3.amazonaws.com write there)."
   type        = string
   default     = null
+}
+
+variable "policy_statements" {
+  description = "Extra IAM statements (objects as in a policy document) appended to the TLS-only bucket policy, e.g. log delivery grants."
+  type        = any
+  default     = []
 }
 
 variable "force_destroy" {

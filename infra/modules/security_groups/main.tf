@@ -1,5 +1,17 @@
 locals {
   web_ports = { https = 443, http = 80 }
+
+  # A canonical IPv4 CIDR: four decimal octets without leading zeros, a prefix 0-32 without
+  # leading zeros ("0.0.0.0/00" and "010.0.0.0/8" are refused although Go's parser takes them).
+  ipv4_cidr_regex = "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])/(3[0-2]|[12]?[0-9])$"
+}
+
+# A deliberately public endpoint is allowed, but the plan says so: a warning, not an error.
+check "public_web" {
+  assert {
+    condition     = alltrue([for c in var.allowed_cidrs : try(tonumber(split("/", c)[1]) >= 8, true)])
+    error_message = "allowed_cidrs opens MLflow's nginx (443 and 80) to a block wider than /8 (${join(", ", [for c in var.allowed_cidrs : c if !try(tonumber(split("/", c)[1]) >= 8, true)])}); 0.0.0.0/0 is the whole internet. Fine for a public endpoint behind TLS and authentication; otherwise narrow it."
+  }
 }
 
 resource "aws_security_group" "mlflow" {
@@ -46,7 +58,7 @@ resource "aws_security_group" "db" {
 # --- MLflow host -------------------------------------------------------------
 
 resource "aws_security_group_rule" "mlflow_web_in" {
-  #checkov:skip=CKV_AWS_260:Source is var.allowed_cidrs, which has no default; nothing is open to 0.0.0.0/0 unless set explicitly.
+  #checkov:skip=CKV_AWS_260:Source is var.allowed_cidrs, which has no default: port 80 is public only if the caller says so, and check.public_web then warns in the plan.
   for_each = local.web_ports
 
   type              = "ingress"
@@ -71,7 +83,7 @@ resource "aws_security_group_rule" "mlflow_web_from_trainers" {
 }
 
 resource "aws_security_group_rule" "ssh_in" {
-  #checkov:skip=CKV_AWS_24:Source is var.admin_cidrs, whose validation rejects 0.0.0.0/0; default is no SSH rule.
+  #checkov:skip=CKV_AWS_24:Source is var.admin_cidrs, whose validation accepts only canonical IPv4 blocks of /24 or narrower (/16 at the widest); by default no SSH rule exists.
   for_each = length(var.admin_cidrs) > 0 ? { mlflow = aws_security_group.mlflow.id, trainer = aws_security_group.trainer.id } : {}
 
   type              = "ingress"

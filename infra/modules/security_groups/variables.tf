@@ -9,23 +9,49 @@ variable "vpc_id" {
 }
 
 variable "allowed_cidrs" {
-  description = "IPv4 CIDR blocks allowed to reach the MLflow host on HTTPS and HTTP (nginx). No default: say who may connect."
+  description = "IPv4 CIDR blocks (canonical, e.g. 203.0.113.0/24) allowed to reach the MLflow host on HTTPS and HTTP (nginx). No default: say who may connect. A block wider than /8 (0.0.0.0/0) is allowed but warned about by check.public_web."
   type        = list(string)
 
   validation {
-    condition     = alltrue([for c in var.allowed_cidrs : can(cidrhost(c, 0))])
-    error_message = "allowed_cidrs must hold IPv4 CIDR blocks such as 203.0.113.0/24."
+    condition     = alltrue([for c in var.allowed_cidrs : !strcontains(c, ":")])
+    error_message = "allowed_cidrs takes IPv4 CIDR blocks only; IPv6 is not supported by these rules: ${join(", ", [for c in var.allowed_cidrs : c if strcontains(c, ":")])}."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.allowed_cidrs : can(regex(local.ipv4_cidr_regex, c)) && try(cidrhost(c, 0) == split("/", c)[0], false)])
+    error_message = "allowed_cidrs must hold canonical IPv4 CIDR blocks (address/prefix, no leading zeros, no host bits set, e.g. 203.0.113.0/24): ${join(", ", [for c in var.allowed_cidrs : c if !(can(regex(local.ipv4_cidr_regex, c)) && try(cidrhost(c, 0) == split("/", c)[0], false))])}."
   }
 }
 
 variable "admin_cidrs" {
-  description = "IPv4 CIDR blocks allowed to SSH to the hosts; empty (the default) opens no SSH, use SSM Session Manager."
+  description = "IPv4 CIDR blocks (canonical) allowed to SSH to the hosts, none wider than admin_cidr_min_prefix_length; empty (the default) opens no SSH, use SSM Session Manager."
   type        = list(string)
   default     = []
 
   validation {
-    condition     = alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
-    error_message = "admin_cidrs must hold IPv4 CIDR blocks and never 0.0.0.0/0."
+    condition     = alltrue([for c in var.admin_cidrs : !strcontains(c, ":")])
+    error_message = "admin_cidrs takes IPv4 CIDR blocks only; IPv6 is not supported by these rules: ${join(", ", [for c in var.admin_cidrs : c if strcontains(c, ":")])}."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.admin_cidrs : can(regex(local.ipv4_cidr_regex, c)) && try(cidrhost(c, 0) == split("/", c)[0], false)])
+    error_message = "admin_cidrs must hold canonical IPv4 CIDR blocks (address/prefix, no leading zeros, no host bits set, e.g. 198.51.100.7/32): ${join(", ", [for c in var.admin_cidrs : c if !(can(regex(local.ipv4_cidr_regex, c)) && try(cidrhost(c, 0) == split("/", c)[0], false))])}."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.admin_cidrs : try(tonumber(split("/", c)[1]) >= max(var.admin_cidr_min_prefix_length, 16), false)])
+    error_message = "admin_cidrs may not open SSH to a block wider than /${var.admin_cidr_min_prefix_length} (admin_cidr_min_prefix_length): ${join(", ", [for c in var.admin_cidrs : c if !try(tonumber(split("/", c)[1]) >= max(var.admin_cidr_min_prefix_length, 16), false)])}."
+  }
+}
+
+variable "admin_cidr_min_prefix_length" {
+  description = "Shortest prefix admin_cidrs may use: 24 (256 addresses, an office or VPN egress range) by default; it can be relaxed to 16 at most, never further."
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.admin_cidr_min_prefix_length >= 16 && var.admin_cidr_min_prefix_length <= 32 && floor(var.admin_cidr_min_prefix_length) == var.admin_cidr_min_prefix_length
+    error_message = "admin_cidr_min_prefix_length must be a whole number from 16 to 32."
   }
 }
 

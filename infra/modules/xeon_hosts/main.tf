@@ -18,11 +18,54 @@ resource "aws_iam_role_policy" "this" {
   policy = var.policy_json
 }
 
-resource "aws_iam_role_policy_attachment" "ssm" {
+# SSM Session Manager and Run Command without AmazonSSMManagedInstanceCore, whose
+# ssm:GetParameter(s) on "*" would let a host read every parameter in the account: the agent's
+# registration and message channels (these actions take no narrower resource than the instance or
+# "*"), and parameters only under ssm_parameter_path.
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+locals {
+  arn_prefix = "arn:${data.aws_partition.current.partition}"
+  region     = data.aws_region.current.name
+  account_id = data.aws_caller_identity.current.account_id
+}
+
+resource "aws_iam_role_policy" "ssm" {
   count = var.enable_ssm ? 1 : 0
 
-  role       = aws_iam_role.this.name
-  policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+  name = "${var.name}-ssm"
+  role = aws_iam_role.this.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "SsmAgentRegistration"
+        Effect   = "Allow"
+        Action   = ["ssm:UpdateInstanceInformation", "ssm:ListInstanceAssociations"]
+        Resource = ["${local.arn_prefix}:ec2:${local.region}:${local.account_id}:instance/*"]
+      },
+      {
+        Sid      = "SsmSessionChannels"
+        Effect   = "Allow"
+        Action   = ["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"]
+        Resource = ["*"]
+      },
+      {
+        Sid      = "SsmRunCommandMessages"
+        Effect   = "Allow"
+        Action   = ["ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage", "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply"]
+        Resource = ["*"]
+      },
+      {
+        Sid      = "ReadPlatformParameters"
+        Effect   = "Allow"
+        Action   = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"]
+        Resource = ["${local.arn_prefix}:ssm:${local.region}:${local.account_id}:parameter${var.ssm_parameter_path}/*"]
+      },
+    ]
+  })
 }
 
 resource "aws_iam_instance_profile" "this" {

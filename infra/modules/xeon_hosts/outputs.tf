@@ -27,3 +27,8 @@ output "role_policy" {
   description = "The inline least-privilege policy of the role (JSON)."
   value       = aws_iam_role_policy.this.policy
 }
+
+output "ssm_policy" {
+  description = "The inline SSM policy of the role (JSON; null when enable_ssm is false)."
+  value       = try(aws_iam_role_policy.ssm[0].policy, null)
+}

@@ -74,9 +74,19 @@ variable "policy_json" {
 }
 
 variable "enable_ssm" {
-  description = "Attach AmazonSSMManagedInstanceCore so the hosts are reachable through SSM Session Manager."
+  description = "Give the hosts' role a scoped inline SSM policy (Session Manager, Run Command, parameters under ssm_parameter_path); AmazonSSMManagedInstanceCore is never attached."
   type        = bool
   default     = true
+}
+
+variable "ssm_parameter_path" {
+  description = "SSM Parameter Store path the hosts may read (ssm:GetParameter*), e.g. /mlops-xeon/prod; nothing outside it."
+  type        = string
+
+  validation {
+    condition     = can(regex("^(/[a-zA-Z0-9_.-]+)+$", var.ssm_parameter_path))
+    error_message = "ssm_parameter_path must be an absolute parameter path without a trailing slash or wildcards, e.g. /mlops-xeon/prod."
+  }
 }
 
 variable "enable_detailed_monitoring" {

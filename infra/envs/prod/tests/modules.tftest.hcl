@@ -12,6 +12,24 @@ mock_provider "aws" {
       json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
     }
   }
+
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
+
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+
+  mock_data "aws_region" {
+    defaults = {
+      name = "eu-west-1"
+    }
+  }
 }
 
 run "database_is_private_encrypted_and_managed" {
@@ -58,6 +76,31 @@ run "database_is_private_encrypted_and_managed" {
   }
 }
 
+run "database_force_ssl_wins_over_parameters" {
+  command = plan
+
+  module {
+    source = "../../modules/database"
+  }
+
+  variables {
+    identifier         = "mlops-xeon-prod"
+    subnet_ids         = ["subnet-aaaa", "subnet-bbbb"]
+    security_group_ids = ["sg-db"]
+    parameters         = { "rds.force_ssl" = "0", "log_min_duration_statement" = "500" }
+  }
+
+  assert {
+    condition     = one([for p in aws_db_parameter_group.this.parameter : p.value if p.name == "rds.force_ssl"]) == "1"
+    error_message = "rds.force_ssl = 1 must be merged in last, whatever the parameters say."
+  }
+
+  assert {
+    condition     = one([for p in aws_db_parameter_group.this.parameter : p.value if p.name == "log_min_duration_statement"]) == "500"
+    error_message = "The other parameters must pass through."
+  }
+}
+
 run "database_rejects_graviton_class" {
   command = plan
 
@@ -79,7 +122,7 @@ run "bucket_is_locked_down" {
   command = apply
 
   module {
-    source = "../../modules/artifact_bucket"
+    source = "../../modules/s3_bucket"
   }
 
   variables {
@@ -120,24 +163,62 @@ run "bucket_is_locked_down" {
     condition     = length(aws_s3_bucket_logging.this) == 0
     error_message = "Access logging is off unless a log bucket is given."
   }
+
+  assert {
+    condition     = alltrue([for r in aws_s3_bucket_lifecycle_configuration.this.rule : length(r.expiration) == 0])
+    error_message = "Current objects (artifacts) never expire unless expiration_days is set."
+  }
 }
 
 run "bucket_logging_when_asked" {
   command = plan
 
   module {
-    source = "../../modules/artifact_bucket"
+    source = "../../modules/s3_bucket"
   }
 
   variables {
-    bucket_name       = "mlops-xeon-test-artifacts"
-    sse_algorithm     = "AES256"
-    access_log_bucket = "my-access-logs"
+    bucket_name           = "mlops-xeon-test-artifacts"
+    sse_algorithm         = "AES256"
+    enable_access_logging = true
+    access_log_bucket     = "my-access-logs"
   }
 
   assert {
-    condition     = aws_s3_bucket_logging.this[0].target_bucket == "my-access-logs"
-    error_message = "access_log_bucket must enable server access logging."
+    condition     = aws_s3_bucket_logging.this[0].target_bucket == "my-access-logs" && aws_s3_bucket_logging.this[0].target_prefix == "s3-access/mlops-xeon-test-artifacts/"
+    error_message = "access_log_bucket must enable server access logging under s3-access/<bucket>/."
+  }
+}
+
+run "log_bucket_sse_s3_retention_and_grants" {
+  command = plan
+
+  module {
+    source = "../../modules/s3_bucket"
+  }
+
+  variables {
+    bucket_name     = "mlops-xeon-test-logs"
+    sse_algorithm   = "AES256"
+    expiration_days = 365
+    policy_statements = [{
+      Sid       = "S3ServerAccessLogs"
+      Effect    = "Allow"
+      Principal = { Service = "logging.s3.amazonaws.com" }
+      Action    = "s3:PutObject"
+      Resource  = "arn:aws:s3:::mlops-xeon-test-logs/s3-access/x/*"
+    }]
+  }
+
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.this.rule : one(r.expiration).days]) == 365
+    error_message = "expiration_days must expire current objects (log retention)."
+  }
+
+  assert {
+    condition = (length(jsondecode(aws_s3_bucket_policy.this.policy).Statement) == 2
+    && jsondecode(aws_s3_bucket_policy.this.policy).Statement[0].Sid == "DenyInsecureTransport")
+    error_message = "policy_statements are appended after the TLS-only deny."
   }
 }
 
@@ -155,6 +236,7 @@ run "hosts_are_hardened_xeons" {
     subnet_ids         = ["subnet-aaaa", "subnet-bbbb"]
     security_group_ids = ["sg-mlflow"]
     policy_json        = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    ssm_parameter_path = "/mlops-xeon/prod"
   }
 
   assert {
@@ -176,6 +258,24 @@ run "hosts_are_hardened_xeons" {
     condition     = aws_iam_instance_profile.this.role == aws_iam_role.this.name && length(aws_eip.this) == 1
     error_message = "Hosts get an instance profile (no static keys) and an Elastic IP."
   }
+
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_role_policy.ssm[0].policy).Statement :
+      alltrue([for r in s.Resource : r == "arn:aws:ssm:eu-west-1:123456789012:parameter/mlops-xeon/prod/*"])
+      if length([for a in s.Action : a if startswith(a, "ssm:GetParameter")]) > 0
+    ]) && length([for s in jsondecode(aws_iam_role_policy.ssm[0].policy).Statement : s if contains(s.Action, "ssm:GetParameter")]) == 1
+    error_message = "ssm:GetParameter* only on the platform's parameter path, never on every parameter."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for s in jsondecode(aws_iam_role_policy.ssm[0].policy).Statement : [
+        for a in s.Action : contains(["ssmmessages", "ec2messages"], split(":", a)[0]) if contains(s.Resource, "*")
+      ]
+    ]))
+    error_message = "Only the ssmmessages/ec2messages channel actions (which take no narrower resource) may use Resource \"*\"."
+  }
 }
 
 run "hosts_reject_amd" {
@@ -192,6 +292,7 @@ run "hosts_reject_amd" {
     subnet_ids         = ["subnet-aaaa"]
     security_group_ids = ["sg-x"]
     policy_json        = "{}"
+    ssm_parameter_path = "/x"
   }
 
   expect_failures = [var.instance_type]
