@@ -12,7 +12,12 @@ mapfile -t roots < <(find "$INFRA_DIR/envs" "$INFRA_DIR/modules" -mindepth 1 -ma
 for dir in "${roots[@]}"; do
   rel="${dir#"$REPO_DIR"/}"
   start=$(date +%s)
-  tf_init "$dir"
+  if [[ "$dir" == "$INFRA_DIR"/envs/* ]]; then
+    # Environments commit their .terraform.lock.hcl: init must match it, never rewrite it.
+    tf_init "$dir" -lockfile=readonly
+  else
+    tf_init "$dir"
+  fi
   tf -chdir="$dir" validate -no-color || die "terraform validate failed in $rel"
   log "validated $rel ($(( $(date +%s) - start )) s)"
 done

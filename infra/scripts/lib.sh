@@ -37,9 +37,9 @@ if [[ -z "${TF_PLUGIN_DIR+x}" ]]; then
   fi
 fi
 
-# tf_init DIR: init without a backend, from the plugin dir when there is one.
+# tf_init DIR [INIT-ARGS...]: init without a backend, from the plugin dir when there is one.
 tf_init() {
-  local args=(-chdir="$1" init -backend=false -input=false -no-color)
+  local args=(-chdir="$1" init -backend=false -input=false -no-color "${@:2}")
   [[ -n "$TF_PLUGIN_DIR" ]] && args+=(-plugin-dir="$TF_PLUGIN_DIR")
   local out
   if ! out="$(tf "${args[@]}" 2>&1)"; then

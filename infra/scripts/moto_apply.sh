@@ -70,7 +70,7 @@ log "moto AMI: $AMI_ID"
 
 # Temporary copy of infra/ (modules resolve relatively) plus the test-only override.
 mkdir -p "$WORK/infra"
-tar -C "$INFRA_DIR" --exclude .terraform --exclude .terraform.lock.hcl --exclude 'terraform.tfstate*' \
+tar -C "$INFRA_DIR" --exclude .terraform --exclude 'terraform.tfstate*' \
   --exclude '*.tfvars' -cf - modules envs | tar -C "$WORK/infra" -xf -
 ENV_DIR="$WORK/infra/envs/$ENV_NAME"
 cat >"$ENV_DIR/moto_override.tf" <<HCL
@@ -125,7 +125,7 @@ tf_logged() { # tf_logged LOGFILE terraform-args...: bounded by STEP_TIMEOUT
   timeout --kill-after=10 "$STEP_TIMEOUT" "${TF_CMD[@]}" -chdir="$ENV_DIR" "$@" >"$logfile" 2>&1
 }
 
-timed "init" tf_init "$ENV_DIR"
+timed "init" tf_init "$ENV_DIR" -lockfile=readonly
 log "apply (RDS takes about 1.5 min of polling in moto)"
 step "apply" "$WORK/apply.log" apply -auto-approve -no-color -input=false \
   || { tail -60 "$WORK/apply.log" >&2; tail -30 "$WORK/moto.log" >&2; die "apply against moto failed"; }
