@@ -317,19 +317,21 @@ def predict_logits(
 
 @torch.no_grad()
 def interleaved_latencies_ms(fns: Sequence[Callable[[torch.Tensor], object]], inputs: Sequence[torch.Tensor],
-                             iterations: int, warmup: int = 3) -> list[list[float]]:
-    """Batch-1 latency samples (ms) of each function, called in turn so that machine noise hits all alike.
+                             iterations: int, warmup: int = 3, batch: int = 1) -> list[list[float]]:
+    """Latency samples (ms) of each function at ``batch`` images, called in turn so that machine noise hits
+    all alike.
 
-    After ``warmup`` calls each, ``fns[k]`` is timed on image ``i % len(inputs[k])`` of ``inputs[k]`` at
-    iteration ``i`` (each function has its own inputs: models of different input sizes compare fairly).
+    After ``warmup`` calls each, ``fns[k]`` is timed on ``batch`` images of ``inputs[k]`` starting at image
+    ``i % len(inputs[k])`` at iteration ``i`` (wrapping around; each function has its own inputs: models of
+    different input sizes compare fairly).
     """
     for fn, x in zip(fns, inputs, strict=True):
         for _ in range(warmup):
-            fn(x[:1])
+            fn(x[:batch])
     samples: list[list[float]] = [[] for _ in fns]
     for i in range(iterations):
         for k, (fn, x) in enumerate(zip(fns, inputs, strict=True)):
-            x1 = x[i % len(x)].unsqueeze(0)
+            x1 = x[[(i + j) % len(x) for j in range(batch)]]
             start = time.perf_counter()
             fn(x1)
             samples[k].append(1000.0 * (time.perf_counter() - start))

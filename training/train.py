@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import tarfile
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -422,23 +423,12 @@ def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig, out: 
 def log_model(plain: CustomVGG, config: TrainConfig, splits: Splits,
               ir_dir: Path | None = None) -> mlflow.models.model.ModelInfo:
     """Log ``model_state/`` (state_dict + config: what serving loads, no IPEX, no compile) and the registered
-    model: a pyfunc (:class:`training.pyfunc.OpenVinoModel`) carrying the state and the IRs in ``ir_dir``
-    (none: eager FP32), with signature and example."""
-    from training import pyfunc
-
+    model, with signature and example: the OpenVINO pyfunc (:mod:`training.openvino_pyfunc`) carrying the
+    IRs in ``ir_dir``; without IRs, the plain PyTorch module."""
     example = splits.val.images[:2].numpy()
     with torch.no_grad():
         output = plain(torch.from_numpy(example)).numpy()
     signature = mlflow.models.infer_signature(example, output)
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
-                    f"numpy=={np.__version__}"]
-    artifacts: dict[str, str] = {}
-    if ir_dir is not None and any(ir_dir.iterdir()):
-        import openvino
-
-        artifacts["openvino"] = str(ir_dir)
-        requirements.append(f"openvino=={openvino.__version__.split('-')[0]}")
-
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state_dict.pt"
         torch.save(plain.state_dict(), state)
@@ -446,20 +436,32 @@ def log_model(plain: CustomVGG, config: TrainConfig, splits: Splits,
         cfg.write_text(json.dumps(asdict(plain.config), indent=2))
         tracking.log_artifact(str(state), "model_state")
         tracking.log_artifact(str(cfg), "model_state")
-        artifacts["model_state"] = tmp
+        common = {"name": "model", "signature": signature, "input_example": example,
+                  "registered_model_name": config.model_name if config.register else None}
+        numpy_pin = f"numpy=={np.__version__}"
+        if ir_dir is not None and any(ir_dir.iterdir()):
+            import openvino
 
-        @tracking.retry
-        def _log() -> mlflow.models.model.ModelInfo:
-            return mlflow.pyfunc.log_model(
-                name="model",
-                python_model=pyfunc.OpenVinoModel(),
-                artifacts=artifacts,
-                code_paths=[str(Path(pyfunc.__file__).parent)],
-                signature=signature,
-                input_example=example,
-                registered_model_name=config.model_name if config.register else None,
-                pip_requirements=requirements,
-            )
+            from training import openvino_pyfunc
+
+            archive = Path(tmp) / openvino_pyfunc.ARCHIVE
+            with tarfile.open(archive, "w") as tar:
+                for f in sorted(ir_dir.iterdir()):
+                    tar.add(f, arcname=f.name)
+
+            @tracking.retry
+            def _log() -> mlflow.models.model.ModelInfo:
+                return mlflow.pyfunc.log_model(
+                    loader_module="openvino_pyfunc", data_path=str(archive), code_paths=[openvino_pyfunc.__file__],
+                    pip_requirements=[f"mlflow=={mlflow.__version__}", numpy_pin,
+                                      f"openvino=={openvino.__version__.split('-')[0]}"], **common)
+        else:
+
+            @tracking.retry
+            def _log() -> mlflow.models.model.ModelInfo:
+                return mlflow.pytorch.log_model(
+                    plain, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
+                                             f"mlflow=={mlflow.__version__}", numpy_pin], **common)
 
         info = _log()
     log.info("Logged model %s (registered %s v%s)", info.model_uri, config.model_name if config.register else "-",

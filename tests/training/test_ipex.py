@@ -77,7 +77,7 @@ _, logits = served.predict(torch.zeros(3, 3, 32, 32))
 pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
 out = np.asarray(pyfunc.predict(np.zeros((2, 3, 32, 32), np.float32)))
 print(json.dumps({"variant": served.variant, "checks": served.checks, "logits": list(logits.shape),
-                  "pyfunc": list(out.shape), "pyfunc_variant": pyfunc.unwrap_python_model().variant}))
+                  "pyfunc": list(out.shape), "pyfunc_variant": pyfunc.get_raw_model().variant}))
 """
 
 

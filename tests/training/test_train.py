@@ -17,7 +17,7 @@ import sys
 sys.modules["intel_extension_for_pytorch"] = None  # any import of IPEX now fails
 import mlflow, numpy as np
 m = mlflow.pyfunc.load_model(sys.argv[1])
-print(np.asarray(m.predict(np.zeros((2, 3, 32, 32), np.float32))).shape, m.unwrap_python_model().variant)
+print(np.asarray(m.predict(np.zeros((2, 3, 32, 32), np.float32))).shape, m.get_raw_model().variant)
 """
 
 
