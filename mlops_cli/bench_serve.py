@@ -45,8 +45,8 @@ TORCH_VARIANTS = ("int8", "bf16", "compiled", "fp32")
 class BenchServeConfig:
     requests: int = 400
     concurrency: int = 8
-    variants: list[str] = field(default_factory=lambda: ["auto", "openvino_int8", "openvino_fp32", "int8",
-                                                         "compiled", "fp32"])
+    variants: list[str] = field(default_factory=lambda: ["auto", "openvino_int8", "openvino_bf16", "openvino_fp32",
+                                                         "int8", "bf16", "compiled", "fp32"])
     """``auto`` is what the platform serves (its own measured choice); the others are forced."""
     model: str | None = None
     mlflow_serve: bool = True

@@ -260,7 +260,8 @@ def predict(
 def bench_serve(
     requests: int = typer.Option(400, "--requests", help="Requests per server and variant (fixed count)."),
     concurrency: int = typer.Option(8, "--concurrency", help="Concurrent clients."),
-    variants: str = typer.Option("auto,openvino_int8,openvino_fp32,int8,compiled,fp32", "--variants",
+    variants: str = typer.Option("auto,openvino_int8,openvino_bf16,openvino_fp32,int8,bf16,compiled,fp32",
+                                 "--variants",
                                  help="Serving variants to measure ('auto': the platform's own measured choice)."),
     model: str | None = typer.Option(None, "--model", help="Registered model (default MLOPS_MODEL_NAME)."),
     mlflow_serve: bool = typer.Option(True, "--mlflow-serve/--no-mlflow-serve",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,9 @@ class OpenVinoModel:
         core = ov.Core()
         compiled = core.compile_model(core.read_model(str(root / name)), "CPU",
                                       {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+        self._compiled = compiled
         self._logits = compiled.output("logits")
-        self._request = compiled.create_infer_request()
+        self._local = threading.local()  # an infer request serves one call at a time: one per thread
 
     def get_raw_model(self) -> OpenVinoModel:
         """What ``PyFuncModel.get_raw_model()`` returns (``.variant`` says which IR runs)."""
@@ -48,7 +50,10 @@ class OpenVinoModel:
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> np.ndarray:  # noqa: ANN401
         x = np.ascontiguousarray(np.asarray(model_input, dtype=np.float32))
-        return np.array(self._request.infer({0: x})[self._logits])
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        return np.array(request.infer({0: x})[self._logits])
 
 
 def _load_pyfunc(data_path: str) -> OpenVinoModel:

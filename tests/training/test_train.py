@@ -18,6 +18,19 @@ sys.modules["intel_extension_for_pytorch"] = None  # any import of IPEX now fail
 import mlflow, numpy as np
 m = mlflow.pyfunc.load_model(sys.argv[1])
 print(np.asarray(m.predict(np.zeros((2, 3, 32, 32), np.float32))).shape, m.get_raw_model().variant)
+# mlflow models serve calls predict from several threads at once
+import threading
+errors = []
+def call():
+    for _ in range(20):
+        try:
+            m.predict(np.zeros((1, 3, 32, 32), np.float32))
+        except Exception as exc:
+            errors.append(repr(exc))
+threads = [threading.Thread(target=call) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("concurrent errors:", errors[:1] or 0)
 """
 
 
@@ -51,6 +64,7 @@ def test_short_run_logs_everything(tiny_config: TrainConfig, local_tracking: str
     assert "(2, 2)" in out.stdout
     # ... through OpenVINO: the pyfunc flavour (what `mlflow models serve` runs) carries the IRs.
     assert f"openvino_{'int8' if result.openvino_int8 == 'accepted' else 'fp32'}" in out.stdout, out.stdout
+    assert "concurrent errors: 0" in out.stdout, out.stdout
 
 
 def test_cli_int8_gate_refusal_exits_nonzero(local_tracking: str) -> None:
