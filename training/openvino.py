@@ -107,7 +107,7 @@ class Int8Result:
         return 100.0 * (self.fp32_accuracy - self.int8_accuracy)
 
 
-def _accuracy(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
+def accuracy(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
               batch: int = 64) -> float:
     hits = 0
     for i in range(0, len(images), batch):
@@ -126,11 +126,11 @@ def quantize_ir(fp32_ir: Any, calibration: Sequence[torch.Tensor], val_images: t
     import nncf
 
     data = [np.ascontiguousarray(b.numpy()) for b in calibration]
-    fp32_accuracy = _accuracy(CompiledIR(fp32_ir, "f32").logits, val_images, val_labels)
+    fp32_accuracy = accuracy(CompiledIR(fp32_ir, "f32").logits, val_images, val_labels)
 
     def attempt(method: str, build: Callable[[], Any]) -> Int8Result:
         ir = build()
-        acc = _accuracy(CompiledIR(ir, "f32").logits, val_images, val_labels)
+        acc = accuracy(CompiledIR(ir, "f32").logits, val_images, val_labels)
         result = Int8Result(ir, method, fp32_accuracy, acc)
         log.info("OpenVINO INT8 (%s): accuracy %.4f vs FP32 %.4f (drop %.2f points)", method, acc,
                  fp32_accuracy, result.drop_points)

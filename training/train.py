@@ -393,6 +393,14 @@ def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig, out: 
     runners = {"fp32_eager": plain, "openvino_fp32": tov.CompiledIR(fp32_ir, "f32").logits}
     if int8 is not None:
         runners["openvino_int8"] = tov.CompiledIR(int8.ir, "f32").logits
+    tags: dict[str, str] = {}
+    if detect_capabilities().has_bf16_unit:  # BF16 rounds too: held to the same gate as INT8 (serving obeys it)
+        bf16 = tov.CompiledIR(fp32_ir, "bf16").logits
+        fp32_acc = tov.accuracy(runners["openvino_fp32"], splits.val.images, splits.val.labels)
+        bf16_drop = 100.0 * (fp32_acc - tov.accuracy(bf16, splits.val.images, splits.val.labels))
+        metrics["openvino_bf16_accuracy_drop_points"] = bf16_drop
+        tags["openvino_bf16_gate"] = "accepted" if bf16_drop <= config.int8_max_drop_points + 1e-9 else "refused"
+        runners["openvino_bf16"] = bf16
     with torch.no_grad():
         samples = interleaved_latencies_ms(list(runners.values()), [splits.val.images] * len(runners), iterations=50)
     metrics |= {f"{k}_latency_ms": statistics.median(v) for k, v in zip(runners, samples, strict=True)}
@@ -409,7 +417,7 @@ def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig, out: 
         tracking.log_artifact(str(f), tov.ARTIFACT_DIR)
     tracking.log_metrics(metrics)
     tracking.log_params({"openvino_version": ov_version, "nncf_version": nncf_version or "none"})
-    tracking.set_tags({"openvino_int8_gate": gate, "openvino_ir": tov.ARTIFACT_DIR})
+    tracking.set_tags({"openvino_int8_gate": gate, "openvino_ir": tov.ARTIFACT_DIR, **tags})
     if gate == "refused" and int8 is not None:
         log.warning("OpenVINO INT8 refused: validation accuracy %.2f%% is %.2f points below FP32's %.2f%% (allowed "
                     "%.2f); serving uses the FP32 IR.", 100 * int8.int8_accuracy, int8.drop_points,

@@ -187,6 +187,8 @@ class VariantBuilder:
         if variant == "openvino_bf16":
             if not self.caps.has_bf16_unit:
                 return "skipped: no AMX/AVX512_BF16 on this CPU (BF16 would be emulated, slower than FP32)"
+            if self.loaded.run_tags.get("openvino_bf16_gate") == "refused":
+                return "refused: training's accuracy gate refused BF16 (run tag openvino_bf16_gate=refused)"
             return Candidate(variant, f"OpenVINO FP32 IR in BF16 (AMX/AVX512_BF16), {origin}",
                              tov.CompiledIR(fp32_ir, "bf16"), self.buckets)
         return Candidate(variant, f"OpenVINO FP32 IR, {origin}", tov.CompiledIR(fp32_ir, "f32"), self.buckets)

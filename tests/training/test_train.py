@@ -56,6 +56,12 @@ def test_short_run_logs_everything(tiny_config: TrainConfig, local_tracking: str
     assert ("openvino/model_int8.xml" in ov_files) == (result.openvino_int8 == "accepted")
     for key in ("openvino_fp32_latency_ms", "fp32_eager_latency_ms", "openvino_int8_accuracy_drop_points"):
         assert key in run.data.metrics, key
+    # BF16 rounds too: on a CPU with a BF16 unit it is held to the same gate (serving obeys a refusal).
+    from training.cpu import detect_capabilities
+
+    has_bf16 = detect_capabilities().has_bf16_unit
+    assert ("openvino_bf16_gate" in run.data.tags) == has_bf16, run.data.tags
+    assert ("openvino_bf16_accuracy_drop_points" in run.data.metrics) == has_bf16
     # Portability: the registered model loads and predicts where IPEX cannot be imported.
     uri = f"models:/{tiny_config.model_name}/1"
     out = subprocess.run([sys.executable, "-c", NO_IPEX_PYFUNC, uri], capture_output=True, text=True,
