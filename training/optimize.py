@@ -215,16 +215,8 @@ def autocast(choice: BackendChoice) -> AbstractContextManager[object]:
 # --- runtime tuning -------------------------------------------------------------------
 
 ALLOCATORS = ("libjemalloc.so", "libjemalloc.so.2", "libtcmalloc.so", "libtcmalloc.so.4", "libtcmalloc_minimal.so.4")
-LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
-
-
-def find_allocator(dirs: tuple[str, ...] = LIB_DIRS) -> Path | None:
-    for name in ALLOCATORS:
-        for d in dirs:
-            p = Path(d) / name
-            if p.is_file():
-                return p
-    return None
+ALLOCATOR_NOT_PRELOADED = ("not preloaded: OpenVINO aborts ('free(): invalid pointer') under a preloaded "
+                           "jemalloc, and every training run exports OpenVINO IRs")
 
 
 def openmp_runtime() -> str:
@@ -291,12 +283,9 @@ def tune_runtime(threads: int | None = None, local_world_size: int = 1) -> Tunin
     if any(a.split(".so")[0] in preload for a in ALLOCATORS):
         report.applied["LD_PRELOAD"] = preload
     else:
-        found = find_allocator()
-        if found is None:
-            report.not_available["allocator"] = "neither jemalloc nor tcmalloc is installed"
-        else:
-            report.child_env["LD_PRELOAD"] = f"{found}:{preload}".rstrip(":")
-            report.not_available["allocator"] = f"{found} found; preload only applies to launched workers"
+        # Not prepared for launched workers either: under a preloaded jemalloc, OpenVINO (the IR export at
+        # the end of every training run) aborts with "free(): invalid pointer".
+        report.not_available["allocator"] = ALLOCATOR_NOT_PRELOADED
     log.info("Runtime: %d threads, applied %s, not available %s", n, report.applied, report.not_available)
     return report
 
