@@ -396,7 +396,8 @@ def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig, out: 
     tags: dict[str, str] = {}
     if detect_capabilities().has_bf16_unit:  # BF16 rounds too: held to the same gate as INT8 (serving obeys it)
         bf16 = tov.CompiledIR(fp32_ir, "bf16").logits
-        fp32_acc = tov.accuracy(runners["openvino_fp32"], splits.val.images, splits.val.labels)
+        fp32_acc = (int8.fp32_accuracy if int8 is not None  # quantize_ir scored the FP32 IR on these images
+                    else tov.accuracy(runners["openvino_fp32"], splits.val.images, splits.val.labels))
         bf16_drop = 100.0 * (fp32_acc - tov.accuracy(bf16, splits.val.images, splits.val.labels))
         metrics["openvino_bf16_accuracy_drop_points"] = bf16_drop
         tags["openvino_bf16_gate"] = "accepted" if bf16_drop <= config.int8_max_drop_points + 1e-9 else "refused"
