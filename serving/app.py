@@ -97,6 +97,9 @@ def decode_images(body: bytes, image_size: int) -> torch.Tensor:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(400, f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # [[[[... or {"a":{"a":... thousands of levels deep
+        raise BadInput(400, "request body is JSON nested too deeply: send {\"image\": ...} or "
+                       "{\"images\": [...]}") from exc
     if not isinstance(payload, dict):
         raise BadInput(422, "request body must be a JSON object with 'image' or 'images'")
     try:
@@ -129,6 +132,8 @@ def decode_images(body: bytes, image_size: int) -> torch.Tensor:
                     raise BadInput(413, f"{name} is {img.width}x{img.height} pixels, over the limit of {MAX_PIXELS}")
                 img.load()
                 tensors.append(preprocess(img, image_size))
+        except Image.DecompressionBombError as exc:  # a header declaring far more pixels than the file holds
+            raise BadInput(413, f"{name} declares more than {MAX_PIXELS} pixels: {exc}") from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise BadInput(422, f"{name} is not a readable image (PNG, JPEG or BMP): {exc}") from exc
     return torch.cat(tensors)
