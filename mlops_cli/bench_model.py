@@ -21,7 +21,7 @@ from torch import nn
 
 from mlops.settings import get_settings
 from training.cpu import CpuCapabilities, detect_capabilities
-from training.data import synthetic_splits
+from training.data import Splits, synthetic_splits
 from training.model import CustomVGG, ModelConfig
 from training.optimize import (
     Backend,
@@ -171,19 +171,19 @@ def _throughput(fn: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor, re
     return repeats * xb.shape[0] / (time.perf_counter() - t)
 
 
-def bench_inference(cfg: BenchConfig) -> list[Variant]:
-    from training.quantize import compile_for_inference, quantize_ipex, quantize_pt2e
+def brief_model(cfg: BenchConfig) -> tuple[CustomVGG, Splits, float]:
+    """(model in eval mode, its synthetic splits, FP32 validation accuracy): the shared model the inference
+    benches measure, trained briefly (``cfg.classifier_only``: only the classifier, on a random trunk's
+    embeddings with batch-norm statistics of the data)."""
     from training.train import TrainConfig, evaluate, train_epoch
 
-    tune_runtime(cfg.threads)
-    caps = detect_capabilities()
     torch.manual_seed(cfg.seed)
     splits = synthetic_splits(cfg.n_train, cfg.n_val, cfg.image_size, cfg.seed)
     # Train the shared model briefly so accuracy means something.
     model = CustomVGG(ModelConfig(width=cfg.width, image_size=cfg.image_size))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
-    none = select_backend(Backend.none, caps, False)
+    none = select_backend(Backend.none, detect_capabilities(), False)
     tcfg = TrainConfig.from_settings(batch_size=32)
     gen = torch.Generator().manual_seed(cfg.seed)
     if cfg.classifier_only:  # the trunk's embeddings once, then full-batch steps on the classifier alone
@@ -208,6 +208,15 @@ def bench_inference(cfg: BenchConfig) -> list[Variant]:
     _, scores = evaluate(model, splits.val.images, splits.val.labels, none)
     log.info("Shared model: val accuracy %.3f", scores.accuracy)
     model.eval()
+    return model, splits, scores.accuracy
+
+
+def bench_inference(cfg: BenchConfig) -> list[Variant]:
+    from training.quantize import compile_for_inference, quantize_ipex, quantize_pt2e
+
+    tune_runtime(cfg.threads)
+    caps = detect_capabilities()
+    model, splits, _ = brief_model(cfg)
     val_x, val_y = splits.val.images, splits.val.labels
     x1, xb = val_x[:1], val_x[: cfg.batch_size]
     calib = [splits.train.images[i : i + 32] for i in range(0, min(256, cfg.n_train), 32)]

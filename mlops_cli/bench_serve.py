@@ -6,9 +6,13 @@ with ``MLOPS_SERVE_VARIANT``. The platform's own endpoint (``/serve`` through ng
 is measured too when it serves the same version. ``mlflow models serve`` (what a user would otherwise
 pick) runs the same registered version with ``--env-manager local`` on loopback (no TLS: the
 comparison favours it). All servers start together; every target gets the same fixed number of batch-1
-requests from ``concurrency`` client threads, in ``rounds`` slices with the targets taking turns
-(interleaved), after a warm-up. ``summary.served_variant``, ``summary.served_variant_is_fastest`` and
-``summary.served_vs_best_torch_throughput`` compare the platform's choice with the forced variants.
+requests over ``concurrency`` keep-alive connections of one light client (:mod:`mlops_cli.loadgen`), in
+``rounds`` slices with the targets taking turns (interleaved), after a warm-up. ``summary.served_variant``,
+``summary.served_variant_is_fastest`` and ``summary.served_vs_best_torch_throughput`` compare the platform's
+choice with the forced variants.
+
+With ``kit`` (the default), the same is done again at the reference kit's real size on a briefly trained
+224 px, width 1.0 model registered as ``<model>-bench-kit`` (:func:`kit_model`), reported as ``summary.kit``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -32,6 +35,7 @@ from PIL import Image
 
 from mlops.settings import get_settings
 from mlops.tracking import load_client_env
+from mlops_cli.loadgen import post
 from training.cpu import detect_capabilities
 from training.data import synthetic_arrays, to_tensor
 
@@ -54,6 +58,13 @@ class BenchServeConfig:
     rounds: int = 4
     """Each target gets its requests in this many slices, targets taking turns (interleaved)."""
     start_timeout_s: float = 900.0
+    kit: bool = True
+    """Also at the kit's real size (224 px, width 1.0): :func:`kit_model`, reported as ``summary.kit``."""
+    kit_requests: int = 64
+    kit_variants: list[str] = field(default_factory=lambda: ["auto", "openvino_int8", "openvino_bf16", "openvino_fp32",
+                                                             "bf16", "compiled", "fp32"])
+    """No ``int8``: the kit model has no PT2E program; no ``mlflow models serve`` (its JSON of 150k floats per
+    image measures JSON parsing)."""
 
 
 def _free_port() -> int:
@@ -75,48 +86,20 @@ class _Target:
 
 
 def _drive(target: _Target, count: int, cfg: BenchServeConfig, warm: bool) -> None:
-    """Send ``count`` POSTs with ``cfg.concurrency`` threads; adds latencies, failures and wall time to ``target``."""
-    lock = threading.Lock()
-    counter = iter(range(count))
-    headers = {"Content-Type": "application/json"}
-    bodies = target.bodies
-
-    def worker() -> None:
-        with httpx.Client(timeout=120, **target.client_kwargs) as http:
-            if warm:
-                for i in range(cfg.warmup // cfg.concurrency + 1):
-                    http.post(target.url, content=bodies[i % len(bodies)], headers=headers)
-            barrier.wait()
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                start = time.perf_counter()
-                try:
-                    r = http.post(target.url, content=bodies[i % len(bodies)], headers=headers)
-                    ok = r.status_code == 200
-                    err = f"HTTP {r.status_code}: {r.text[:120]}"
-                except httpx.HTTPError as exc:
-                    ok, err = False, repr(exc)
-                elapsed = time.perf_counter() - start
-                with lock:
-                    (target.latencies.append(elapsed) if ok else target.failures.append(err))
-
-    barrier = threading.Barrier(cfg.concurrency + 1)
-    threads = [threading.Thread(target=worker) for _ in range(cfg.concurrency)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
-    target.seconds += time.perf_counter() - start
+    """Send ``count`` POSTs over ``cfg.concurrency`` keep-alive connections (:mod:`mlops_cli.loadgen`); adds
+    latencies, failures and wall time to ``target``. ``warm``: first ``cfg.warmup`` requests, not counted."""
+    kw = {"auth": target.client_kwargs.get("auth"), "verify": target.client_kwargs.get("verify", True)}
+    if warm and cfg.warmup:
+        post(target.url, target.bodies, cfg.warmup, cfg.concurrency, **kw)
+    got = post(target.url, target.bodies, count, cfg.concurrency, **kw)
+    target.latencies += got.latencies_s
+    target.failures += got.failures
+    target.seconds += got.seconds
 
 
-def _result(target: _Target, cfg: BenchServeConfig) -> dict[str, Any]:
+def _result(target: _Target, requests: int, cfg: BenchServeConfig) -> dict[str, Any]:
     lat = np.asarray(target.latencies) * 1000.0 if target.latencies else np.asarray([np.nan])
-    result = {"target": target.name, "url": target.url, "requests": cfg.requests, "concurrency": cfg.concurrency,
+    result = {"target": target.name, "url": target.url, "requests": requests, "concurrency": cfg.concurrency,
               "ok": len(target.latencies), "failed": len(target.failures), "seconds": round(target.seconds, 3),
               "throughput_rps": round(len(target.latencies) / max(target.seconds, 1e-9), 2),
               "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
@@ -149,28 +132,98 @@ def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+KIT_SUFFIX = "-bench-kit"
+KIT_SERVER_ENV = {"MLOPS_SERVE_MAX_BATCH": "8", "MLOPS_SERVE_TIMING_ITERATIONS": "5"}
+"""Kit-size servers: batches up to the clients' 8 (two compiled buckets, not three) and 5 timed iterations per
+candidate at load (a batch of 8 in FP32 eager takes about a second at 224 px)."""
+
+
+def kit_model(client: Any, base: str) -> tuple[str, Any, str]:  # noqa: ANN401 - MlflowClient, ModelVersion
+    """(name, version, how trained) of the kit-size bench model ``<base>-bench-kit``: the model ``mlops bench
+    infer`` measures at the kit's size, registered like ``mlops train`` does (OpenVINO IRs, INT8 gate) under its
+    own name, so the platform's champion is never touched. Built once per kit configuration, then reused."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from mlops.registry import CHAMPION, version_by_alias
+    from mlops_cli.bench_model import BenchConfig, brief_model, kit_config
+    from training import tracking
+    from training.optimize import tune_runtime
+    from training.train import TrainConfig, export_openvino, log_model
+
+    kit = kit_config(BenchConfig())
+    name = base + KIT_SUFFIX
+    signature = json.dumps(asdict(kit), sort_keys=True, default=str)
+    trained = (f"briefly, as in `mlops bench infer`: random VGG16-BN trunk with batch-norm statistics of the data, "
+               f"classifier fitted in {kit.epochs} full-batch steps on {kit.n_train} synthetic images")
+    mv = version_by_alias(client, name, CHAMPION)
+    if mv is not None and client.get_run(mv.run_id).data.tags.get("bench_kit_config") == signature:
+        log.info("Kit-size bench model %s v%s reused", name, mv.version)
+        return name, mv, trained
+    log.info("Building the kit-size bench model %s (%d px, width %s): a few minutes", name, kit.image_size, kit.width)
+    tune_runtime(None)
+    model, splits, accuracy = brief_model(kit)
+    config = TrainConfig.from_settings(model_name=name, image_size=kit.image_size, width=kit.width,
+                                       n_train=kit.n_train, n_val=kit.n_val,
+                                       experiment_name=get_settings().experiment_name + "-bench")
+    tracking.set_experiment(config.experiment_name)
+    with mlflow.start_run(run_name=f"{name} (bench serve)"), tempfile.TemporaryDirectory(prefix="mlops-kit-") as d:
+        tracking.set_tags({"bench_kit_config": signature, "stage": "bench", "trained": trained})
+        tracking.log_metrics({"final_val_accuracy": accuracy})
+        export_openvino(model, splits, config, Path(d))
+        info = log_model(model, config, splits, Path(d))
+    client.set_registered_model_alias(name, CHAMPION, info.registered_model_version)
+    return name, client.get_model_version(name, info.registered_model_version), trained
+
+
 def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
     from mlflow import MlflowClient
 
     from mlops.registry import CHAMPION, version_by_alias
-    from serving.client import endpoint
-    from training.artifacts import load_version
 
     load_client_env()
-    s = get_settings()
-    name = cfg.model or s.model_name
+    name = cfg.model or get_settings().model_name
     client = MlflowClient()
     mv = version_by_alias(client, name, CHAMPION)
     if mv is None:
         raise RuntimeError(f"{name!r} has no champion: promote a version first (`mlops promote`)")
-    size = load_version(client, mv).image_size
+    results = _bench_version(cfg, client, mv, cfg.requests, cfg.variants, cfg.mlflow_serve, {})
+    out: dict[str, Any] = {"config": asdict(cfg), "results": results,
+                           "summary": summarise(name, str(mv.version), results)}
+    if cfg.kit:
+        kit_name, kit_mv, trained = kit_model(client, name)
+        kit_results = _bench_version(cfg, client, kit_mv, cfg.kit_requests, cfg.kit_variants, False, KIT_SERVER_ENV)
+        size = _image_size(client, kit_mv)
+        out["kit_results"] = kit_results
+        out["summary"]["kit"] = {**summarise(kit_name, str(kit_mv.version), kit_results), "image_size": size,
+                                 "trained": trained, "server_env": KIT_SERVER_ENV}
+    return out
+
+
+def _image_size(client: Any, mv: Any) -> int:  # noqa: ANN401 - MlflowClient, ModelVersion
+    from training.artifacts import load_version
+
+    return load_version(client, mv).image_size
+
+
+def _bench_version(cfg: BenchServeConfig, client: Any, mv: Any, requests: int, variants: list[str],  # noqa: ANN401
+                   mlflow_serve: bool, server_env: dict[str, str]) -> list[dict[str, Any]]:
+    """Every target on one registered version, interleaved: the results rows."""
+    from serving.client import endpoint
+
+    name = mv.name
+    size = _image_size(client, mv)
     arrays, _, _ = synthetic_arrays(32, size, 123)
     ours: list[bytes] = []
     for a in arrays:
         buf = io.BytesIO()
         Image.fromarray(a).save(buf, format="PNG")
         ours.append(b'{"image": "%s"}' % base64.b64encode(buf.getvalue()))
-    theirs = [b'{"inputs": %s}' % str(to_tensor(a[None]).numpy().round(5).tolist()).encode() for a in arrays]
+    theirs = ([b'{"inputs": %s}' % str(to_tensor(a[None]).numpy().round(5).tolist()).encode() for a in arrays]
+              if mlflow_serve else [])
     threads = max(1, len(os.sched_getaffinity(0)))
     targets: list[_Target] = []
     errors: list[dict[str, Any]] = []
@@ -180,20 +233,22 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
     try:
         ep = endpoint()
         info = httpx.get(f"{ep.url}/model", auth=ep.auth, verify=ep.verify, timeout=10).json()
-        if str(info.get("version")) == str(mv.version):
+        if info.get("name") == name and str(info.get("version")) == str(mv.version):
             targets.append(_Target(f"platform /serve via nginx ({info['variant']})", f"{ep.url}/predict", ours,
                                    {"auth": ep.auth, "verify": ep.verify}, {"variant": info["variant"]}))
         else:
-            log.info("Platform endpoint serves %s, not version %s: skipped", info.get("version"), mv.version)
+            log.info("Platform endpoint serves %s v%s, not %s v%s: skipped", info.get("name"), info.get("version"),
+                     name, mv.version)
     except Exception as exc:  # noqa: BLE001 - the platform endpoint is optional in a bench
         log.info("Platform endpoint not measured: %s", exc)
 
     try:
         # Every server starts at once and waits idle while the others are driven.
-        for variant in cfg.variants:
+        for variant in variants:
             port = _free_port()
             env = {**os.environ, "MLOPS_SERVE_VARIANT": variant, "MLOPS_SERVE_COMPILE": str(variant != "fp32").lower(),
-                   "MLOPS_MODEL_NAME": name, "MLOPS_SERVE_MONITORING": "false", "MLOPS_SERVE_THREADS": str(threads)}
+                   "MLOPS_MODEL_NAME": name, "MLOPS_SERVE_MONITORING": "false", "MLOPS_SERVE_THREADS": str(threads),
+                   **server_env}
             proc = subprocess.Popen([sys.executable, "-m", "mlops_cli", "serve", "--port", str(port), "--workers",
                                      "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
@@ -201,7 +256,7 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
             procs.append((proc, f"{base}/health", f"mlops serve ({variant})",
                           _Target(f"mlops serve {variant} (loopback)", f"{base}/predict", ours, {},
                                   {"variant_requested": variant})))
-        if cfg.mlflow_serve:
+        if mlflow_serve:
             port = _free_port()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{mv.version}",
@@ -227,7 +282,7 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
                                 "variant_latency_ms": got.get("variant_latency_ms")}
                 target.name = f"mlops serve {target.info['variant_requested']}: {got['variant']} (loopback)"
             targets.append(target)
-        per_round = max(1, cfg.requests // cfg.rounds)
+        per_round = max(1, requests // cfg.rounds)
         for r in range(cfg.rounds):  # interleaved: machine noise hits every target alike
             for target in targets:
                 _drive(target, per_round, cfg, warm=r == 0)
@@ -235,8 +290,7 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
         for proc, *_ in procs:
             _stop(proc)
 
-    results = [_result(t, cfg) for t in targets] + errors
-    return {"config": asdict(cfg), "results": results, "summary": summarise(name, str(mv.version), results)}
+    return [_result(t, requests, cfg) for t in targets] + errors
 
 
 def summarise(name: str, version: str, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -261,6 +315,7 @@ def summarise(name: str, version: str, results: list[dict[str, Any]]) -> dict[st
             fastest = max(forced, key=lambda r: r["throughput_rps"])
             summary["fastest_forced_variant"] = fastest["variant"]
             summary["served_variant_is_fastest"] = auto["variant"] == fastest["variant"]
+            summary["served_vs_fastest_throughput"] = round(auto["throughput_rps"] / fastest["throughput_rps"], 2)
         torch_r = [r for r in forced if r["variant"] in TORCH_VARIANTS]
         if torch_r:
             best_torch = max(torch_r, key=lambda r: r["throughput_rps"])
@@ -278,13 +333,22 @@ def summarise(name: str, version: str, results: list[dict[str, Any]]) -> dict[st
     return summary
 
 
-def render(result: dict[str, Any]) -> str:
-    lines = [f"{'target':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6}"]
-    for r in result["results"]:
+def _table(results: list[dict[str, Any]]) -> list[str]:
+    lines = [f"{'target':<52} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6}"]
+    for r in results:
         if "throughput_rps" in r:
-            lines.append(f"{r['target']:<44} {r['throughput_rps']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+            lines.append(f"{r['target']:<52} {r['throughput_rps']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
                          f"{r['failed']:>6}")
         else:
-            lines.append(f"{r['target']:<44} error: {r.get('error')}")
-    lines.append("summary: " + ", ".join(f"{k}={v}" for k, v in result["summary"].items()))
+            lines.append(f"{r['target']:<52} error: {r.get('error')}")
+    return lines
+
+
+def render(result: dict[str, Any]) -> str:
+    summary = dict(result["summary"])
+    kit = summary.pop("kit", None)
+    lines = _table(result["results"]) + ["summary: " + ", ".join(f"{k}={v}" for k, v in summary.items())]
+    if kit is not None:
+        lines += [f"kit size ({kit.get('image_size')} px):", *_table(result["kit_results"]),
+                  "kit summary: " + ", ".join(f"{k}={v}" for k, v in kit.items() if k not in ("trained", "server_env"))]
     return "\n".join(lines)

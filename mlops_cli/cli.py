@@ -266,6 +266,9 @@ def bench_serve(
     model: str | None = typer.Option(None, "--model", help="Registered model (default MLOPS_MODEL_NAME)."),
     mlflow_serve: bool = typer.Option(True, "--mlflow-serve/--no-mlflow-serve",
                                       help="Also measure `mlflow models serve` on the same version."),
+    kit: bool = typer.Option(True, "--kit/--no-kit",
+                             help="Also at the kit's real size (224 px, width 1.0; registers <model>-bench-kit)."),
+    kit_requests: int = typer.Option(64, "--kit-requests", help="Requests per variant at the kit's size."),
     json_out: Path | None = typer.Option(None, "--json", help="Write results and summary here."),
 ) -> None:
     """Throughput and p50/p99 latency of our endpoint (through nginx) per variant vs `mlflow models serve`."""
@@ -276,7 +279,7 @@ def bench_serve(
 
     cfg = BenchServeConfig(requests=requests, concurrency=concurrency,
                            variants=[v.strip() for v in variants.split(",") if v.strip()], model=model,
-                           mlflow_serve=mlflow_serve)
+                           mlflow_serve=mlflow_serve, kit=kit, kit_requests=kit_requests)
     result = run_bench(cfg)
     typer.echo(render(result))
     if json_out:
