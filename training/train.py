@@ -32,6 +32,7 @@ from training.model import CustomVGG, ModelConfig, build_model, plain_copy
 from training.optimize import (
     Backend,
     BackendChoice,
+    Bf16Autocast,
     autocast,
     interleaved_latencies_ms,
     ipex_available,
@@ -402,6 +403,12 @@ def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig, out: 
         metrics["openvino_bf16_accuracy_drop_points"] = bf16_drop
         tags["openvino_bf16_gate"] = "accepted" if bf16_drop <= config.int8_max_drop_points + 1e-9 else "refused"
         runners["openvino_bf16"] = bf16
+        # Serving's torch BF16 autocast variant, held to the same gate against the same FP32 figure.
+        with torch.no_grad():
+            torch_drop = 100.0 * (fp32_acc - tov.accuracy(Bf16Autocast(plain).eval(), splits.val.images,
+                                                          splits.val.labels))
+        metrics["bf16_accuracy_drop_points"] = torch_drop
+        tags["bf16_gate"] = "accepted" if torch_drop <= config.int8_max_drop_points + 1e-9 else "refused"
     with torch.no_grad():
         samples = interleaved_latencies_ms(list(runners.values()), [splits.val.images] * len(runners), iterations=50)
     metrics |= {f"{k}_latency_ms": statistics.median(v) for k, v in zip(runners, samples, strict=True)}

@@ -6,10 +6,12 @@ Candidate variants (each built only where it can run here):
   gate (run tag ``openvino_int8_gate=accepted``); for a version registered without IRs (e.g. from a
   notebook) both IRs are built here, off any request path, the INT8 one calibrated on synthetic images;
 - ``openvino_fp32``: the FP32 IR (OpenVINO precision hint ``f32``);
-- ``openvino_bf16``: the FP32 IR with precision hint ``bf16``, only on a CPU with AMX/AVX512_BF16;
+- ``openvino_bf16``: the FP32 IR with precision hint ``bf16``, only on a CPU with AMX/AVX512_BF16 and
+  unless training's accuracy gate refused it (run tag ``openvino_bf16_gate``);
 - ``int8``: the run's PT2E INT8 program (training's gate accepted it and, compiled, this host's INT8
   probe passed for the program's activation range);
-- ``bf16``: torch BF16 autocast, only with AMX/AVX512_BF16 and a passing ``native_bf16`` probe;
+- ``bf16``: torch BF16 autocast, only with AMX/AVX512_BF16, a passing ``native_bf16`` probe, and unless
+  training's accuracy gate refused it (run tag ``bf16_gate``);
 - ``compiled``: FP32 through ``torch.compile``; ``fp32``: eager, the reference.
 
 :func:`select` builds them, keeps those that predict the FP32 class on a fixed synthetic sample
@@ -215,6 +217,8 @@ class VariantBuilder:
     def bf16(self) -> Candidate | str:
         if not self.caps.has_bf16_unit:
             return "skipped: no AMX/AVX512_BF16 on this CPU (BF16 would be emulated, slower than FP32)"
+        if self.loaded.run_tags.get("bf16_gate") == "refused":
+            return "refused: training's accuracy gate refused BF16 autocast (run tag bf16_gate=refused)"
         if not (result := probe("native_bf16", self.caps)).ok:
             return f"refused: native_bf16 probe {result.describe()}"
         fn: Forward = Bf16Autocast(self.both).eval()

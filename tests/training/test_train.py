@@ -60,8 +60,12 @@ def test_short_run_logs_everything(tiny_config: TrainConfig, local_tracking: str
     from training.cpu import detect_capabilities
 
     has_bf16 = detect_capabilities().has_bf16_unit
-    assert ("openvino_bf16_gate" in run.data.tags) == has_bf16, run.data.tags
-    assert ("openvino_bf16_accuracy_drop_points" in run.data.metrics) == has_bf16
+    for tag, metric in (("openvino_bf16_gate", "openvino_bf16_accuracy_drop_points"),
+                        ("bf16_gate", "bf16_accuracy_drop_points")):  # OpenVINO BF16, torch BF16 autocast
+        assert (tag in run.data.tags) == has_bf16 == (metric in run.data.metrics), (tag, run.data.tags)
+        if has_bf16:
+            gate = float(run.data.params["int8_max_drop_points"])
+            assert run.data.tags[tag] == ("accepted" if run.data.metrics[metric] <= gate + 1e-9 else "refused")
     # Portability: the registered model loads and predicts where IPEX cannot be imported.
     uri = f"models:/{tiny_config.model_name}/1"
     out = subprocess.run([sys.executable, "-c", NO_IPEX_PYFUNC, uri], capture_output=True, text=True,

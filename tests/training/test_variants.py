@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from training.artifacts import LoadedVersion
 from training.variants import VARIANTS, choose_fastest
 
 
@@ -35,3 +36,24 @@ def test_a_tie_goes_to_the_earlier_variant_and_no_candidate_is_an_error() -> Non
     assert VARIANTS[-1] == "fp32"
     with pytest.raises(ValueError, match="no candidate"):
         choose_fastest({})
+
+
+@pytest.mark.parametrize("variant", ["bf16", "openvino_bf16"])
+def test_a_bf16_variant_training_refused_never_becomes_a_candidate(tmp_path, variant: str) -> None:  # noqa: ANN001
+    from training.cpu import CpuCapabilities
+    from training.model import CustomVGG, ModelConfig
+    from training.variants import VariantBuilder
+
+    loaded = LoadedVersion("m", "1", "run", CustomVGG(ModelConfig(width=0.125, image_size=32)).eval(),
+                           run_tags={"bf16_gate": "refused", "openvino_bf16_gate": "refused"})
+    builder = VariantBuilder(loaded, tmp_path, CpuCapabilities(avx512=True, avx512_bf16=True, amx=True, vnni=True),
+                             compile_torch=False, buckets=())
+    builder._irs = (object(), None, "given")  # the IRs are not what is under test  # noqa: SLF001
+    outcome = builder.build(variant)
+    assert isinstance(outcome, str) and outcome.startswith("refused: training's accuracy gate refused"), outcome
+    tag = {"bf16": "bf16_gate", "openvino_bf16": "openvino_bf16_gate"}[variant]
+    assert f"{tag}=refused" in outcome
+    accepted = LoadedVersion("m", "1", "run", loaded.model, run_tags={"bf16_gate": "accepted"})
+    if variant == "bf16":  # accepted: a candidate where this host's BF16 probe passes, a probe refusal otherwise
+        again = VariantBuilder(accepted, tmp_path, builder.caps, compile_torch=False, buckets=()).build("bf16")
+        assert not isinstance(again, str) or "probe" in again, again
