@@ -21,6 +21,21 @@ app = typer.Typer(
 )
 
 
+def _name(value: str | None) -> str | None:
+    """Option callback: a model, experiment, alias or version name is not empty and has no control characters."""
+    if value is not None and (not value.strip() or len(value) > 256
+                              or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+        raise typer.BadParameter(f"expected a name of 1-256 printable characters, got {value[:80]!r}")
+    return value
+
+
+def _positive(value: float | None) -> float | None:
+    """Option callback: a rate or multiplier above 0."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be above 0, got {value}")
+    return value
+
+
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
     """Configure logging once, before any command runs."""
@@ -65,14 +80,16 @@ def inventory(
 
 @app.command()
 def train(
-    epochs: int | None = typer.Option(None, help="Training epochs (default: MLOPS_TRAIN_EPOCHS)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (AdamW, cosine schedule)."),
-    image_size: int | None = typer.Option(None, "--image-size", help="Square input size in pixels."),
-    width: float | None = typer.Option(None, "--width", help="VGG16 channel multiplier (1.0 = full VGG16)."),
-    n_train: int | None = typer.Option(None, "--n-train", help="Synthetic training images."),
-    n_val: int | None = typer.Option(None, "--n-val", help="Synthetic validation images."),
-    seed: int | None = typer.Option(None, help="Random seed (data, init, shuffling)."),
+    epochs: int | None = typer.Option(None, min=1, help="Training epochs (default: MLOPS_TRAIN_EPOCHS)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per step."),
+    lr: float | None = typer.Option(None, "--lr", callback=_positive,
+                                    help="Peak learning rate (AdamW, cosine schedule)."),
+    image_size: int | None = typer.Option(None, "--image-size", min=1, help="Square input size in pixels."),
+    width: float | None = typer.Option(None, "--width", callback=_positive,
+                                       help="VGG16 channel multiplier (1.0 = full VGG16)."),
+    n_train: int | None = typer.Option(None, "--n-train", min=1, help="Synthetic training images."),
+    n_val: int | None = typer.Option(None, "--n-val", min=1, help="Synthetic validation images."),
+    seed: int | None = typer.Option(None, min=0, help="Random seed (data, init, shuffling)."),
     data: Path | None = typer.Option(
         None, "--data", exists=True, file_okay=False, help="MVTec AD root (or its pill/ folder); default synthetic."
     ),
@@ -81,17 +98,17 @@ def train(
     ),
     backend: str | None = typer.Option(None, "--backend", help="auto | ipex | native | none."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the training step (native)."),
-    threads: int | None = typer.Option(None, "--threads", help="Intra-op threads (default: available cores)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: available cores)."),
     int8: bool = typer.Option(True, "--int8/--no-int8", help="Quantize to INT8 and gate on accuracy."),
     max_int8_drop: float | None = typer.Option(
-        None, "--max-int8-drop", help="Largest allowed INT8 accuracy drop in points."
+        None, "--max-int8-drop", min=0.0, help="Largest allowed INT8 accuracy drop in points."
     ),
-    experiment: str | None = typer.Option(None, "--experiment", help="MLflow experiment name."),
-    model_name: str | None = typer.Option(None, "--model-name", help="Registered model name."),
+    experiment: str | None = typer.Option(None, "--experiment", callback=_name, help="MLflow experiment name."),
+    model_name: str | None = typer.Option(None, "--model-name", callback=_name, help="Registered model name."),
     register: bool = typer.Option(True, "--register/--no-register", help="Register the model version."),
-    nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="DDP workers on this host (torchrun)."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", min=1, help="DDP workers on this host (torchrun)."),
     nnodes: str = typer.Option("1", "--nnodes", help="Number of hosts (or MIN:MAX) for torchrun."),
-    node_rank: int | None = typer.Option(None, "--node-rank", help="This host's rank (multi-node)."),
+    node_rank: int | None = typer.Option(None, "--node-rank", min=0, help="This host's rank (multi-node)."),
     rdzv_endpoint: str | None = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)."),
 ) -> None:
     """Train the pill quality model, log it to MLflow and register it (INT8 gated on accuracy)."""
@@ -139,11 +156,11 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("train")
 def bench_train(
-    steps: int = typer.Option(12, help="Timed training steps per variant."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per step."),
-    image_size: int = typer.Option(64, "--image-size", help="Square input size."),
-    width: float = typer.Option(0.125, "--width", help="VGG16 channel multiplier."),
-    threads: int | None = typer.Option(None, "--threads", help="Intra-op threads for every variant."),
+    steps: int = typer.Option(12, min=1, help="Timed training steps per variant."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per step."),
+    image_size: int = typer.Option(64, "--image-size", min=1, help="Square input size."),
+    width: float = typer.Option(0.125, "--width", callback=_positive, help="VGG16 channel multiplier."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Intra-op threads for every variant."),
     include_compile: bool = typer.Option(True, "--compile/--no-compile", help="Include torch.compile (slow to build)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results and summary here."),
     log_to_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log table and chart to MLflow."),
@@ -158,12 +175,12 @@ def bench_train(
 
 @bench_app.command("infer")
 def bench_infer(
-    iterations: int = typer.Option(100, help="Timed batch-1 calls per variant."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Batch size for the throughput figure."),
-    image_size: int = typer.Option(64, "--image-size", help="Square input size."),
-    width: float = typer.Option(0.125, "--width", help="VGG16 channel multiplier."),
-    epochs: int = typer.Option(3, help="Epochs to train the model all variants share (accuracy)."),
-    threads: int | None = typer.Option(None, "--threads", help="Intra-op threads for every variant."),
+    iterations: int = typer.Option(100, min=1, help="Timed batch-1 calls per variant."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Batch size for the throughput figure."),
+    image_size: int = typer.Option(64, "--image-size", min=1, help="Square input size."),
+    width: float = typer.Option(0.125, "--width", callback=_positive, help="VGG16 channel multiplier."),
+    epochs: int = typer.Option(3, min=1, help="Epochs to train the model all variants share (accuracy)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Intra-op threads for every variant."),
     include_compile: bool = typer.Option(True, "--compile/--no-compile", help="Include compiled variants."),
     kit: bool = typer.Option(True, "--kit/--no-kit",
                              help="Also at the reference kit's size (224 px, width 1.0; a few minutes more)."),
@@ -184,8 +201,10 @@ def bench_infer(
 
 @app.command()
 def promote(
-    model: str | None = typer.Option(None, "--model", help="Registered model name (default: MLOPS_MODEL_NAME)."),
-    candidate: str = typer.Option("latest", "--candidate", help="Version number, 'latest' or an alias."),
+    model: str | None = typer.Option(None, "--model",
+                                     callback=_name, help="Registered model name (default: MLOPS_MODEL_NAME)."),
+    candidate: str = typer.Option("latest", "--candidate",
+                                  callback=_name, help="Version number, 'latest' or an alias."),
 ) -> None:
     """Gate a candidate version against the champion; make it champion if it wins (exit 1 if refused)."""
     from mlops.settings import get_settings
@@ -206,7 +225,8 @@ def promote(
 
 @app.command()
 def rollback(
-    model: str | None = typer.Option(None, "--model", help="Registered model name (default: MLOPS_MODEL_NAME)."),
+    model: str | None = typer.Option(None, "--model",
+                                     callback=_name, help="Registered model name (default: MLOPS_MODEL_NAME)."),
 ) -> None:
     """Make the previous champion the champion again (one step, recorded in MLflow)."""
     from mlops.settings import get_settings
@@ -228,10 +248,12 @@ def rollback(
 @app.command()
 def serve(
     host: str | None = typer.Option(None, "--host", help="Bind address (default MLOPS_SERVE_HOST, loopback)."),
-    port: int | None = typer.Option(None, "--port", help="Bind port (default MLOPS_SERVE_PORT)."),
-    workers: int | None = typer.Option(None, "--workers", help="uvicorn worker processes under gunicorn."),
-    model: str | None = typer.Option(None, "--model", help="Registered model (default MLOPS_MODEL_NAME)."),
-    alias: str | None = typer.Option(None, "--alias", help="Alias to serve and follow (default champion)."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Bind port (default MLOPS_SERVE_PORT)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="uvicorn worker processes under gunicorn."),
+    model: str | None = typer.Option(None, "--model",
+                                     callback=_name, help="Registered model (default MLOPS_MODEL_NAME)."),
+    alias: str | None = typer.Option(None, "--alias",
+                                     callback=_name, help="Alias to serve and follow (default champion)."),
 ) -> None:
     """Serve models:/NAME@champion (gunicorn + uvicorn workers) with hot swap on promotion."""
     from serving.server import run_server
@@ -258,17 +280,18 @@ def predict(
 
 @bench_app.command("serve")
 def bench_serve(
-    requests: int = typer.Option(400, "--requests", help="Requests per server and variant (fixed count)."),
-    concurrency: int = typer.Option(8, "--concurrency", help="Concurrent clients."),
+    requests: int = typer.Option(400, "--requests", min=1, help="Requests per server and variant (fixed count)."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Concurrent clients."),
     variants: str = typer.Option("auto,openvino_int8,openvino_bf16,openvino_fp32,int8,bf16,compiled,fp32",
                                  "--variants",
                                  help="Serving variants to measure ('auto': the platform's own measured choice)."),
-    model: str | None = typer.Option(None, "--model", help="Registered model (default MLOPS_MODEL_NAME)."),
+    model: str | None = typer.Option(None, "--model",
+                                     callback=_name, help="Registered model (default MLOPS_MODEL_NAME)."),
     mlflow_serve: bool = typer.Option(True, "--mlflow-serve/--no-mlflow-serve",
                                       help="Also measure `mlflow models serve` on the same version."),
     kit: bool = typer.Option(True, "--kit/--no-kit",
                              help="Also at the kit's real size (224 px, width 1.0; registers <model>-bench-kit)."),
-    kit_requests: int = typer.Option(64, "--kit-requests", help="Requests per variant at the kit's size."),
+    kit_requests: int = typer.Option(64, "--kit-requests", min=1, help="Requests per variant at the kit's size."),
     json_out: Path | None = typer.Option(None, "--json", help="Write results and summary here."),
 ) -> None:
     """Throughput and p50/p99 latency of our endpoint (through nginx) per variant vs `mlflow models serve`."""
@@ -291,9 +314,9 @@ def bench_serve(
 
 @bench_app.command("drift")
 def bench_drift(
-    rows: int = typer.Option(1_000_000, help="Rows per frame (reference and current)."),
-    columns: int = typer.Option(20, help="Numeric columns (3 shifted by 0.1 sigma, 2 scaled by 1.2)."),
-    seed: int = typer.Option(0, help="Random seed of the frames."),
+    rows: int = typer.Option(1_000_000, min=1, help="Rows per frame (reference and current)."),
+    columns: int = typer.Option(20, min=1, help="Numeric columns (3 shifted by 0.1 sigma, 2 scaled by 1.2)."),
+    seed: int = typer.Option(0, min=0, help="Random seed of the frames."),
     evidently_python: Path = typer.Option(
         Path(".venv-evidently/bin/python"), "--evidently-python",
         help="Python of the Evidently environment (`make evidently-venv`).",
@@ -323,10 +346,12 @@ app.add_typer(drift_app, name="drift")
 
 @drift_app.command("check")
 def drift_check(
-    model: str | None = typer.Option(None, "--model", help="Registered model (default: MLOPS_MODEL_NAME)."),
+    model: str | None = typer.Option(None, "--model",
+                                     callback=_name, help="Registered model (default: MLOPS_MODEL_NAME)."),
     window: str | None = typer.Option(None, "--window", help="Window length, e.g. 30s, 15m, 1h (default: "
                                       "MLOPS_DRIFT_WINDOW); the latest complete aligned window is checked."),
-    version: str | None = typer.Option(None, "--version", help="Compare with this version (default: champion)."),
+    version: str | None = typer.Option(None, "--version",
+                                       callback=_name, help="Compare with this version (default: champion)."),
     force: bool = typer.Option(False, "--force", help="Check again even if this window already has a drift run."),
 ) -> None:
     """Compare the latest window of serving traffic with the reference profile; log a drift run to MLflow.
@@ -385,7 +410,8 @@ def feedback(
 
 @app.command("retrain-loop")
 def retrain_loop(
-    model: str | None = typer.Option(None, "--model", help="Registered model (default: MLOPS_MODEL_NAME)."),
+    model: str | None = typer.Option(None, "--model",
+                                     callback=_name, help="Registered model (default: MLOPS_MODEL_NAME)."),
     window: str | None = typer.Option(None, "--window", help="Window length (default: MLOPS_DRIFT_WINDOW)."),
 ) -> None:
     """Run one scheduled tick: check the latest window, retrain and promote if the trigger fires, exit."""
@@ -405,7 +431,8 @@ def retrain_loop(
 
 @app.command("demo")
 def demo(
-    model: str | None = typer.Option(None, "--model", help="Registered model (default: MLOPS_MODEL_NAME)."),
+    model: str | None = typer.Option(None, "--model",
+                                     callback=_name, help="Registered model (default: MLOPS_MODEL_NAME)."),
     window: str = typer.Option("30s", "--window", help="Drift window length for the demo (short)."),
     images_per_window: int = typer.Option(2000, "--images-per-window", min=1,
                                           help="At most this many images per window."),

@@ -55,3 +55,46 @@ def test_layers_point_down() -> None:
     out = subprocess.run([lint, "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "0 broken" in out.stdout
+
+
+def _options(types: tuple[type, ...]) -> list[tuple[tuple[str, ...], str]]:
+    """(command path, longest option name) of every valued option annotated with one of ``types``."""
+    found = []
+    for path, command in COMMANDS:
+        for param in command.params:
+            descriptor = getattr(param, "type_descriptor", None)
+            if (getattr(param, "param_type_name", "") == "option" and not getattr(param, "is_flag", False)
+                    and descriptor is not None and descriptor.annotation in types):
+                found.append((path, max(param.opts, key=len)))
+    return found
+
+
+def _numeric() -> list[tuple[tuple[str, ...], str]]:
+    return _options((int, float))
+
+
+def _names() -> list[tuple[tuple[str, ...], str]]:
+    names = {"--model", "--model-name", "--experiment", "--alias", "--candidate", "--version"}
+    return [(p, o) for p, o in _options((str,)) if o in names]
+
+
+@pytest.mark.parametrize(("path", "option"), _numeric(), ids=[f"{' '.join(p)} {o}" for p, o in _numeric()])
+def test_every_number_option_refuses_a_negative_value_in_one_line(path: tuple[str, ...], option: str) -> None:
+    """No count, size, port or rate takes -1: exit 2 naming the option, before the command does anything."""
+    result = CliRunner().invoke(app, [*path, option, "-1"])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize(("path", "option"), _names(), ids=[f"{' '.join(p)} {o}" for p, o in _names()])
+@pytest.mark.parametrize("value", ["", "   ", "bad\nname"], ids=["empty", "blank", "newline"])
+def test_every_name_option_refuses_an_empty_or_unprintable_name(path: tuple[str, ...], option: str,
+                                                               value: str) -> None:
+    result = CliRunner().invoke(app, [*path, option, value])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output and "printable" in result.output, result.output
+
+
+def test_the_option_checks_cover_every_command_that_takes_numbers_or_names() -> None:
+    assert len(_numeric()) >= 30 and len(_names()) >= 12
+    assert (("serve",), "--port") in _numeric() and (("promote",), "--candidate") in _names()
