@@ -39,6 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, ValidationError
+from starlette.requests import ClientDisconnect
 
 from mlops.settings import get_settings
 from mlops.tracking import load_client_env
@@ -49,6 +50,9 @@ from training.data import CLASS_NAMES, preprocess
 log = logging.getLogger(__name__)
 
 MAX_PIXELS = 4096 * 4096
+EXAMPLE_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR42mM8sWUBAwMDEwMDAwMDAwAZogIgTXkKZgAAAABJR"
+               "U5ErkJggg==")
+"""A real 2x2 PNG: the OpenAPI example predicts as it is ("Try it out" at /docs)."""
 
 
 # --- request / response schema (published in OpenAPI) -------------------------------------------
@@ -57,7 +61,7 @@ MAX_PIXELS = 4096 * 4096
 class PredictRequest(BaseModel):
     """Either ``image`` (one) or ``images`` (a batch): base64-encoded PNG/JPEG/BMP files."""
 
-    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"images": ["iVBORw0KGgo..."]}]}}
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"images": [EXAMPLE_PNG]}]}}
 
     image: str | None = Field(None, description="One base64-encoded image file (PNG, JPEG or BMP).")
     images: list[str] | None = Field(None, description="A batch of base64-encoded image files.")
@@ -393,10 +397,15 @@ def create_app() -> FastAPI:
                 status = 413
                 return error(413, f"request body is {length} bytes, over the limit of {s.serve_max_body_bytes}",
                              request_id)
-            body = await request.body()
-            if len(body) > s.serve_max_body_bytes:
-                status = 413
-                return error(413, f"request body is over the limit of {s.serve_max_body_bytes} bytes", request_id)
+            parts, size = [], 0
+            async for part in request.stream():  # a chunked body has no length up front: stop at the limit
+                size += len(part)
+                if size > s.serve_max_body_bytes:
+                    status = 413
+                    return error(413, f"request body is over the limit of {s.serve_max_body_bytes} bytes",
+                                 request_id)
+                parts.append(part)
+            body = b"".join(parts)
             served = holder.current
             if served is None:
                 status = 503
@@ -407,7 +416,10 @@ def create_app() -> FastAPI:
                     x = decode_images(body, served.image_size)
                 except BadInput as exc:
                     status = exc.status
-                    return error(exc.status, exc.detail, request_id)
+                    kind = request.headers.get("content-type", "").split(";")[0].strip()
+                    hint = f" (sent as {kind[:60]}; send application/json)" if status == 400 and kind and \
+                        "json" not in kind else ""
+                    return error(exc.status, exc.detail + hint, request_id)
                 used, logits, emb = await app.state.batcher.submit(x)
                 if logits is not None:
                     break
@@ -431,6 +443,9 @@ def create_app() -> FastAPI:
                                   model=ModelRef(name=used.name, version=used.version, alias=used.alias,
                                                  variant=used.variant))
             return JSONResponse(out.model_dump(), headers={"X-Request-ID": request_id})
+        except ClientDisconnect:  # the client left before sending its whole body: nobody to answer
+            status = 499
+            return error(499, "client closed the connection before sending the whole body", request_id)
         except Exception:
             status = 500
             log.exception("Request %s failed", request_id)

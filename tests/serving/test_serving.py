@@ -69,6 +69,25 @@ def _png(array: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _lying_png(width: int, height: int) -> str:
+    """A tiny PNG whose header declares ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode()
+
+
+def _jpeg_truncated() -> str:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return base64.b64encode(buf.getvalue()[: len(buf.getvalue()) // 2]).decode()
+
+
 def _register_copy(config: TrainConfig, model: CustomVGG, name: str, scale: float = 1.0) -> str:
     from training.data import synthetic_splits
 
@@ -257,12 +276,96 @@ def test_bad_input_gets_4xx_naming_the_problem(server: Server) -> None:
         (dict(json={"image": _png(noise)}), 413, "over the limit of 100000"),
         (dict(json={"images": [ok_png] * 17}), 413, "batch of 17 images is over the limit of 16"),
         (dict(json={"image": ok_png, "images": [ok_png]}), 422, "not both"),
+        # hostile: nesting the JSON parser recurses into, lying headers, truncated files, huge strings, wrong types
+        (dict(content=b"[" * 100_000 + b"]" * 100_000), 400, "nested too deeply"),
+        (dict(content=b'{"images": ' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"}"), 400, "nested too deeply"),
+        (dict(json={"image": _lying_png(65_535, 65_535)}), 413, "declares more than"),
+        (dict(json={"image": _jpeg_truncated()}), 422, "image is not a readable image"),
+        (dict(json={"image": "A" * 1_000_000}), 413, "image is 750000 bytes, over the limit of 100000"),
+        # chunked (no length up front): read up to the limit, then refused
+        (dict(content=iter([b"A" * 1_000_000] * 32 + [b"A"])), 413, "over the limit of 32000000 bytes"),
+        (dict(data={"image": ok_png}), 400, "sent as application/x-www-form-urlencoded; send application/json"),
+        (dict(files={"image": ("x.png", base64.b64decode(ok_png), "image/png")}), 400, "send application/json"),
     ]
     for kwargs, status, words in cases:
         resp = httpx.post(url, timeout=30, **kwargs)
         assert resp.status_code == status, (kwargs.keys(), resp.text)
         assert words in resp.json()["detail"], resp.text
+    # a declared length over the limit is refused before any of the body is read
+    import socket
+
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 33000013\r\n\r\n")
+        got = b""
+        while b"over the limit" not in got and (chunk := sock.recv(65536)):
+            got += chunk
+        answer = got.decode()
+    assert answer.startswith("HTTP/1.1 413") and "33000013 bytes, over the limit of 32000000" in answer, answer
     assert server.get("/health").status_code == 200
+
+
+def test_requests_fuzzed_from_the_openapi_document_never_get_a_5xx(server: Server) -> None:
+    """schemathesis generates requests from the served OpenAPI document, valid and invalid (positive and negative
+    modes), for every operation: none may answer 5xx, every 4xx names the problem, /health stays 200."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    schema = schemathesis.openapi.from_dict(server.get("/openapi.json").json())
+    operations = [op.ok() for op in schema.get_all_operations()]
+    assert {op.label for op in operations} >= {"POST /predict", "GET /health", "GET /model", "GET /metrics"}
+    seen: Counter[tuple[str, int]] = Counter()
+
+    @given(case=st.one_of([op.as_strategy(mode) for op in operations for mode in schemathesis.GenerationMode]))
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    def fuzz(case: schemathesis.Case) -> None:
+        resp = case.call(base_url=server.url, timeout=30)
+        seen[(case.operation.label, resp.status_code)] += 1
+        assert resp.status_code < 500, (case.operation.label, case.body if case.body is not None else "", resp.text)
+        if resp.status_code >= 400:
+            detail = resp.json().get("detail")
+            assert detail and isinstance(detail, str | list), resp.text
+
+    fuzz()
+    predict = {status for (label, status), n in seen.items() if label == "POST /predict"}
+    assert len(predict & {400, 413, 422}) >= 2, seen  # the fuzzer reached several of the checks
+    # the document's own example is a real image: it predicts as published
+    document = server.get("/openapi.json").json()
+    body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["examples"][0]
+    assert httpx.post(f"{server.url}/predict", json=body, timeout=30).status_code == 200
+    assert server.get("/health").status_code == 200
+
+
+def test_slow_bodies_tie_up_no_worker(server: Server) -> None:
+    """Slow-loris: connections that send headers and a trickle of body; the worker keeps answering others."""
+    import socket
+
+    host, port = server.url.removeprefix("http://").split(":")
+    slow = []
+    try:
+        for _ in range(32):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100000\r\n\r\n{\"image\": \"")
+            slow.append(sock)
+        ok_png = _png(synthetic_arrays(1, 32, 5)[0][0])
+        for _ in range(3):
+            for sock in slow:
+                sock.sendall(b"AAAA")
+            start = time.perf_counter()
+            assert server.get("/health").status_code == 200
+            resp = httpx.post(f"{server.url}/predict", json={"image": ok_png}, timeout=30)
+            assert resp.status_code == 200 and time.perf_counter() - start < 10, resp.text
+    finally:
+        for sock in slow:
+            sock.close()
+    assert server.get("/health").status_code == 200
+    # the abandoned requests are counted as the client's doing (499), never as server errors
+    _wait(lambda: 'status="499"' in server.get("/metrics").text, 30, "the abandoned requests to be counted")
+    assert 'endpoint="/predict",status="500"' not in server.get("/metrics").text
 
 
 def test_hot_swap_under_load_loses_no_request_then_failed_load_keeps_serving(server: Server) -> None:
