@@ -322,6 +322,10 @@ def summarise(name: str, version: str, results: list[dict[str, Any]]) -> dict[st
             summary["best_torch_variant"] = best_torch["variant"]
             summary["served_vs_best_torch_throughput"] = round(auto["throughput_rps"] / best_torch["throughput_rps"], 2)
             summary["served_vs_best_torch_p99"] = round(auto["p99_ms"] / best_torch["p99_ms"], 2)
+        compiled = next((r for r in forced if r["variant"] == "compiled"), None)
+        if compiled is not None:  # the baseline: the best torch variant before OpenVINO and torch BF16
+            summary["served_vs_compiled_throughput"] = round(auto["throughput_rps"] / compiled["throughput_rps"], 2)
+            summary["served_vs_compiled_p99"] = round(auto["p99_ms"] / compiled["p99_ms"], 2)
     if mlflow_r and mlflow_r.get("throughput_rps"):
         summary["throughput_ratio_vs_mlflow_serve"] = round(best["throughput_rps"] / mlflow_r["throughput_rps"], 2)
         summary["p99_ratio_vs_mlflow_serve"] = round(best["p99_ms"] / mlflow_r["p99_ms"], 2)

@@ -99,4 +99,8 @@ def test_summary_compares_the_served_variant_with_the_forced_ones() -> None:
     assert s["served_variant_is_fastest"] is False and s["served_vs_fastest_throughput"] == round(900 / 933, 2)
     assert s["best_torch_variant"] == "compiled" and s["served_vs_best_torch_throughput"] == round(900 / 550, 2)
     assert s["served_vs_best_torch_p99"] == round(16 / 24, 2)
+    assert s["served_vs_compiled_throughput"] == round(900 / 550, 2)
+    with_bf16 = summarise("m", "3", [*rows, _row("bf16", "bf16", 700.0, 12.0)])
+    assert with_bf16["best_torch_variant"] == "bf16" and with_bf16["served_vs_best_torch_throughput"] == round(9 / 7, 2)
+    assert with_bf16["served_vs_compiled_throughput"] == round(900 / 550, 2)
     assert summarise("m", "3", rows[:1] + rows[2:])["served_variant_is_fastest"] is True
