@@ -47,7 +47,8 @@ TORCH_VARIANTS = ("int8", "bf16", "compiled", "fp32")
 
 @dataclass
 class BenchServeConfig:
-    requests: int = 400
+    requests: int = 2000
+    """Per target: at ~1000 req/s a round of 400 lasted 0.1 s, and two identical servers differed by 12%."""
     concurrency: int = 8
     variants: list[str] = field(default_factory=lambda: ["auto", "openvino_int8", "openvino_bf16", "openvino_fp32",
                                                          "int8", "bf16", "compiled", "fp32"])
@@ -55,7 +56,7 @@ class BenchServeConfig:
     model: str | None = None
     mlflow_serve: bool = True
     warmup: int = 20
-    rounds: int = 4
+    rounds: int = 5
     """Each target gets its requests in this many slices, targets taking turns (interleaved)."""
     start_timeout_s: float = 900.0
     kit: bool = True
@@ -314,7 +315,9 @@ def summarise(name: str, version: str, results: list[dict[str, Any]]) -> dict[st
         if forced:
             fastest = max(forced, key=lambda r: r["throughput_rps"])
             summary["fastest_forced_variant"] = fastest["variant"]
-            summary["served_variant_is_fastest"] = auto["variant"] == fastest["variant"]
+            # the platform's own server measured fastest, or the variant it serves is the fastest forced one
+            summary["served_variant_is_fastest"] = (auto["variant"] == fastest["variant"]
+                                                    or auto["throughput_rps"] >= fastest["throughput_rps"])
             summary["served_vs_fastest_throughput"] = round(auto["throughput_rps"] / fastest["throughput_rps"], 2)
         torch_r = [r for r in forced if r["variant"] in TORCH_VARIANTS]
         if torch_r:

@@ -280,7 +280,8 @@ def predict(
 
 @bench_app.command("serve")
 def bench_serve(
-    requests: int = typer.Option(400, "--requests", min=1, help="Requests per server and variant (fixed count)."),
+    requests: int | None = typer.Option(None, "--requests", min=1,
+                                        help="Requests per server and variant (fixed count)."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Concurrent clients."),
     variants: str = typer.Option("auto,openvino_int8,openvino_bf16,openvino_fp32,int8,bf16,compiled,fp32",
                                  "--variants",
@@ -300,7 +301,7 @@ def bench_serve(
     from mlops_cli.bench_serve import BenchServeConfig, render
     from mlops_cli.bench_serve import bench_serve as run_bench
 
-    cfg = BenchServeConfig(requests=requests, concurrency=concurrency,
+    cfg = BenchServeConfig(**({"requests": requests} if requests else {}), concurrency=concurrency,
                            variants=[v.strip() for v in variants.split(",") if v.strip()], model=model,
                            mlflow_serve=mlflow_serve, kit=kit, kit_requests=kit_requests)
     result = run_bench(cfg)

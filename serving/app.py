@@ -28,7 +28,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -389,7 +388,7 @@ def create_app() -> FastAPI:
     )
     async def predict(request: Request) -> Response:
         start = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id") or os.urandom(16).hex()
         status = 200
         try:
             length = request.headers.get("content-length")
@@ -427,22 +426,21 @@ def create_app() -> FastAPI:
             else:
                 status = 503
                 return error(503, "the model changed input size repeatedly; retry", request_id)
-            probs = torch.softmax(logits, dim=1)
-            conf, cls = probs.max(dim=1)
+            rows = torch.softmax(logits, dim=1).tolist()
+            cls = [max(range(len(row)), key=row.__getitem__) for row in rows]
             metrics.images.labels(used.version, used.variant).inc(len(cls))
             metrics.batch_size.observe(len(cls))
-            preds = [
-                Prediction(label=CLASS_NAMES[int(c)], class_index=int(c), confidence=float(p),
-                           probabilities={n: float(v) for n, v in zip(CLASS_NAMES, row.tolist(), strict=True)})
-                for c, p, row in zip(cls, conf, probs, strict=True)
-            ]
             if writer is not None:
                 writer.put(Record(request_id, dt.datetime.now(dt.UTC), used.name, used.version, used.variant, x,
-                                  [int(c) for c in cls], [float(p) for p in conf], emb, used.fp32))
-            out = PredictResponse(request_id=request_id, predictions=preds,
-                                  model=ModelRef(name=used.name, version=used.version, alias=used.alias,
-                                                 variant=used.variant))
-            return JSONResponse(out.model_dump(), headers={"X-Request-ID": request_id})
+                                  cls, [row[c] for c, row in zip(cls, rows, strict=True)], emb, used.fp32))
+            # PredictResponse's shape, built as plain data (pydantic objects per request cost more than the model)
+            out = {"request_id": request_id,
+                   "model": {"name": used.name, "version": used.version, "alias": used.alias, "variant": used.variant},
+                   "predictions": [{"label": CLASS_NAMES[c], "class_index": c, "confidence": row[c],
+                                    "probabilities": dict(zip(CLASS_NAMES, row, strict=True))}
+                                   for c, row in zip(cls, rows, strict=True)]}
+            return Response(json.dumps(out, separators=(",", ":")).encode(), media_type="application/json",
+                            headers={"X-Request-ID": request_id})
         except ClientDisconnect:  # the client left before sending its whole body: nobody to answer
             status = 499
             return error(499, "client closed the connection before sending the whole body", request_id)

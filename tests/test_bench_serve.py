@@ -104,3 +104,7 @@ def test_summary_compares_the_served_variant_with_the_forced_ones() -> None:
     assert with_bf16["best_torch_variant"] == "bf16" and with_bf16["served_vs_best_torch_throughput"] == round(9 / 7, 2)
     assert with_bf16["served_vs_compiled_throughput"] == round(900 / 550, 2)
     assert summarise("m", "3", rows[:1] + rows[2:])["served_variant_is_fastest"] is True
+    # the served server itself measured fastest (its variant's forced twin drew a slower slice): fastest
+    tie = [_row("auto", "openvino_bf16", 1188.0), _row("openvino_int8", "openvino_int8", 1186.0),
+           _row("openvino_bf16", "openvino_bf16", 1153.0)]
+    assert summarise("m", "3", tie)["served_variant_is_fastest"] is True

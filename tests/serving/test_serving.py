@@ -236,6 +236,10 @@ def test_serves_the_champion_with_its_predictions(server: Server) -> None:
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["model"]["version"] == champion.version and len(body["predictions"]) == 12
+    from serving.app import PredictResponse
+
+    assert PredictResponse.model_validate(body).model_dump() == body  # the published schema, exactly
+    assert resp.headers["x-request-id"] == body["request_id"] and len(body["request_id"]) == 32
     with torch.no_grad():
         expected = torch.softmax(server.model(torch.cat([preprocess(a, server.config.image_size) for a in arrays])), 1)
     got = torch.tensor([p["probabilities"]["defective"] for p in body["predictions"]])
