@@ -260,3 +260,24 @@ def serve_process():  # noqa: ANN201 - a factory
     yield start
     for server in started:
         server.stop()
+
+
+def _lying_png(width: int, height: int) -> str:
+    """Base64 of a 60-byte PNG whose header declares ``width`` x ``height`` pixels (PIL's bomb check trips on it)."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode()
+
+
+@pytest.fixture(scope="session")
+def lying_png():  # noqa: ANN201 - the function itself
+    """A factory of hostile images: tiny PNG files whose header declares enormous dimensions."""
+    return _lying_png
+

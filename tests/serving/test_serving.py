@@ -69,19 +69,6 @@ def _png(array: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _lying_png(width: int, height: int) -> str:
-    """A tiny PNG whose header declares ``width`` x ``height`` pixels."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b""))
-    return base64.b64encode(png).decode()
-
-
 def _jpeg_truncated() -> str:
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, format="JPEG")
@@ -264,7 +251,7 @@ def test_serves_the_champion_with_its_predictions(server: Server) -> None:
     assert "images" in str(schema["paths"]["/predict"]["post"]["requestBody"])
 
 
-def test_bad_input_gets_4xx_naming_the_problem(server: Server) -> None:
+def test_bad_input_gets_4xx_naming_the_problem(server: Server, lying_png) -> None:  # noqa: ANN001
     url = f"{server.url}/predict"
     ok_png = _png(synthetic_arrays(1, 32, 5)[0][0])
     noise = np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)
@@ -283,7 +270,7 @@ def test_bad_input_gets_4xx_naming_the_problem(server: Server) -> None:
         # hostile: nesting the JSON parser recurses into, lying headers, truncated files, huge strings, wrong types
         (dict(content=b"[" * 100_000 + b"]" * 100_000), 400, "nested too deeply"),
         (dict(content=b'{"images": ' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"}"), 400, "nested too deeply"),
-        (dict(json={"image": _lying_png(65_535, 65_535)}), 413, "declares more than"),
+        (dict(json={"image": lying_png(65_535, 65_535)}), 413, "declares more than"),
         (dict(json={"image": _jpeg_truncated()}), 422, "image is not a readable image"),
         (dict(json={"image": "A" * 1_000_000}), 413, "image is 750000 bytes, over the limit of 100000"),
         # chunked (no length up front): read up to the limit, then refused
