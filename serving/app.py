@@ -433,7 +433,7 @@ def create_app() -> FastAPI:
             if writer is not None:
                 writer.put(Record(request_id, dt.datetime.now(dt.UTC), used.name, used.version, used.variant, x,
                                   cls, [row[c] for c, row in zip(cls, rows, strict=True)], emb, used.fp32))
-            # PredictResponse's shape, built as plain data (pydantic objects per request cost more than the model)
+            # PredictResponse's shape as plain data: cheaper per request than building pydantic objects
             out = {"request_id": request_id,
                    "model": {"name": used.name, "version": used.version, "alias": used.alias, "variant": used.variant},
                    "predictions": [{"label": CLASS_NAMES[c], "class_index": c, "confidence": row[c],
