@@ -191,13 +191,13 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
     mv = version_by_alias(client, name, CHAMPION)
     if mv is None:
         raise RuntimeError(f"{name!r} has no champion: promote a version first (`mlops promote`)")
-    results = _bench_version(cfg, client, mv, cfg.requests, cfg.variants, cfg.mlflow_serve, {})
+    results = _bench_version(cfg, mv, _image_size(client, mv), cfg.requests, cfg.variants, cfg.mlflow_serve, {})
     out: dict[str, Any] = {"config": asdict(cfg), "results": results,
                            "summary": summarise(name, str(mv.version), results)}
     if cfg.kit:
         kit_name, kit_mv, trained = kit_model(client, name)
-        kit_results = _bench_version(cfg, client, kit_mv, cfg.kit_requests, cfg.kit_variants, False, KIT_SERVER_ENV)
         size = _image_size(client, kit_mv)
+        kit_results = _bench_version(cfg, kit_mv, size, cfg.kit_requests, cfg.kit_variants, False, KIT_SERVER_ENV)
         out["kit_results"] = kit_results
         out["summary"]["kit"] = {**summarise(kit_name, str(kit_mv.version), kit_results), "image_size": size,
                                  "trained": trained, "server_env": KIT_SERVER_ENV}
@@ -210,13 +210,12 @@ def _image_size(client: Any, mv: Any) -> int:  # noqa: ANN401 - MlflowClient, Mo
     return load_version(client, mv).image_size
 
 
-def _bench_version(cfg: BenchServeConfig, client: Any, mv: Any, requests: int, variants: list[str],  # noqa: ANN401
+def _bench_version(cfg: BenchServeConfig, mv: Any, size: int, requests: int, variants: list[str],  # noqa: ANN401
                    mlflow_serve: bool, server_env: dict[str, str]) -> list[dict[str, Any]]:
-    """Every target on one registered version, interleaved: the results rows."""
+    """Every target on one registered version (input ``size`` px), interleaved: the results rows."""
     from serving.client import endpoint
 
     name = mv.name
-    size = _image_size(client, mv)
     arrays, _, _ = synthetic_arrays(32, size, 123)
     ours: list[bytes] = []
     for a in arrays:
