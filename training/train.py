@@ -365,6 +365,11 @@ def _finish(
     return result
 
 
+def _gate(result: GateResult) -> str:
+    """The run tag value of an accuracy gate's outcome."""
+    return "accepted" if result.passed else "refused"
+
+
 def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig, out: Path) -> str:
     """Write the version's OpenVINO IRs (FP32, and NNCF INT8 when it passes the gate) into ``out`` and log them
     as ``openvino/`` with their accuracy and latency (the registered model's pyfunc carries them too).
@@ -387,7 +392,7 @@ def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig, out: 
         calib = splits.train.images[: config.calibration_images]
         int8 = tov.quantize_ir(fp32_ir, [calib[i : i + 32] for i in range(0, calib.shape[0], 32)],
                                splits.val.images, splits.val.labels, config.int8_max_drop_points)
-        gate = "accepted" if int8.drop_points <= config.int8_max_drop_points + 1e-9 else "refused"
+        gate = _gate(GateResult(int8.fp32_accuracy, int8.int8_accuracy, config.int8_max_drop_points))
         metrics |= {"openvino_fp32_val_accuracy": int8.fp32_accuracy, "openvino_int8_val_accuracy": int8.int8_accuracy,
                     "openvino_int8_accuracy_drop_points": int8.drop_points}
         tracking.log_params({"openvino_int8_method": int8.method})
@@ -399,16 +404,14 @@ def export_openvino(plain: CustomVGG, splits: Splits, config: TrainConfig, out: 
         bf16 = tov.CompiledIR(fp32_ir, "bf16").logits
         fp32_acc = (int8.fp32_accuracy if int8 is not None  # quantize_ir scored the FP32 IR on these images
                     else tov.accuracy(runners["openvino_fp32"], splits.val.images, splits.val.labels))
-        bf16_drop = 100.0 * (fp32_acc - tov.accuracy(bf16, splits.val.images, splits.val.labels))
-        metrics["openvino_bf16_accuracy_drop_points"] = bf16_drop
-        tags["openvino_bf16_gate"] = "accepted" if bf16_drop <= config.int8_max_drop_points + 1e-9 else "refused"
         runners["openvino_bf16"] = bf16
-        # Serving's torch BF16 autocast variant, held to the same gate against the same FP32 figure.
-        with torch.no_grad():
-            torch_drop = 100.0 * (fp32_acc - tov.accuracy(Bf16Autocast(plain).eval(), splits.val.images,
-                                                          splits.val.labels))
-        metrics["bf16_accuracy_drop_points"] = torch_drop
-        tags["bf16_gate"] = "accepted" if torch_drop <= config.int8_max_drop_points + 1e-9 else "refused"
+        # OpenVINO's BF16 hint and serving's torch BF16 autocast variant, each against the same FP32 figure.
+        for name, fn in (("openvino_bf16", bf16), ("bf16", Bf16Autocast(plain).eval())):
+            with torch.no_grad():
+                result = GateResult(fp32_acc, tov.accuracy(fn, splits.val.images, splits.val.labels),
+                                    config.int8_max_drop_points)
+            metrics[f"{name}_accuracy_drop_points"] = result.drop_points
+            tags[f"{name}_gate"] = _gate(result)
     with torch.no_grad():
         samples = interleaved_latencies_ms(list(runners.values()), [splits.val.images] * len(runners), iterations=50)
     metrics |= {f"{k}_latency_ms": statistics.median(v) for k, v in zip(runners, samples, strict=True)}
