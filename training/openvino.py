@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from training.model import CustomVGG, EmbedAndClassify
+from training.quantize import GateResult
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +139,12 @@ def quantize_ir(fp32_ir: Any, calibration: Sequence[torch.Tensor], val_images: t
 
     dataset = nncf.Dataset(data)
     best = attempt("nncf.quantize, fast bias correction", lambda: quantize_fast(fp32_ir, calibration))
-    if best.drop_points <= max_drop_points + 1e-9:
+    if GateResult(best.fp32_accuracy, best.int8_accuracy, max_drop_points).passed:
         return best
     again = attempt("nncf.quantize, bias correction",
                     lambda: nncf.quantize(fp32_ir, dataset, subset_size=len(data), fast_bias_correction=False))
     best = min(best, again, key=lambda r: r.drop_points)
-    if best.drop_points <= max_drop_points + 1e-9:
+    if GateResult(best.fp32_accuracy, best.int8_accuracy, max_drop_points).passed:
         return best
     pairs = [(np.ascontiguousarray(val_images[i : i + 1].numpy()), int(val_labels[i]))
              for i in range(len(val_images))]
