@@ -311,6 +311,34 @@ def bench_serve(
         typer.echo(f"wrote {json_out}")
 
 
+@bench_app.command("soak")
+def bench_soak(
+    minutes: float = typer.Option(5.0, "--minutes", callback=_positive, help="How long the load runs."),
+    clients: int = typer.Option(16, "--clients", min=2, help="Concurrent clients: half tracking, half predicting."),
+    run_jobs: bool = typer.Option(True, "--jobs/--no-jobs", help="Also run each scheduled job once under the load."),
+    keep_runs: bool = typer.Option(False, "--keep-runs", help="Keep the soak's own runs (deleted after the check)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write per-operation figures and the summary here."),
+) -> None:
+    """Sustained load through nginx (tracking, predictions, jobs); then every acknowledged write is checked."""
+    import json
+
+    from mlops_cli.soak import SoakConfig, render, soak
+
+    try:
+        result = soak(SoakConfig(minutes=minutes, clients=clients, run_jobs=run_jobs, keep_runs=keep_runs),
+                      progress=lambda line: typer.echo(line, err=True))
+    except FileNotFoundError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(render(result))
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2))
+        typer.echo(f"wrote {json_out}")
+    summary = result["summary"]
+    if summary["lost_writes"] or summary["server_errors"]:
+        raise typer.Exit(code=1)
+
+
 # --- drift, feedback, retraining, demo ---------------------------------------------------
 
 @bench_app.command("drift")
