@@ -42,7 +42,7 @@ test-deps: $(VENV_STAMP) ## System packages the tests need beyond what the roles
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test-python: test-deps ## Unit and integration tests (starts a private platform instance on loopback)
-	$(BIN)/pytest -m "not ipex and not infra" --durations=15
+	$(BIN)/pytest -m "not ipex and not infra and not resilience" --durations=15
 
 # Test groups: this file and each fragment append theirs as `<seconds it takes in CI>:<target>`.
 # Groups are independent (own instance names, ports and environments), so `make test` runs them
@@ -70,3 +70,4 @@ include serving/serving.mk
 include pipelines/pipelines.mk
 include ansible/aws.mk
 include ansible/operations.mk
+include tests/resilience/resilience.mk

@@ -22,7 +22,6 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
-import stamina
 
 from mlops.settings import get_settings
 
@@ -72,10 +71,6 @@ CREATE TABLE IF NOT EXISTS monitoring.samples (
     PRIMARY KEY (request_id, item_index)
 );
 """
-
-
-# Every write to the monitoring store that a dropped connection can interrupt goes through this one policy.
-retry_db = stamina.retry(on=(psycopg2.OperationalError, psycopg2.InterfaceError), attempts=5, timeout=60.0)
 
 
 class MonitoringNotConfigured(RuntimeError):

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     serve_monitoring: bool = True
     serve_monitoring_batch: int = 256
     serve_monitoring_flush_s: float = 1.0
+    serve_monitoring_buffer_rows: int = Field(20_000, ge=1)
+    """Rows kept while the monitoring store is unreachable (written when it answers); beyond it the oldest are
+    dropped, counted in ``mlops_serving_monitoring_rows_dropped_total`` and logged."""
     serve_sample_rate: float = 0.1
     """Share of requests (0..1, chosen by a hash of the request id) whose images go to monitoring.samples."""
 

@@ -395,7 +395,7 @@ def drift_check(
 
     s = get_settings()
     try:
-        length = parse_duration(window or s.drift_window)
+        length = parse_duration(s.drift_window if window is None else window)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--window") from exc
     try:
@@ -418,13 +418,13 @@ def feedback(
 ) -> None:
     """Record labelled feedback on served predictions (feeds the accuracy trigger of the retrain loop)."""
     from mlops import monitoring
-    from pipelines.feedback import FeedbackError, Label, parse_label, read_labels, record_feedback
+    from pipelines.feedback import FeedbackError, parse_row, read_labels, record_feedback
 
     try:
         if csv_file is not None:
             labels = read_labels(csv_file)
         elif request_id and label is not None:
-            labels = [Label(request_id, item, parse_label(label))]
+            labels = [parse_row({"request_id": request_id, "item_index": str(item), "label": label}, "feedback")]
         else:
             raise FeedbackError("give --request-id and --label, or --file")
     except FeedbackError as exc:

@@ -68,26 +68,29 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def pss_bytes(pids: list[int]) -> int:
-    """Proportional set size of the processes together (shared pages counted once, unlike summed RSS)."""
-    total = 0
+def memory_bytes(pids: list[int]) -> dict[str, int]:
+    """Memory of the processes together: ``pss`` (proportional set size: shared pages counted once, unlike summed
+    RSS) and ``anon``, its anonymous part (heaps; without PostgreSQL's shared buffers or mapped files, caches
+    that fill up to a fixed size), where a leak shows."""
+    total = {"pss": 0, "anon": 0}
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-                    break
+                    total["pss"] += int(line.split()[1]) * 1024
+                elif line.startswith("Pss_Anon:"):
+                    total["anon"] += int(line.split()[1]) * 1024
         except (OSError, ValueError):
             continue  # exited meanwhile
     return total
 
 
-def service_memory(platform: dict[str, Any]) -> dict[str, int]:
-    """Memory (PSS, bytes) of each service's process tree; 0 for a service that is down."""
+def service_memory(platform: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """:func:`memory_bytes` of each service's process tree; zeros for a service that is down."""
     out = {}
     for service in service_names(platform):
         pid = main_pid(platform, service)
-        out[service] = pss_bytes(process_tree(pid)) if pid else 0
+        out[service] = memory_bytes(process_tree(pid)) if pid else {"pss": 0, "anon": 0}
     return out
 
 

@@ -36,26 +36,47 @@ def parse_label(value: str) -> int:
     raise FeedbackError(f"unknown label {value!r}: expected one of {list(CLASS_NAMES)} or 0..{len(CLASS_NAMES) - 1}")
 
 
+MAX_ITEM_INDEX = 2**31 - 1
+"""``monitoring.feedback.item_index`` is a PostgreSQL integer."""
+
+
 def read_labels(path: Path) -> list[Label]:
-    """A CSV with a header ``request_id,item_index,label`` (item_index may be empty: 0)."""
+    """A CSV with a header ``request_id,item_index,label`` (item_index may be empty: 0), UTF-8."""
     labels = []
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"request_id", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise FeedbackError(f"{path}: missing column(s) {sorted(missing)} (header: request_id,item_index,label)")
-        for lineno, row in enumerate(reader, start=2):
-            if not (row.get("request_id") or "").strip():
-                raise FeedbackError(f"{path}:{lineno}: empty request_id")
-            item = (row.get("item_index") or "0").strip()
-            if not item.isdigit():
-                raise FeedbackError(f"{path}:{lineno}: item_index {item!r} is not a non-negative integer")
-            try:
-                label = parse_label(row["label"] or "")
-            except FeedbackError as exc:
-                raise FeedbackError(f"{path}:{lineno}: {exc}") from exc
-            labels.append(Label(row["request_id"].strip(), int(item), label))
+    lineno = 1
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"request_id", "label"} - set(reader.fieldnames or [])
+            if missing:
+                raise FeedbackError(f"{path}: missing column(s) {sorted(missing)} "
+                                    "(header: request_id,item_index,label)")
+            for lineno, row in enumerate(reader, start=2):  # noqa: B007 - read by the error messages below
+                labels.append(parse_row(row, f"{path}:{lineno}"))
+    except UnicodeDecodeError as exc:
+        raise FeedbackError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+    except csv.Error as exc:
+        raise FeedbackError(f"{path}:{lineno + 1}: not a readable CSV line ({exc})") from exc
     return labels
+
+
+def parse_row(row: dict[str | None, Any], where: str) -> Label:
+    """One label from a CSV row (or the command line's options as one); errors name ``where``."""
+    request_id = row.get("request_id")
+    if not isinstance(request_id, str) or not request_id.strip():
+        raise FeedbackError(f"{where}: empty request_id")
+    if len(request_id) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in request_id):
+        raise FeedbackError(f"{where}: request_id {request_id[:40]!r} is not 1-256 printable characters")
+    if None in row:
+        raise FeedbackError(f"{where}: more fields than the header names")
+    item = (row.get("item_index") or "0").strip()
+    if not (item.isascii() and item.isdigit()) or int(item) > MAX_ITEM_INDEX:
+        raise FeedbackError(f"{where}: item_index {item[:40]!r} is not an integer from 0 to {MAX_ITEM_INDEX}")
+    try:
+        label = parse_label(row.get("label") or "")
+    except FeedbackError as exc:
+        raise FeedbackError(f"{where}: {exc}") from exc
+    return Label(request_id.strip(), int(item), label)
 
 
 def record_feedback(conn: Any, labels: Iterable[Label]) -> int:  # noqa: ANN401 - psycopg2 connection

@@ -318,6 +318,22 @@ class Metrics:
                                         registry=self.registry)
         self._shown: tuple[str, ...] | None = None
 
+    def watch(self, writer: MonitoringWriter) -> None:
+        """Export the monitoring writer's counts (read at scrape time from the writer itself)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        class _Writer:
+            def collect(self):  # noqa: ANN202 - prometheus_client's collector protocol
+                yield CounterMetricFamily("mlops_serving_monitoring_rows_written", "Monitoring rows stored",
+                                          value=writer.written)
+                yield CounterMetricFamily("mlops_serving_monitoring_rows_dropped",
+                                          "Monitoring rows dropped (queue full, buffer bound, refused)",
+                                          value=writer.dropped)
+                yield GaugeMetricFamily("mlops_serving_monitoring_buffered_rows",
+                                        "Rows waiting for the monitoring store to answer", value=writer.buffered_rows)
+
+        self.registry.register(_Writer())
+
     def show_model(self, served: Served | None) -> None:
         if served is None:
             return
@@ -349,9 +365,10 @@ def create_app() -> FastAPI:
         if s.serve_monitoring:
             try:
                 w = MonitoringWriter(s.serve_monitoring_batch, s.serve_monitoring_flush_s,
-                                     sample_rate=s.serve_sample_rate)
+                                     sample_rate=s.serve_sample_rate, max_buffered_rows=s.serve_monitoring_buffer_rows)
                 w.start()
                 writer, monitoring_status = w, "ok"
+                metrics.watch(w)
             except Exception as exc:  # noqa: BLE001 - serve without monitoring, say so on /health
                 monitoring_status = f"unavailable: {type(exc).__name__}: {exc}"
                 log.error("Monitoring store unavailable, predictions are not recorded: %s", exc)
@@ -467,6 +484,8 @@ def create_app() -> FastAPI:
             "monitoring": monitoring_status if writer is None or not writer.last_error else
             f"error: {writer.last_error}",
             "monitoring_pending": writer.pending if writer else 0,
+            "monitoring_buffered_rows": writer.buffered_rows if writer else 0,
+            "monitoring_dropped_rows": writer.dropped if writer else 0,
         }
         metrics.requests.labels("/health", "200" if served else "503").inc()
         return JSONResponse(body, status_code=200 if served else 503)

@@ -157,8 +157,9 @@ class Platform:
         )
 
 
-@pytest.fixture(scope="session")
-def platform() -> Platform:
+@contextlib.contextmanager
+def provisioned_platform(extra_vars: dict[str, object] | None = None) -> Iterator[Platform]:
+    """`make up` of a private instance (``extra_vars``: more Ansible variables), `make down` and cleanup after."""
     root = Path(tempfile.mkdtemp(prefix="mlops-it-"))
     state_dir = root / "client"
     vars_file = root / "test-vars.yml"
@@ -170,6 +171,7 @@ def platform() -> Platform:
         # The test name does not resolve: clients use the loopback address (also in the certificate).
         "mlops_client_host: 127.0.0.1",
         *(f"{key}: {value}" for key, value in PORTS.items()),
+        *(f"{key}: {value}" for key, value in (extra_vars or {}).items()),
     ]
     vars_file.write_text("\n".join(lines) + "\n")
     instance = Platform(root=root, state_dir=state_dir, vars_file=vars_file)
@@ -184,6 +186,18 @@ def platform() -> Platform:
             entry.unlink(missing_ok=True)
         if not os.environ.get("MLOPS_KEEP_TEST_ROOT"):
             shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def platform_factory():  # noqa: ANN201 - the context manager itself
+    """:func:`provisioned_platform`, for test directories that need an instance with other variables."""
+    return provisioned_platform
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Platform]:
+    with provisioned_platform() as instance:
+        yield instance
 
 
 @pytest.fixture(scope="session")

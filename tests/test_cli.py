@@ -98,3 +98,21 @@ def test_every_name_option_refuses_an_empty_or_unprintable_name(path: tuple[str,
 def test_the_option_checks_cover_every_command_that_takes_numbers_or_names() -> None:
     assert len(_numeric()) >= 30 and len(_names()) >= 12
     assert (("serve",), "--port") in _numeric() and (("promote",), "--candidate") in _names()
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b"request_id,item_index,label\nr1,-3,good\n",
+                                     b"no header at all", b"request_id,item_index,label\nr1,0,good,x\n"],
+                         ids=["binary", "negative item", "no header", "extra field"])
+def test_feedback_with_a_garbage_file_is_one_error_line_and_exit_2(tmp_path: Path, content: bytes) -> None:
+    f = tmp_path / "labels.csv"
+    f.write_bytes(content)
+    result = CliRunner().invoke(app, ["feedback", "--file", str(f)])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "labels.csv" in result.output, result.output
+
+
+@pytest.mark.parametrize("window", ["1w", "99999999999999999999d", "\u00b2h", "-5m", ""])
+def test_drift_check_with_a_garbage_window_exits_2_naming_it(window: str) -> None:
+    result = CliRunner().invoke(app, ["drift", "check", "--window", window])
+    assert result.exit_code == 2, result.output
+    assert "--window" in result.output and "Traceback" not in result.output, result.output

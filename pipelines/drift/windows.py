@@ -8,12 +8,18 @@ from datetime import UTC, datetime, timedelta
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+_MAX_SECONDS = 366 * 86400
+
+
 def parse_duration(text: str) -> timedelta:
     """``30s``, ``15m``, ``1h``, ``2d`` (a positive whole number and one unit) -> timedelta."""
     value = text.strip().lower()
-    if len(value) < 2 or value[-1] not in _UNITS or not value[:-1].isdigit() or int(value[:-1]) <= 0:
-        raise ValueError(f"expected a duration like 30s, 15m, 1h or 1d, got {text!r}")
-    return timedelta(seconds=int(value[:-1]) * _UNITS[value[-1]])
+    number = value[:-1]
+    if len(value) < 2 or value[-1] not in _UNITS or not (number.isascii() and number.isdigit()) or int(number) <= 0:
+        raise ValueError(f"expected a duration like 30s, 15m, 1h or 1d, got {text[:40]!r}")
+    if int(number) * _UNITS[value[-1]] > _MAX_SECONDS:
+        raise ValueError(f"a window of {text[:40]!r} is longer than a year")
+    return timedelta(seconds=int(number) * _UNITS[value[-1]])
 
 
 @dataclass(frozen=True)

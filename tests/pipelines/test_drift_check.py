@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines.drift.check import CheckSettings, check_window
 from pipelines.drift.data import WindowData
@@ -111,10 +113,22 @@ def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("bad", ["", "h", "0s", "-1h", "1w", "1.5h", "abc"])
+@pytest.mark.parametrize("bad", ["", "h", "0s", "-1h", "1w", "1.5h", "abc", "\u00b2h"])
 def test_parse_duration_refuses_bad_input(bad: str) -> None:
     with pytest.raises(ValueError, match="expected a duration"):
         parse_duration(bad)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=30), st.from_regex(r"\A[0-9]{1,40}[smhd]\Z")))
+def test_any_window_text_is_a_duration_or_a_value_error(text: str) -> None:
+    try:
+        length = parse_duration(text)
+    except ValueError as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert timedelta(0) < length <= timedelta(days=366)
+        latest_complete_window(length)  # a window that long can be placed in time
 
 
 def test_windows_are_aligned_complete_and_stable() -> None:

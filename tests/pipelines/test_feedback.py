@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipelines.feedback import FeedbackError, Label, parse_label, read_labels
 
@@ -30,6 +32,10 @@ def test_read_labels(tmp_path: Path) -> None:
         ("request_id,item_index,label\nr1,x,good\n", "labels.csv:2: item_index 'x'"),
         ("request_id,item_index,label\nr1,0,good\n,0,good\n", "labels.csv:3: empty request_id"),
         ("request_id,item_index,label\nr1,0,meh\n", "labels.csv:2: unknown label 'meh'"),
+        ("request_id,item_index,label\nr1,\u00b2,good\n", "labels.csv:2: item_index"),
+        ("request_id,item_index,label\nr1,99999999999,good\n", "labels.csv:2: item_index '99999999999'"),
+        ("request_id,item_index,label\nr1,0,good,extra\n", "labels.csv:2: more fields than the header"),
+        ("request_id,item_index,label\nr\x001,0,good\n", "labels.csv:2"),
     ],
 )
 def test_bad_files_name_the_line(tmp_path: Path, content: str, message: str) -> None:
@@ -37,6 +43,31 @@ def test_bad_files_name_the_line(tmp_path: Path, content: str, message: str) -> 
     f.write_text(content)
     with pytest.raises(FeedbackError, match=message):
         read_labels(f)
+
+
+def test_a_file_that_is_not_utf8_text_is_named(tmp_path: Path) -> None:
+    f = tmp_path / "labels.csv"
+    f.write_bytes(b"request_id,item_index,label\nr1,0,\xff\xfe\n")
+    with pytest.raises(FeedbackError, match="labels.csv: not UTF-8 text"):
+        read_labels(f)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(
+    st.binary(max_size=400),
+    st.lists(st.lists(st.text(max_size=12), max_size=5), max_size=6).map(
+        lambda rows: "request_id,item_index,label\n" + "\n".join(",".join(r) for r in rows)),
+))
+def test_any_file_gives_labels_or_one_feedback_error(tmp_path: Path, content: bytes | str) -> None:
+    f = tmp_path / "fuzz.csv"
+    f.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
+    try:
+        labels = read_labels(f)
+    except FeedbackError as exc:
+        assert "\n" not in str(exc) and str(exc)
+    else:
+        for label in labels:
+            assert label.request_id.strip() and 0 <= label.item_index < 2**31 and label.label in (0, 1)
 
 
 def test_labelled_examples_join_the_training_split_only() -> None:

@@ -125,3 +125,66 @@ def test_the_writer_stores_sampled_images_and_feedback_turns_them_into_examples(
         assert len(labelled_examples(conn, model, end, end + dt.timedelta(hours=1), 32)) == 0
     finally:
         conn.close()
+
+
+def _pg_ctl(pg, action: str) -> None:  # noqa: ANN001 - conftest's PrivatePostgres
+    import os
+    import subprocess
+
+    as_postgres = ["su", "postgres", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
+    opts = f"-o '-p {pg.port} -k {pg.root} -c listen_addresses=127.0.0.1'" if action == "start" else "-m immediate"
+    subprocess.run([*as_postgres, f"/usr/lib/postgresql/15/bin/pg_ctl -w -D {pg.root}/pg -l {pg.root}/pg.log "
+                    f"{opts} {action} >/dev/null"], check=True)
+
+
+def _until(predicate, timeout: float = 30.0) -> None:  # noqa: ANN001
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.integration
+def test_rows_are_buffered_while_postgresql_is_down_then_written_or_counted_as_dropped(
+        private_postgres, patched_environ, caplog) -> None:  # noqa: ANN001
+    from mlops import monitoring
+
+    model = f"outage-{uuid.uuid4().hex[:6]}"
+    x = torch.zeros(2, 3, 8, 8)
+    sent = 0
+
+    def put(n: int) -> None:
+        nonlocal sent
+        for _ in range(n):
+            writer.put(Record(f"{model}-{sent}", dt.datetime.now(dt.UTC), model, "1", "fp32", x, [0, 1], [0.9, 0.8],
+                              torch.zeros(2, 4), _Embedder()))
+            sent += 1
+
+    with private_postgres("mlops-outage-", 25732) as pg, patched_environ({"MLOPS_MONITORING_DSN": pg.dsn}):
+        _pg_ctl(pg, "stop")  # serving starts while its store is down: no error, rows wait
+        writer = MonitoringWriter(batch_rows=8, flush_s=0.1, max_buffered_rows=40, max_backoff_s=0.5)
+        writer.start()
+        put(5)
+        _until(lambda: writer.buffered_rows == 10)
+        assert writer.written == 0 and writer.dropped == 0 and writer.last_error
+        _pg_ctl(pg, "start")
+        _until(lambda: writer.written == 10 and writer.buffered_rows == 0)
+        assert writer.last_error is None
+
+        _pg_ctl(pg, "stop")  # down again: beyond the bound the oldest rows are dropped, counted and logged
+        put(30)
+        _until(lambda: writer.pending == 0 and writer.dropped + writer.buffered_rows == 60)
+        assert writer.buffered_rows <= 40 and writer.dropped >= 20
+        assert "Monitoring rows dropped" in caplog.text
+        _pg_ctl(pg, "start")
+        writer.close()
+        assert writer.written + writer.dropped == 2 * sent and writer.buffered_rows == 0
+        conn = monitoring.connect("test-outage")
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM monitoring.predictions WHERE model_name = %s", (model,))
+                assert cur.fetchone()[0] == writer.written
+        finally:
+            conn.close()

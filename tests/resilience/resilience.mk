@@ -1,0 +1,16 @@
+# Resilience group (included by the top-level Makefile): faults under load on a private instance.
+.PHONY: test-resilience resilience-report
+
+# Its own instance: ports and name moved by 200 from the main test run's (which runs beside it).
+test-resilience: test-deps ## Kill -9 each platform process under load: recovery, failures, lost writes (test-artifacts/resilience.json)
+	@start=$$(date +%s); \
+	MLOPS_TEST_PORT_OFFSET=$$(( $${MLOPS_TEST_PORT_OFFSET:-0} + 200 )) $(BIN)/pytest tests/resilience -m resilience -q; \
+	echo "[resilience] test-resilience passed in $$(( $$(date +%s) - start )) s"
+
+RESILIENCE_JSON ?= test-artifacts/resilience.json
+
+resilience-report: $(VENV_STAMP) ## README's resilience table from the last `make test-resilience` (keeps its JSON in tests/resilience)
+	cp $(RESILIENCE_JSON) tests/resilience/last-run.json
+	$(BIN)/python tests/resilience/report.py tests/resilience/last-run.json README.md
+
+TEST_GROUPS += 600:test-resilience
