@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -153,6 +154,16 @@ class Load:
         hung = [t.name for t in self._threads if t.is_alive()]
         if hung:
             log.warning("Still running after %.0f s: %s", timeout, ", ".join(hung))
+        else:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def delete_runs(self) -> None:
+        """Delete the runs the load created (soft delete: `make gc` removes them and their artifacts)."""
+        for run_id in self.ledger.runs:
+            try:
+                self._client.delete_run(run_id)
+            except Exception as exc:  # noqa: BLE001 - cleanup only
+                log.warning("Could not delete load run %s: %s", run_id, exc)
 
     def __enter__(self) -> Load:
         return self.start()
@@ -416,11 +427,7 @@ def soak(cfg: SoakConfig, progress: Callable[[str], None] = print) -> dict[str, 
         },
     }
     if not cfg.keep_runs:
-        for run_id in load.ledger.runs:
-            try:
-                load._client.delete_run(run_id)
-            except Exception as exc:  # noqa: BLE001 - cleanup only
-                log.warning("Could not delete soak run %s: %s", run_id, exc)
+        load.delete_runs()
     if cfg.log_to_mlflow:
         _log(result, load.samples)
     return result

@@ -5,7 +5,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 
 from mlops.settings import get_settings
 
@@ -29,6 +32,18 @@ class Worker(UvicornWorker):  # type: ignore[misc,valid-type]
     def CONFIG_KWARGS(self) -> dict[str, object]:  # noqa: N802 - uvicorn's name
         return {**getattr(UvicornWorker, "CONFIG_KWARGS", {}), "root_path": get_settings().serve_root_path,
                 "loop": "uvloop", "http": "httptools"}
+
+    def run(self) -> None:
+        # A worker whose master was killed (-9) keeps the listening socket: it would serve unsupervised while
+        # the restarted master cannot bind the port. gunicorn's own workers check for this; uvicorn's do not.
+        threading.Thread(target=self._exit_when_orphaned, name="parent-watch", daemon=True).start()
+        super().run()
+
+    def _exit_when_orphaned(self, interval_s: float = 1.0) -> None:
+        while os.getppid() == self.ppid:
+            time.sleep(interval_s)
+        log.warning("Serving worker %d: its gunicorn master %d is gone; shutting down", os.getpid(), self.ppid)
+        os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown: in-flight requests finish
 
 
 def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:

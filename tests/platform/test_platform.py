@@ -177,6 +177,67 @@ def test_only_nginx_listens_beyond_loopback(platform):
     assert all("nginx" in line for _, line in public), public
 
 
+def _raw_https(platform, request: bytes) -> bytes:
+    """One request written as is over TLS (headers no HTTP library would send); the start of the answer."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=platform.ca_cert)
+    context.check_hostname = False
+    with socket.create_connection(("127.0.0.1", platform.ports["nginx_https_port"]), timeout=30) as raw, \
+            context.wrap_socket(raw, server_hostname=platform.server_name) as tls:
+        tls.sendall(request)
+        return tls.recv(4096)
+
+
+@pytest.mark.parametrize("request_head", [
+    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"x" * 70_000 + b"\r\nConnection: close\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"y" * 100) for i in range(300))
+    + b"Connection: close\r\n\r\n",
+    b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    # A body announced beyond /serve/'s limit: refused from the headers, before a byte of it is read.
+    b"POST /serve/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40000000\r\n"
+    b"Connection: close\r\n\r\n",
+], ids=["70 KB header", "300 headers", "20 KB path", "40 MB body to /serve"])
+def test_oversized_requests_get_a_4xx_from_nginx(platform, request_head: bytes) -> None:
+    answer = _raw_https(platform, request_head)
+    status = int(answer.split(b" ", 2)[1])
+    assert 400 <= status < 500, answer[:300]
+    assert requests.get(f"{platform.https}/health", verify=platform.ca_cert, timeout=10).status_code == 200
+
+
+TRAVERSALS = ["../../../../../../tmp/{marker}", "..%2F..%2F..%2F..%2F..%2F..%2Ftmp%2F{marker}",
+              "%2e%2e/%2e%2e/%2e%2e/%2e%2e/tmp/{marker}", "%2Ftmp%2F{marker}"]
+
+
+def _files_outside_the_bucket(platform) -> set[Path]:
+    data = platform.path("data")
+    return {p for p in data.rglob("*") if p.is_file() and "mlflow-artifacts" not in p.relative_to(data).parts
+            and "postgresql" not in p.relative_to(data).parts}
+
+
+@pytest.mark.parametrize("template", TRAVERSALS)
+def test_artifact_paths_cannot_leave_the_artifact_root(platform, logged_run, template: str) -> None:
+    import uuid
+
+    marker = f"escape-{uuid.uuid4().hex[:8]}"
+    path = template.format(marker=marker)
+    before = _files_outside_the_bucket(platform)
+    run = f"{logged_run['experiment_id']}/{logged_run['run_id']}/artifacts"
+    base = f"{platform.https}/api/2.0/mlflow-artifacts/artifacts"
+    answers = [
+        requests.put(f"{base}/{run}/{path}", data=b"evil", auth=_auth(platform), verify=platform.ca_cert, timeout=30),
+        requests.put(f"{base}/{path}", data=b"evil", auth=_auth(platform), verify=platform.ca_cert, timeout=30),
+        requests.get(f"{base}/{run}/{path}", auth=_auth(platform), verify=platform.ca_cert, timeout=30),
+        requests.get(f"{platform.https}/get-artifact", params={"path": path, "run_uuid": logged_run["run_id"]},
+                     auth=_auth(platform), verify=platform.ca_cert, timeout=30),
+    ]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, (answer.request.method, answer.url, answer.status_code, answer.text)
+    assert _files_outside_the_bucket(platform) == before
+    assert not [p for p in (Path("/tmp"), platform.root) for p in p.rglob(marker)]
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed (make test-deps)")
 def test_browser_shows_the_logged_experiment(platform, logged_run, artifacts_dir):
     from playwright.sync_api import sync_playwright

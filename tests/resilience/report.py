@@ -32,8 +32,9 @@ def table(report: dict) -> str:
     ]
     for row in report["faults"]:
         fivexx = ", ".join(f"{n} × {code}" for code, n in row["nginx_5xx"].items()) or "none"
-        lines.append(f"| {row['fault']} | {row['recovery_s']:.1f} s | {row['operations']} "
-                     f"({row['operations_after_kill']}) | {_failed(row)} | {fivexx} | {row['acknowledged_writes']} "
+        recovery = "n/a (stays full)" if row["recovery_s"] is None else f"{row['recovery_s']:.1f} s"
+        lines.append(f"| {row['fault']} | {recovery} | {row['operations']} "
+                     f"({row['operations_after_fault']}) | {_failed(row)} | {fivexx} | {row['acknowledged_writes']} "
                      f"| {row['lost_writes']} |")
     return "\n".join(lines)
 
