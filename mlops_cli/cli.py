@@ -315,7 +315,8 @@ def bench_serve(
 def bench_soak(
     minutes: float = typer.Option(5.0, "--minutes", callback=_positive, help="How long the load runs."),
     clients: int = typer.Option(16, "--clients", min=2, help="Concurrent clients: half tracking, half predicting."),
-    run_jobs: bool = typer.Option(True, "--jobs/--no-jobs", help="Also run each scheduled job once under the load."),
+    run_jobs: bool = typer.Option(True, "--jobs/--no-jobs",
+                                  help="Also run the scheduled jobs (each once, then spread over the run)."),
     keep_runs: bool = typer.Option(False, "--keep-runs", help="Keep the soak's own runs (deleted after the check)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write per-operation figures and the summary here."),
 ) -> None:

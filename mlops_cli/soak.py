@@ -118,6 +118,8 @@ class Load:
         self._threads: list[threading.Thread] = []
         self._t0 = 0.0
         self._tmp = Path(tempfile.mkdtemp(prefix="mlops-soak-"))
+        self.jobs_first_pass_s: float | None = None
+        """When every scheduled job had run once (seconds since the start)."""
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -238,18 +240,27 @@ class Load:
                     self._stop.wait(0.2)
 
     def _jobs(self, _index: int) -> None:
+        """Each scheduled job once right away (their one-time allocations belong to the warm-up), then again,
+        one after another, spread over the rest of the run."""
         assert self.platform is not None and self.jobs_over_s
         names = jobs.job_names(self.platform)
+
+        def run(name: str) -> None:
+            result = jobs.run_job(self.platform, name)
+            if result.returncode != 0:
+                raise JobFailed(f"job {name}: exit {result.returncode}: {result.output[-300:]}")
+
         for name in names:
-            if self._stop.wait(self.jobs_over_s / (len(names) + 1)):
+            if self._stop.is_set():
                 return
-
-            def run(n: str = name) -> None:
-                result = jobs.run_job(self.platform, n)
-                if result.returncode != 0:
-                    raise JobFailed(f"job {n}: exit {result.returncode}: {result.output[-300:]}")
-
-            self._timed(f"job_{name}", run)
+            self._timed(f"job_{name}", lambda n=name: run(n))
+        self.jobs_first_pass_s = self.elapsed
+        interval = max(10.0, (self.jobs_over_s - self.elapsed) / max(1, len(names)))
+        while True:
+            for name in names:
+                if self._stop.wait(interval):
+                    return
+                self._timed(f"job_{name}", lambda n=name: run(n))
 
 
 class JobFailed(RuntimeError):
@@ -395,7 +406,8 @@ def soak(cfg: SoakConfig, progress: Callable[[str], None] = print) -> dict[str, 
     progress(f"soak: checking {load.ledger.writes} acknowledged writes")
     lost = verify(load.ledger)
     statuses = access.statuses()
-    warm = min(cfg.warmup_s, seconds / 5)
+    # Warm-up: a fifth of the run (at most warmup_s) and every scheduled job once (a first backup allocates).
+    warm = max(min(cfg.warmup_s, seconds / 5), load.jobs_first_pass_s or 0.0)
     base = next((m for t, m in memory if t >= warm), memory[-1][1])
     end = memory[-1][1]
 

@@ -11,6 +11,8 @@ import boto3
 import psycopg2
 import pytest
 
+from mlops_cli import jobs
+
 # The random delay in front of a job's command in its cron entry (see roles/mlops_timer).
 DELAY = re.compile(r"^sleep \$\(shuf -n 1 -i 0-[0-9]+\); ")
 
@@ -75,35 +77,17 @@ def psql_admin(platform) -> Callable[[str], str]:
     return run
 
 
-def cron_entry(platform, name: str) -> tuple[str, str, str]:
-    """(schedule, user, command) of a job's entry in /etc/cron.d."""
-    path = Path("/etc/cron.d") / f"{platform.instance}-{name}"
-    lines = [
-        ln for ln in path.read_text().splitlines()
-        if ln.strip() and not ln.startswith("#") and "=" not in ln.split()[0]
-    ]
-    assert len(lines) == 1, lines
-    fields = lines[0].split(None, 6)
-    return " ".join(fields[:5]), fields[5], fields[6]
-
-
 @pytest.fixture(scope="session")
-def run_job(platform, _remove_cron_entries_of_the_test_instance) -> Callable[[str], subprocess.CompletedProcess[str]]:
-    """Run a scheduled job the way cron runs it: its entry's command line, as its user, with
-    cron's environment, minus only the random delay. Returns the result; the job's output is in
-    its log file (the entry appends to it)."""
+def run_job(platform, _remove_cron_entries_of_the_test_instance) -> Callable[[str], jobs.JobResult]:
+    """Run a scheduled job the way cron runs it (:func:`mlops_cli.jobs.run_job`: its entry's command line, as
+    its user, with cron's environment, minus only the random delay). Its output is in its log file."""
+    info = jobs.load_platform(platform.state_dir / "platform.json")
 
-    def run(name: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-        _, user, command = cron_entry(platform, name)
-        assert DELAY.match(command) or command.startswith("/"), command
-        command = DELAY.sub("", command)
+    def run(name: str, timeout: int = 600) -> jobs.JobResult:
+        _, _, command = jobs.cron_entry(platform.instance, name)
         script = platform.path("home") / "bin" / f"job-{name}"
-        assert command.startswith(f"{script} >> "), command
-        return subprocess.run(
-            ["runuser", "-u", user, "--", "env", "-i", "SHELL=/bin/sh", "PATH=/usr/bin:/bin",
-             f"LOGNAME={user}", "/bin/sh", "-c", command],
-            capture_output=True, text=True, timeout=timeout, check=False,
-        )
+        assert DELAY.sub("", command).startswith(f"{script} >> "), command
+        return jobs.run_job(info, name, timeout)
 
     return run
 

@@ -106,7 +106,7 @@ def test_retention_keeps_the_newest_backups(platform, s3, bucket_keys, run_job, 
     expected_before = sorted(set(_complete(bucket_keys)), reverse=True)
 
     result = run_job("backup")
-    assert result.returncode == 0, result.stderr + job_log("backup")[-3000:]
+    assert result.returncode == 0, result.output + job_log("backup")[-3000:]
 
     complete = _complete(bucket_keys)
     assert len(complete) == keep, complete

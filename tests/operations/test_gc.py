@@ -38,7 +38,7 @@ def test_scheduled_gc_removes_old_deleted_runs_and_their_artifacts(
 
     result = run_job("gc")
     log = job_log("gc")
-    assert result.returncode == 0, result.stderr + log[-3000:]
+    assert result.returncode == 0, result.output + log[-3000:]
     assert "gc: finished (exit status 0)" in log
 
     assert not bucket_keys(prefix["old"]), "the old deleted run's artifacts are still in the store"

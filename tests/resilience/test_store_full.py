@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from mlops_cli.soak import error_kind
+
 pytestmark = [pytest.mark.integration, pytest.mark.resilience]
 
 HEADROOM = 24 * 2**20
@@ -92,8 +94,8 @@ def test_a_full_artifact_disk_is_a_clear_error_and_no_broken_artifact(platform, 
     results.append({
         "fault": f"artifact disk full ({UPLOAD // 2**20} MB upload, {HEADROOM // 2**20} MB free)",
         "recovery_s": None, "operations": 1, "operations_after_fault": 1,
-        "failed": [{"operation": "log_artifact", "count": 1, "error": f"{type(failure.value).__name__} after "
-                    f"{failed_after_s:.0f} s: {error.splitlines()[0][:120]}"}],
+        "failed": [{"operation": "log_artifact", "count": 1,
+                    "error": f"{error_kind(failure.value)} after 2 retries ({failed_after_s:.0f} s)"}],
         "nginx_5xx": {}, "acknowledged_writes": 2, "lost_writes": len(lost),
     })
     assert "500" in error or "507" in error or "No space" in error, error
