@@ -22,11 +22,12 @@ def _failed(row: dict) -> str:
 def table(report: dict) -> str:
     load = report["load"]
     lines = [
-        f"Killed with `kill -9` under {load['tracking_clients']} tracking and {load['predict_clients']} prediction "
-        f"clients through nginx, restarted by the service manager ({report['host']['cpus']} CPUs, "
-        f"{report['host']['cpu']}).",
+        f"Each fault under {load['tracking_clients']} tracking and {load['predict_clients']} prediction clients "
+        f"through nginx ({report['host']['cpus']} CPUs, {report['host']['cpu']}). Killed processes are restarted "
+        "by the service manager; \"healthy again\" counts from the kill, or for the outages from the moment the "
+        "service was started again.",
         "",
-        "| fault | healthy again after | operations (after the kill) | failed, as the client saw it "
+        "| fault | healthy again after | operations (after the fault) | failed, as the client saw it "
         "| 5xx from nginx | acknowledged writes | lost |",
         "|---|---|---|---|---|---|---|",
     ]
