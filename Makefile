@@ -40,9 +40,11 @@ demo: demo-loop ## The main job: provision the platform, run the whole loop (mak
 
 test-deps: $(VENV_STAMP) ## System packages the tests need beyond what the roles install
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@# promtool checks and unit-tests the alert rules (tests/monitoring/test_rules.py) before any instance exists.
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 test-python: test-deps ## Unit and integration tests (starts a private platform instance on loopback)
-	$(BIN)/pytest -m "not ipex and not infra and not resilience" --durations=15
+	$(BIN)/pytest -m "not ipex and not infra and not resilience and not monitoring" --durations=15
 
 # Test groups: this file and each fragment append theirs as `<seconds it takes in CI>:<target>`.
 # Groups are independent (own instance names, ports and environments), so `make test` runs them
@@ -71,3 +73,4 @@ include pipelines/pipelines.mk
 include ansible/aws.mk
 include ansible/operations.mk
 include tests/resilience/resilience.mk
+include tests/monitoring/monitoring.mk

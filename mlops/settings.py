@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     dropped, counted in ``mlops_serving_monitoring_rows_dropped_total`` and logged."""
     serve_sample_rate: float = 0.1
     """Share of requests (0..1, chosen by a hash of the request id) whose images go to monitoring.samples."""
+    serve_metrics_dir: Path | None = None
+    """Where each ``mlops serve`` start keeps its workers' Prometheus metric files (multiprocess mode): a private
+    directory per start, named by the gunicorn master's pid, removed at exit. Default: <state_dir>/serving-metrics."""
 
     # --- drift & retraining --------------------------------------------------------------
     drift_experiment: str = "drift-monitoring"
@@ -157,6 +160,9 @@ class Settings(BaseSettings):
     """At most this many sampled images make a ``recent`` reference profile (a fixed pseudo-random subset)."""
 
     # --- day-2 operations ----------------------------------------------------------------
+    metrics_textfile_dir: Path | None = None
+    """Where jobs leave their results for Prometheus (node exporter's textfile collector reads ``*.prom``
+    here; see mlops.textfile). Unset: results are only logged (a notebook, a laptop)."""
 
     @property
     def client_env_file(self) -> Path:

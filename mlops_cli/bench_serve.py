@@ -13,6 +13,11 @@ choice with the forced variants.
 
 With ``kit`` (the default), the same is done again at the reference kit's real size on a briefly trained
 224 px, width 1.0 model registered as ``<model>-bench-kit`` (:func:`kit_model`), reported as ``summary.kit``.
+
+With ``scrape_interval_s`` (15 by default; 0: not measured), the cost of being scraped (:func:`bench_scrape`): the
+platform's served configuration (its number of workers, the variant it chooses) under load with a real Prometheus
+scraping its ``/metrics`` every ``scrape_interval_s`` vs no Prometheus, rounds interleaved off/on, reported as
+``summary.scrape``. The budget (issue #15): scraping every 15 s costs serving at most 5% of its throughput.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,7 +43,7 @@ from PIL import Image
 
 from mlops.settings import get_settings
 from mlops.tracking import load_client_env
-from mlops_cli.loadgen import post
+from mlops_cli.loadgen import LoadResult, post
 from training.cpu import detect_capabilities
 from training.data import synthetic_arrays, to_tensor
 
@@ -66,6 +74,12 @@ class BenchServeConfig:
                                                              "bf16", "compiled", "fp32"])
     """No ``int8``: the kit model has no PT2E program; no ``mlflow models serve`` (its JSON of 150k floats per
     image measures JSON parsing)."""
+    scrape_interval_s: float = 15.0
+    """Scrape-cost measurement (:func:`bench_scrape`): Prometheus scrapes this often in its rounds; 0: skipped."""
+    scrape_rounds: int = 4
+    """Rounds of the scrape-cost measurement, alternating without and with Prometheus (off first)."""
+    scrape_round_s: float | None = None
+    """Seconds of load per round; default 3 scrape intervals (each 'on' round holds about 3 scrapes)."""
 
 
 def _free_port() -> int:
@@ -191,9 +205,12 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
     mv = version_by_alias(client, name, CHAMPION)
     if mv is None:
         raise RuntimeError(f"{name!r} has no champion: promote a version first (`mlops promote`)")
-    results = _bench_version(cfg, mv, _image_size(client, mv), cfg.requests, cfg.variants, cfg.mlflow_serve, {})
+    size = _image_size(client, mv)
+    results = _bench_version(cfg, mv, size, cfg.requests, cfg.variants, cfg.mlflow_serve, {})
     out: dict[str, Any] = {"config": asdict(cfg), "results": results,
                            "summary": summarise(name, str(mv.version), results)}
+    if cfg.scrape_interval_s > 0:
+        out["summary"]["scrape"] = bench_scrape(cfg, name, _png_bodies(size))
     if cfg.kit:
         kit_name, kit_mv, trained = kit_model(client, name)
         size = _image_size(client, kit_mv)
@@ -210,6 +227,17 @@ def _image_size(client: Any, mv: Any) -> int:  # noqa: ANN401 - MlflowClient, Mo
     return load_version(client, mv).image_size
 
 
+def _png_bodies(size: int) -> list[bytes]:
+    """The bench's /predict bodies: 32 synthetic ``size`` px images, one per request, as PNG."""
+    arrays, _, _ = synthetic_arrays(32, size, 123)
+    out = []
+    for a in arrays:
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG")
+        out.append(b'{"image": "%s"}' % base64.b64encode(buf.getvalue()))
+    return out
+
+
 def _bench_version(cfg: BenchServeConfig, mv: Any, size: int, requests: int, variants: list[str],  # noqa: ANN401
                    mlflow_serve: bool, server_env: dict[str, str]) -> list[dict[str, Any]]:
     """Every target on one registered version (input ``size`` px), interleaved: the results rows."""
@@ -217,11 +245,7 @@ def _bench_version(cfg: BenchServeConfig, mv: Any, size: int, requests: int, var
 
     name = mv.name
     arrays, _, _ = synthetic_arrays(32, size, 123)
-    ours: list[bytes] = []
-    for a in arrays:
-        buf = io.BytesIO()
-        Image.fromarray(a).save(buf, format="PNG")
-        ours.append(b'{"image": "%s"}' % base64.b64encode(buf.getvalue()))
+    ours = _png_bodies(size)
     theirs = ([b'{"inputs": %s}' % str(to_tensor(a[None]).numpy().round(5).tolist()).encode() for a in arrays]
               if mlflow_serve else [])
     threads = max(1, len(os.sched_getaffinity(0)))
@@ -350,11 +374,202 @@ def _table(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def render_scrape(s: dict[str, Any]) -> str:
+    return (f"scrape cost (Prometheus every {s['interval_s']:g} s, {len(s['rounds'])} rounds of {s['round_s']:g} s "
+            f"off/on, {s['workers']} worker(s)): {s['throughput_off']:.1f} req/s off, {s['throughput_on']:.1f} on, "
+            f"ratio {s['throughput_ratio']:.3f} ({'within' if s['within_budget'] else 'OVER'} the 5% budget); "
+            f"p99 {s['p99_ms_off']:.1f} ms off, {s['p99_ms_on']:.1f} on; {s['scrapes']} scrapes"
+            f"{'' if s['scrapes_verified'] else ' (NOT every on round was scraped)'}; {s['failed']} failed")
+
+
 def render(result: dict[str, Any]) -> str:
     summary = dict(result["summary"])
     kit = summary.pop("kit", None)
+    scrape = summary.pop("scrape", None)
     lines = _table(result["results"]) + ["summary: " + ", ".join(f"{k}={v}" for k, v in summary.items())]
+    if scrape is not None:
+        lines.append(render_scrape(scrape))
     if kit is not None:
         lines += [f"kit size ({kit.get('image_size')} px):", *_table(result["kit_results"]),
                   "kit summary: " + ", ".join(f"{k}={v}" for k, v in kit.items() if k not in ("trained", "server_env"))]
     return "\n".join(lines)
+
+
+# --- the cost of being scraped ---------------------------------------------------------------------
+
+SCRAPE_JOB = "mlops-serving"
+SCRAPE_BUDGET = 0.95
+"""Issue #15: scraping every 15 s must not cost serving more than 5% of its throughput."""
+
+
+def find_prometheus() -> str | None:
+    """The Prometheus server program (Debian's package installs /usr/bin/prometheus), or None."""
+    found = shutil.which("prometheus")
+    if found:
+        return found
+    return "/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else None
+
+
+def _prom_duration(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def prometheus_config(target: str, interval_s: float) -> str:
+    """The bench's Prometheus configuration: one job scraping ``target`` (``host:port``, path /metrics) every
+    ``interval_s``; no self-scrape, no rules."""
+    import yaml
+
+    interval = _prom_duration(interval_s)
+    config = {"global": {"scrape_interval": interval, "scrape_timeout": _prom_duration(min(interval_s, 10.0))},
+              "scrape_configs": [{"job_name": SCRAPE_JOB, "metrics_path": "/metrics",
+                                  "static_configs": [{"targets": [target]}]}]}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def count_scrapes(values: list[list[Any]], start: float, end: float) -> tuple[int, int]:
+    """(scrapes, successful ones) among ``up`` samples ``[[unix time, "0"|"1"], ...]`` (Prometheus's query API)
+    taken from ``start`` to ``end``."""
+    inside = [float(v) for ts, v in values if start <= float(ts) <= end]
+    return len(inside), sum(1 for v in inside if v == 1.0)
+
+
+@dataclass
+class ScrapeRound:
+    prometheus: bool
+    load: LoadResult
+    scrapes: int = 0
+    """Successful scrapes Prometheus recorded during the round (its ``up`` samples at 1)."""
+    attempted: int = 0
+
+
+def summarise_scrape(interval_s: float, rounds: list[ScrapeRound]) -> dict[str, Any]:
+    """``summary.scrape``: throughput and p99 over the rounds without and with Prometheus, their ratio, scrapes."""
+
+    def pooled(on: bool) -> tuple[float, float, int]:
+        chosen = [r.load for r in rounds if r.prometheus is on]
+        lat = [x for r in chosen for x in r.latencies_s]
+        seconds = sum(r.seconds for r in chosen)
+        rps = len(lat) / seconds if seconds > 0 else float("nan")
+        p99 = float(np.percentile(np.asarray(lat) * 1000.0, 99)) if lat else float("nan")
+        return rps, p99, sum(len(r.failures) for r in chosen)
+
+    rps_off, p99_off, failed_off = pooled(False)
+    rps_on, p99_on, failed_on = pooled(True)
+    ratio = rps_on / rps_off if rps_off > 0 else float("nan")
+    on_rounds = [r for r in rounds if r.prometheus]
+    return {
+        "interval_s": interval_s, "throughput_off": round(rps_off, 2), "throughput_on": round(rps_on, 2),
+        "throughput_ratio": round(ratio, 3), "scrapes": sum(r.scrapes for r in on_rounds),
+        "p99_ms_off": round(p99_off, 2), "p99_ms_on": round(p99_on, 2),
+        "within_budget": bool(ratio >= SCRAPE_BUDGET), "failed": failed_off + failed_on,
+        # Every 'on' round was scraped, and successfully (Prometheus's own `up`): else the figures say nothing.
+        "scrapes_verified": bool(on_rounds) and all(r.scrapes >= 1 and r.scrapes == r.attempted for r in on_rounds),
+        "rounds": [{"prometheus": r.prometheus, "seconds": round(r.load.seconds, 2), "ok": len(r.load.latencies_s),
+                    "failed": len(r.load.failures),
+                    "throughput_rps": round(len(r.load.latencies_s) / max(r.load.seconds, 1e-9), 2),
+                    **({"scrapes": r.scrapes, "scrapes_attempted": r.attempted} if r.prometheus else {})}
+                   for r in rounds],
+    }
+
+
+def _drive_for(url: str, bodies: list[bytes], seconds: float, concurrency: int) -> LoadResult:
+    """Load for about ``seconds``: fixed-count slices of about a second each (:func:`mlops_cli.loadgen.post`)."""
+    total, count = LoadResult(), 4 * concurrency
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = post(url, bodies, count, concurrency)
+        total.latencies_s += got.latencies_s
+        total.failures += got.failures
+        total.seconds += got.seconds
+        if got.seconds > 0:  # next slice: about a second, never past the deadline by much
+            rate = len(got.latencies_s) / got.seconds
+            left = deadline - time.monotonic()
+            count = max(concurrency, int(rate * min(1.0, max(left, 0.1))))
+    return total
+
+
+def _prometheus_api(base: str, query: str, at: float) -> list[dict[str, Any]]:
+    got = httpx.get(f"{base}/api/v1/query", params={"query": query, "time": f"{at:.3f}"}, timeout=30).json()
+    if got.get("status") != "success":
+        raise RuntimeError(f"Prometheus query {query!r} failed: {got}")
+    return got["data"]["result"]
+
+
+def _wait_first_scrape(base: str, proc: subprocess.Popen, timeout: float) -> None:  # type: ignore[type-arg]
+    """Until Prometheus has scraped serving once: its targets arrive some seconds after it is ready and the first
+    scrape waits for the target's offset in the interval; after it, a round of N intervals holds about N scrapes."""
+    deadline = time.monotonic() + timeout
+    while not _prometheus_api(base, f'up{{job="{SCRAPE_JOB}"}}', time.time()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"Prometheus did not scrape serving within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def bench_scrape(cfg: BenchServeConfig, name: str, bodies: list[bytes]) -> dict[str, Any]:
+    """Serving under load without and with a real Prometheus scraping it every ``cfg.scrape_interval_s``.
+
+    One ``mlops serve`` as the platform runs it (its ``serve_workers``, its variant setting; monitoring off as in
+    the rest of the bench) on loopback. Rounds of ``cfg.scrape_round_s`` alternate off/on; for an 'on' round a
+    fresh Prometheus (temporary configuration and data directory, a free loopback port) is started, and the load
+    begins once it has scraped serving a first time; it is stopped after the round, and its own ``up`` samples say
+    how many scrapes happened in the round. The Prometheus server runs on the same host: its own CPU is part of
+    the cost measured.
+    """
+    prometheus = find_prometheus()
+    if prometheus is None:
+        raise RuntimeError("no Prometheus server program (/usr/bin/prometheus): install prometheus")
+    interval = cfg.scrape_interval_s
+    round_s = cfg.scrape_round_s or 3 * interval
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLOPS_MODEL_NAME": name, "MLOPS_SERVE_MONITORING": "false"}
+    workers = get_settings().serve_workers
+    log.info("Scrape cost: %d rounds of %.0f s (off/on), Prometheus every %.0f s, %d serving worker(s)",
+             cfg.scrape_rounds, round_s, interval, workers)
+    rounds: list[ScrapeRound] = []
+    with tempfile.TemporaryDirectory(prefix="mlops-bench-prom-") as tmp:
+        config_file = os.path.join(tmp, "prometheus.yml")
+        with open(config_file, "w") as f:
+            f.write(prometheus_config(f"127.0.0.1:{port}", interval))
+        server = subprocess.Popen([sys.executable, "-m", "mlops_cli", "serve", "--port", str(port)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            _wait_up(f"{base}/health", server, cfg.start_timeout_s, "mlops serve (scrape cost)")
+            post(f"{base}/predict", bodies, max(cfg.warmup, 4 * cfg.concurrency), cfg.concurrency)
+            for i in range(cfg.scrape_rounds):
+                on = i % 2 == 1
+                prom = None
+                if on:
+                    prom_port = _free_port()
+                    prom_url = f"http://127.0.0.1:{prom_port}"
+                    with open(os.path.join(tmp, f"prometheus-{i}.log"), "w") as errors:
+                        prom = subprocess.Popen(
+                            [prometheus, f"--config.file={config_file}", f"--storage.tsdb.path={tmp}/data-{i}",
+                             f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
+                            stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
+                try:
+                    if prom is not None:
+                        _wait_up(f"{prom_url}/-/ready", prom, 60, "prometheus")
+                        _wait_first_scrape(prom_url, prom, 2 * interval + 30)
+                    start = time.time()
+                    load = _drive_for(f"{base}/predict", bodies, round_s, cfg.concurrency)
+                    end = time.time()
+                    result = ScrapeRound(on, load)
+                    if prom is not None:
+                        window = math.ceil(end - start + 2 * interval)
+                        found = _prometheus_api(prom_url, f'up{{job="{SCRAPE_JOB}"}}[{window}s]', end)
+                        result.attempted, result.scrapes = count_scrapes(found[0]["values"] if found else [],
+                                                                         start, end)
+                    rounds.append(result)
+                    log.info("Scrape round %d (%s): %.1f req/s%s", i + 1, "on" if on else "off",
+                             len(load.latencies_s) / max(load.seconds, 1e-9),
+                             f", {result.scrapes} scrapes" if on else "")
+                finally:
+                    if prom is not None:
+                        _stop(prom)
+        finally:
+            _stop(server)
+    summary = {**summarise_scrape(interval, rounds), "workers": workers, "round_s": round_s}
+    if not summary["scrapes_verified"]:
+        log.warning("Prometheus did not scrape serving in every 'on' round: %s", summary["rounds"])
+    return summary

@@ -293,17 +293,33 @@ def bench_serve(
     kit: bool = typer.Option(True, "--kit/--no-kit",
                              help="Also at the kit's real size (224 px, width 1.0; registers <model>-bench-kit)."),
     kit_requests: int = typer.Option(64, "--kit-requests", min=1, help="Requests per variant at the kit's size."),
+    scrape_interval: float | None = typer.Option(
+        None, "--scrape-interval", min=0,
+        help="Also measure the cost of Prometheus scraping serving every this many seconds (default 15; 0: not "
+             "measured): a real Prometheus on vs off, 4 interleaved rounds of 3 intervals (about 4 minutes at 15 s, "
+             "plus serving's start)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write results and summary here."),
 ) -> None:
     """Throughput and p50/p99 latency of our endpoint (through nginx) per variant vs `mlflow models serve`."""
     import json
 
-    from mlops_cli.bench_serve import BenchServeConfig, render
+    from mlops_cli.bench_serve import BenchServeConfig, find_prometheus, render
     from mlops_cli.bench_serve import bench_serve as run_bench
 
+    interval = 15.0 if scrape_interval is None else scrape_interval
+    if 0 < interval < 1:
+        raise typer.BadParameter(f"0 (not measured) or at least 1 second, got {interval}",
+                                 param_hint="--scrape-interval")
+    if interval and find_prometheus() is None:
+        if scrape_interval is not None:  # asked for: a refusal
+            typer.echo("bench serve: --scrape-interval needs the Prometheus server (/usr/bin/prometheus, Debian "
+                       "package prometheus); install it or pass --scrape-interval 0", err=True)
+            raise typer.Exit(code=2)
+        typer.echo("Scrape cost not measured: no Prometheus server (/usr/bin/prometheus)", err=True)
+        interval = 0.0
     cfg = BenchServeConfig(**({"requests": requests} if requests else {}), concurrency=concurrency,
                            variants=[v.strip() for v in variants.split(",") if v.strip()], model=model,
-                           mlflow_serve=mlflow_serve, kit=kit, kit_requests=kit_requests)
+                           mlflow_serve=mlflow_serve, kit=kit, kit_requests=kit_requests, scrape_interval_s=interval)
     result = run_bench(cfg)
     typer.echo(render(result))
     if json_out:

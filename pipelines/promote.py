@@ -345,9 +345,13 @@ def _client() -> MlflowClient:
 
 def promote(model_name: str, candidate: str = "latest") -> PromotionDecision:
     """Evaluate ``candidate`` (``latest``, a version number or an alias) against the champion; promote if it wins."""
+    from pipelines.results import publish_promotion
+
     client = _client()
     with registry_lock(model_name):
-        return _promote_locked(client, model_name, candidate)
+        decision = _promote_locked(client, model_name, candidate)
+    publish_promotion(model_name, decision.candidate_version, decision.promoted)
+    return decision
 
 
 def _recorded(name: str, version: str, champion: str | None, tags: dict[str, str],

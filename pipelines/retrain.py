@@ -126,6 +126,7 @@ def _tick_locked(conn: Any, model_name: str, window: Window) -> TickResult:  # n
     windows = [window.previous(k) for k in range(s.retrain_windows)]
     verdicts = recent_verdicts(client, drift_exp, model_name, windows, model_version=check.model_version)
     by_drift = hysteresis(verdicts, s.retrain_min_drifted)
+    _publish(client, model_name, check, windows, verdicts)
     labels = feedback_accuracy(conn, model_name, check.model_version or None, windows[-1].start, window.end)
     by_labels = accuracy_trigger(labels.n, labels.accuracy, s.retrain_accuracy_floor, s.retrain_min_feedback)
     log.info("Drift trigger: %s -> %s", by_drift.reason, "retrain" if by_drift.retrain else "no")
@@ -139,6 +140,19 @@ def _tick_locked(conn: Any, model_name: str, window: Window) -> TickResult:  # n
     drifted = [w for w, v in zip(windows, verdicts, strict=True) if v == "drifted"]
     return retrain_for_window(client, model_name, window, check.run_id, reason, base, conn=conn,
                               labels_since=windows[-1].start, drifted=drifted)
+
+
+def _publish(client: Any, model_name: str, check: Any, windows: list[Window], verdicts: list[str]) -> None:  # noqa: ANN401
+    """The tick's drift outcome for Prometheus (pipelines.results), where the platform collects it."""
+    from mlops.settings import get_settings
+    from mlops.tracking import experiment_id
+    from pipelines.results import publish_tick
+
+    if get_settings().metrics_textfile_dir is None:
+        return
+    train_exp = experiment_id(retrain_config(model_name).experiment_name, client)
+    retrained = sum(bool(_find_retrain_runs(client, train_exp, model_name, w)) for w in windows)
+    publish_tick(model_name, check.model_version, verdicts, retrained, check.report)
 
 
 def _find_retrain_runs(client: Any, experiment_id: str, model_name: str, window: Window) -> list[Any]:  # noqa: ANN401

@@ -12,7 +12,9 @@ Each worker process (gunicorn managing uvicorn workers, see :mod:`serving.server
   ``/health`` (``load_error``);
 * batches concurrent requests opportunistically: while one batch runs, the next requests queue and
   run together (no added wait when idle). One inference thread per worker;
-* hands each prediction to :class:`serving.monitor.MonitoringWriter` (off the request path).
+* hands each prediction to :class:`serving.monitor.MonitoringWriter` (off the request path);
+* keeps its Prometheus metrics in files shared with the other workers (:class:`Metrics`): ``/metrics``, answered
+  by whichever worker gets the scrape, reports the whole server.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -156,6 +158,8 @@ class ModelHolder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.swaps = 0
+        self.load_failures = 0
+        """Failed attempts to load the alias's version (``mlops_serving_model_load_errors_total``)."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="model-poller", daemon=True)
@@ -195,6 +199,7 @@ class ModelHolder:
                     try:
                         served = load_served(client, self.name, self.alias)
                     except Exception as exc:  # noqa: BLE001 - keep the old model; show why on /health
+                        self.load_failures += 1
                         self._failed_version = target
                         self.load_error = {"version": target, "error": f"{type(exc).__name__}: {exc}"}
                         log.exception("Loading %s version %s failed; still serving %s", self.name, target, current)
@@ -217,14 +222,18 @@ class ModelHolder:
 class _Job:
     x: torch.Tensor
     future: asyncio.Future  # type: ignore[type-arg]
+    queued: float = field(default_factory=time.perf_counter)
 
 
 class Batcher:
     """Runs queued requests together on one inference thread, each batch on one model version."""
 
-    def __init__(self, holder: ModelHolder, max_batch: int) -> None:
+    def __init__(self, holder: ModelHolder, max_batch: int,
+                 observe_wait: Callable[[float], None] | None = None) -> None:
         self.holder = holder
         self.max_batch = max_batch
+        self.observe_wait = observe_wait
+        """Called with each request's wait (seconds from queued to its batch's inference starting)."""
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
         self._carry: _Job | None = None
@@ -273,6 +282,10 @@ class Batcher:
                 if sizes != {served.image_size}:  # decoded for another version's input size: redo
                     raise _Resize
                 x = torch.cat([j.x for j in jobs])
+                if self.observe_wait is not None:
+                    started = time.perf_counter()
+                    for j in jobs:
+                        self.observe_wait(started - j.queued)
                 emb, logits = await loop.run_in_executor(self.executor, served.predict, x)
             except _Resize:
                 for j in jobs:
@@ -298,51 +311,119 @@ class _Resize(Exception):
 # --- metrics -------------------------------------------------------------------------------------
 
 
-class Metrics:
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+METRICS_SYNC_S = 1.0
+"""How often each worker copies what it holds elsewhere (served model, writer counts) into its metrics."""
 
-        self.registry = CollectorRegistry()
+
+class Metrics:
+    """The worker's Prometheus metrics; ``/metrics`` reports those of every worker of the server.
+
+    Under ``mlops serve`` (:mod:`serving.server`) ``PROMETHEUS_MULTIPROC_DIR`` names a private directory where
+    each worker keeps its values in its own files, and :meth:`render` reads them all (prometheus_client's
+    multiprocess mode): counters and histograms add up over the workers, those that exited included (their
+    requests happened); gauges combine as their ``multiprocess_mode`` says, over live workers only (the master
+    marks an exited worker dead). Without the variable (one process: tests, the app run directly) the same
+    metrics live in this object's registry.
+
+    What a worker holds elsewhere (the model it serves, its load failures, the monitoring writer's counts) is
+    copied in by :meth:`sync`, every ``METRICS_SYNC_S`` in each worker and before answering a scrape.
+    """
+
+    def __init__(self, multiproc_dir: str | None = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        self.multiproc_dir = multiproc_dir if multiproc_dir is not None else os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        # Multiprocess mode: the metrics write files and register nowhere; a scrape reads the files.
+        reg = None if self.multiproc_dir else CollectorRegistry()
         self.requests = Counter("mlops_serving_requests_total", "HTTP requests by endpoint and status",
-                                ["endpoint", "status"], registry=self.registry)
+                                ["endpoint", "status"], registry=reg)
         self.latency = Histogram("mlops_serving_request_latency_seconds", "Request latency by endpoint", ["endpoint"],
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-                                 registry=self.registry)
+                                 registry=reg)
+        self.queue_wait = Histogram(
+            "mlops_serving_queue_wait_seconds",
+            "Seconds a /predict request waited, after its images were decoded, for its inference batch to start "
+            "(queued behind the batch running on the worker's one inference thread; about 0 when the worker is "
+            "idle). Counted for requests whose batch ran on a model.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=reg)
         self.images = Counter("mlops_serving_images_total", "Images predicted", ["model_version", "variant"],
-                              registry=self.registry)
-        self.model_info = Gauge("mlops_serving_model_info", "The model version this worker serves (value 1)",
-                                ["model_name", "model_version", "alias", "variant"], registry=self.registry)
+                              registry=reg)
+        self.model_info = Gauge("mlops_serving_model_info",
+                                "Model versions being served (value 1): one series per version a live worker serves",
+                                ["model_name", "model_version", "alias", "variant"], registry=reg,
+                                multiprocess_mode="livemax")
+        self.model_load_errors = Counter(
+            "mlops_serving_model_load_errors_total",
+            "Failed attempts to load the version the served alias points to (per worker: each worker loads its own)",
+            registry=reg)
+        self.degraded = Gauge(
+            "mlops_serving_degraded",
+            "1 while a worker does not serve the version its alias points to because loading it failed (an older "
+            "version or nothing is served), the alias is missing, or the registry cannot be reached: /health's "
+            "load_error, 'degraded' status; else 0", registry=reg, multiprocess_mode="livemax")
         self.batch_size = Histogram("mlops_serving_batch_images", "Images per inference batch",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=reg)
         self.monitoring_pending = Gauge("mlops_serving_monitoring_pending", "Records waiting for the writer",
-                                        registry=self.registry)
+                                        registry=reg, multiprocess_mode="livesum")
+        self.rows_written = Counter("mlops_serving_monitoring_rows_written", "Monitoring rows stored", registry=reg)
+        self.rows_dropped = Counter("mlops_serving_monitoring_rows_dropped",
+                                    "Monitoring rows dropped (queue full, buffer bound, refused)", registry=reg)
+        self.buffered_rows = Gauge("mlops_serving_monitoring_buffered_rows",
+                                   "Rows waiting for the monitoring store to answer", registry=reg,
+                                   multiprocess_mode="livesum")
+        source = MultiProcessCollector(None, self.multiproc_dir) if self.multiproc_dir else reg
+        self.exposition = CollectorRegistry(auto_describe=False)
+        self.exposition.register(_ServedOnly(source))
         self._shown: tuple[str, ...] | None = None
+        self._copied = {"load_failures": 0, "written": 0, "dropped": 0}
 
-    def watch(self, writer: MonitoringWriter) -> None:
-        """Export the monitoring writer's counts (read at scrape time from the writer itself)."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    def sync(self, holder: ModelHolder, writer: MonitoringWriter | None) -> None:
+        """Copy the worker's state into its metrics (counters by the increase since the last call)."""
+        self.show_model(holder.current)
+        self.degraded.set(0 if holder.load_error is None else 1)
+        self._add(self.model_load_errors, "load_failures", holder.load_failures)
+        self.monitoring_pending.set(writer.pending if writer else 0)
+        self.buffered_rows.set(writer.buffered_rows if writer else 0)
+        if writer is not None:
+            self._add(self.rows_written, "written", writer.written)
+            self._add(self.rows_dropped, "dropped", writer.dropped)
 
-        class _Writer:
-            def collect(self):  # noqa: ANN202 - prometheus_client's collector protocol
-                yield CounterMetricFamily("mlops_serving_monitoring_rows_written", "Monitoring rows stored",
-                                          value=writer.written)
-                yield CounterMetricFamily("mlops_serving_monitoring_rows_dropped",
-                                          "Monitoring rows dropped (queue full, buffer bound, refused)",
-                                          value=writer.dropped)
-                yield GaugeMetricFamily("mlops_serving_monitoring_buffered_rows",
-                                        "Rows waiting for the monitoring store to answer", value=writer.buffered_rows)
-
-        self.registry.register(_Writer())
+    def _add(self, counter: Any, key: str, total: int) -> None:  # noqa: ANN401 - prometheus_client Counter
+        if total > self._copied[key]:
+            counter.inc(total - self._copied[key])
+            self._copied[key] = total
 
     def show_model(self, served: Served | None) -> None:
         if served is None:
             return
         labels = (served.name, served.version, served.alias, served.variant)
         if labels != self._shown:
+            # Not remove(): multiprocess mode cannot delete a series from the files. 0 = no longer served here;
+            # the exposition leaves out series at 0.
             if self._shown:
-                self.model_info.remove(*self._shown)
+                self.model_info.labels(*self._shown).set(0)
             self.model_info.labels(*labels).set(1)
             self._shown = labels
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.exposition)
+
+
+class _ServedOnly:
+    """Collector over ``source`` that leaves out ``mlops_serving_model_info`` series at 0 (versions a worker no
+    longer serves: with ``livemax``, a version still served by another live worker keeps its 1)."""
+
+    def __init__(self, source: Any) -> None:  # noqa: ANN401 - a registry or prometheus_client collector
+        self.source = source
+
+    def collect(self) -> Iterator[Any]:
+        for family in self.source.collect():
+            if family.name == "mlops_serving_model_info":
+                family.samples = [s for s in family.samples if s.value != 0]
+            yield family
 
 
 # --- the app -------------------------------------------------------------------------------------
@@ -368,15 +449,16 @@ def create_app() -> FastAPI:
                                      sample_rate=s.serve_sample_rate, max_buffered_rows=s.serve_monitoring_buffer_rows)
                 w.start()
                 writer, monitoring_status = w, "ok"
-                metrics.watch(w)
             except Exception as exc:  # noqa: BLE001 - serve without monitoring, say so on /health
                 monitoring_status = f"unavailable: {type(exc).__name__}: {exc}"
                 log.error("Monitoring store unavailable, predictions are not recorded: %s", exc)
         holder.start()
-        app.state.batcher = Batcher(holder, s.serve_max_batch)
+        app.state.batcher = Batcher(holder, s.serve_max_batch, metrics.queue_wait.observe)
         app.state.batcher.start()
+        sync = asyncio.get_running_loop().create_task(_sync_metrics(metrics, holder, lambda: writer))
         log.info("Serving worker %d ready (model %s@%s)", os.getpid(), holder.name, holder.alias)
         yield
+        sync.cancel()
         holder.stop()
         await app.state.batcher.stop()
         if writer is not None:
@@ -499,10 +581,19 @@ def create_app() -> FastAPI:
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST
 
-        metrics.show_model(holder.current)
-        metrics.monitoring_pending.set(writer.pending if writer else 0)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        metrics.sync(holder, writer)  # this worker's figures up to date; the others' are at most METRICS_SYNC_S old
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _sync_metrics(metrics: Metrics, holder: ModelHolder,
+                        writer: Callable[[], MonitoringWriter | None]) -> None:
+    while True:
+        try:
+            metrics.sync(holder, writer())
+        except Exception:  # noqa: BLE001 - metrics must never stop the worker
+            log.exception("Updating the serving metrics failed")
+        await asyncio.sleep(METRICS_SYNC_S)

@@ -1,14 +1,22 @@
-"""Start the serving app: gunicorn managing uvicorn workers, bound to loopback by default."""
+"""Start the serving app: gunicorn managing uvicorn workers, bound to loopback by default.
+
+The workers share their Prometheus metrics through files (prometheus_client's multiprocess mode, see
+:class:`serving.app.Metrics`): each start gets a fresh private directory (:func:`metrics_dir`), named in
+``PROMETHEUS_MULTIPROC_DIR`` for the workers; the master's hooks (:mod:`serving.gunicorn_hooks`) mark an exited
+worker dead and remove the directory when the server stops.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from mlops.settings import get_settings
 
@@ -57,7 +65,32 @@ def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
         "--graceful-timeout", "60",
         "--keep-alive", "5",
         "--access-logfile", "-",
+        "--config", "python:serving.gunicorn_hooks",
     ]
+
+
+def metrics_dir(base: Path, pid: int) -> Path:
+    """``base/<pid>``, fresh (emptied) and private (0700): the metric files of the server whose gunicorn master is
+    ``pid``. Directories left by masters that are gone (killed before their exit hook ran) are removed."""
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for old in base.iterdir():
+        if old.name.isdigit() and int(old.name) != pid and not _alive(int(old.name)):
+            shutil.rmtree(old, ignore_errors=True)
+    here = base / str(pid)
+    shutil.rmtree(here, ignore_errors=True)
+    here.mkdir(mode=0o700)
+    here.chmod(0o700)  # whatever the umask
+    return here
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def run_server(host: str | None = None, port: int | None = None, workers: int | None = None,
@@ -80,6 +113,9 @@ def run_server(host: str | None = None, port: int | None = None, workers: int | 
         env["MLOPS_SERVE_ALIAS"] = alias
     if not s.serve_threads and "MLOPS_SERVE_THREADS" not in env:
         env["MLOPS_SERVE_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+    # This process becomes the gunicorn master: its pid names the directory.
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir(s.serve_metrics_dir or s.state_dir / "serving-metrics",
+                                                      os.getpid()))
     argv = gunicorn_argv(host, port, workers)
     log.info("Starting %s", " ".join(argv))
     sys.stdout.flush()

@@ -1,16 +1,31 @@
 """`mlops bench serve`'s parts that need no platform: the load generator against a real HTTP server on
-loopback, and the summary's comparisons on given rows."""
+loopback, the summary's comparisons on given rows, and the scrape-cost pieces (Prometheus configuration, scrape
+count, summary, the command's refusal without Prometheus)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
-from mlops_cli.bench_serve import summarise
-from mlops_cli.loadgen import post
+from mlops_cli import bench_serve
+from mlops_cli.bench_serve import (
+    ScrapeRound,
+    count_scrapes,
+    prometheus_config,
+    render_scrape,
+    summarise,
+    summarise_scrape,
+)
+from mlops_cli.cli import app
+from mlops_cli.loadgen import LoadResult, post
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -108,3 +123,58 @@ def test_summary_compares_the_served_variant_with_the_forced_ones() -> None:
     tie = [_row("auto", "openvino_bf16", 1188.0), _row("openvino_int8", "openvino_int8", 1186.0),
            _row("openvino_bf16", "openvino_bf16", 1153.0)]
     assert summarise("m", "3", tie)["served_variant_is_fastest"] is True
+
+
+# --- scrape cost ---------------------------------------------------------------------------------
+
+
+def test_prometheus_config_scrapes_the_server_alone_at_the_interval(tmp_path: Path) -> None:
+    config = yaml.safe_load(prometheus_config("127.0.0.1:8123", 15))
+    assert config["global"] == {"scrape_interval": "15000ms", "scrape_timeout": "10000ms"}
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics" and job["static_configs"] == [{"targets": ["127.0.0.1:8123"]}]
+    assert yaml.safe_load(prometheus_config("127.0.0.1:1", 2.5))["global"]["scrape_timeout"] == "2500ms"
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool (Debian package prometheus) not installed: the configuration is not checked by it")
+    (tmp_path / "p.yml").write_text(prometheus_config("127.0.0.1:8123", 15))
+    check = subprocess.run(["promtool", "check", "config", str(tmp_path / "p.yml")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_scrapes_are_counted_inside_the_round_only() -> None:
+    values = [[99.0, "1"], [100.0, "1"], [115.0, "0"], [130.0, "1"], [145.5, "1"]]
+    assert count_scrapes(values, 100.0, 145.0) == (3, 2)
+    assert count_scrapes([], 0, 1) == (0, 0)
+
+
+def _round(on: bool, rps: float, seconds: float, latency_ms: float, scrapes: int = 0) -> ScrapeRound:
+    n = int(rps * seconds)
+    return ScrapeRound(on, LoadResult([latency_ms / 1000.0] * n, [], seconds), scrapes, scrapes)
+
+
+def test_scrape_summary_pools_the_off_and_on_rounds() -> None:
+    rounds = [_round(False, 100, 45, 10), _round(True, 96, 45, 12, 3), _round(False, 102, 45, 10),
+              _round(True, 98, 45, 11, 3)]
+    s = summarise_scrape(15, rounds)
+    assert s["interval_s"] == 15 and s["throughput_off"] == 101.0 and s["throughput_on"] == 97.0
+    assert s["throughput_ratio"] == round(97 / 101, 3) and s["within_budget"] is True
+    assert s["scrapes"] == 6 and s["scrapes_verified"] is True and s["failed"] == 0
+    assert s["p99_ms_off"] == 10.0 and 11.0 <= s["p99_ms_on"] <= 12.0
+    assert [r["prometheus"] for r in s["rounds"]] == [False, True, False, True] and s["rounds"][1]["scrapes"] == 3
+    over = summarise_scrape(15, [_round(False, 100, 45, 10), _round(True, 90, 45, 10, 0)])
+    assert over["within_budget"] is False and over["scrapes_verified"] is False
+    line = render_scrape({**s, "workers": 2, "round_s": 45})
+    assert "every 15 s" in line and "ratio 0.960" in line and "6 scrapes" in line and "within" in line
+
+
+def test_asking_for_the_scrape_cost_without_prometheus_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[object] = []
+    monkeypatch.setattr(bench_serve, "find_prometheus", lambda: None)
+    monkeypatch.setattr(bench_serve, "bench_serve", lambda cfg: ran.append(cfg) or {"summary": {}, "results": []})
+    refused = CliRunner().invoke(app, ["bench", "serve", "--scrape-interval", "15", "--no-kit"])
+    assert refused.exit_code == 2 and "/usr/bin/prometheus" in refused.output and not ran
+    # Not asked for (the default): said in one line, the rest of the bench runs without it.
+    skipped = CliRunner().invoke(app, ["bench", "serve", "--no-kit"])
+    assert skipped.exit_code == 0, skipped.output
+    assert "Scrape cost not measured" in skipped.output and ran[0].scrape_interval_s == 0  # type: ignore[attr-defined]
+    assert CliRunner().invoke(app, ["bench", "serve", "--scrape-interval", "0.5"]).exit_code == 2

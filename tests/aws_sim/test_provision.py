@@ -273,3 +273,21 @@ def test_password_is_read_at_service_start(aws_sim) -> None:
     files = list((aws_sim.path("run") / "mlflow").glob("pgpass.*"))
     assert len(files) == 1
     assert new_password in files[0].read_text()
+
+
+def test_monitoring_scrapes_every_host(aws_sim) -> None:
+    """The MLflow host's Prometheus scrapes MLflow, nginx, serving on its own host and each host's node
+    exporter (no PostgreSQL exporter: the database is RDS); every target is up."""
+    platform = json.loads((aws_sim.state_dir / "platform.json").read_text())
+    prometheus = next(s for s in platform["services"] if s["name"] == "prometheus")["probe"]["url"]
+    base = prometheus.removesuffix("/-/ready")
+    deadline = time.monotonic() + 120
+    while True:
+        targets = requests.get(f"{base}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        down = [(t["scrapeUrl"], t["lastError"]) for t in targets if t["health"] != "up"]
+        if (targets and not down) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert {t["labels"]["job"] for t in targets} == {"prometheus", "alertmanager", "mlflow", "nginx", "serving",
+                                                     "node"}
+    assert not down, down

@@ -98,3 +98,62 @@ def test_logrotate_rotates_nginx_logs_and_nginx_reopens_them(platform, tmp_path)
             break
         time.sleep(0.5)
     assert access.exists() and access.stat().st_size > 0, "nginx did not reopen its access log"
+
+
+def _render_job_script(tmp_path: Path, command: list[str]) -> Path:
+    """The role's job script for ``command`` (rendered by Ansible alone: no cron, no systemd)."""
+    import json
+
+    definition = {
+        "mlops_instance": "jobcheck", "mlops_home": str(tmp_path), "mlops_data_dir": str(tmp_path),
+        "mlops_metrics_dir": str(tmp_path / "metrics"), "mlops_timer_name": "check",
+        "mlops_timer_command": command, "mlops_timer_workdir": str(tmp_path), "mlops_timer_environment": {},
+        "mlops_timer_cron": "0 3 * * *", "mlops_timer_cron_dir": str(tmp_path),
+        "mlops_timer_on_calendar": "daily", "mlops_timer_description": "",
+    }
+    (tmp_path / "vars.json").write_text(json.dumps(definition))
+    (tmp_path / "metrics").mkdir()
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f"    - ansible.builtin.include_vars: {REPO / 'ansible/roles/mlops_timer/vars/main.yml'}\n"
+        f"    - ansible.builtin.template:\n        src: {REPO / 'ansible/roles/mlops_timer/templates/job.sh.j2'}\n"
+        f"        dest: {tmp_path / 'job-check'}\n        mode: '0755'\n"
+    )
+    result = subprocess.run(
+        [str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
+         "-e", f"@{tmp_path / 'vars.json'}"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    return tmp_path / "job-check"
+
+
+def _job_metrics(path: Path) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {s.name: s.value for f in text_string_to_metric_families(path.read_text()) for s in f.samples
+            if s.labels == {"timer": "check"}}
+
+
+def test_job_script_records_its_outcome_for_prometheus(tmp_path):
+    flag = tmp_path / "fail"
+    script = _render_job_script(tmp_path, ["/bin/sh", "-c", f"sleep 1; test ! -e {flag}"])
+    prom = tmp_path / "metrics" / "job-check.prom"
+
+    assert subprocess.run([str(script)], capture_output=True, check=False).returncode == 0
+    ok = _job_metrics(prom)
+    assert ok["mlops_job_last_exit_code"] == 0
+    assert ok["mlops_job_last_success_timestamp_seconds"] == ok["mlops_job_last_run_timestamp_seconds"]
+    assert ok["mlops_job_last_duration_seconds"] >= 1
+
+    flag.touch()
+    time.sleep(1)
+    assert subprocess.run([str(script)], capture_output=True, check=False).returncode == 1
+    failed = _job_metrics(prom)
+    assert failed["mlops_job_last_exit_code"] == 1
+    # The last success survives the failure; the run time moves on.
+    assert failed["mlops_job_last_success_timestamp_seconds"] == ok["mlops_job_last_success_timestamp_seconds"]
+    assert failed["mlops_job_last_run_timestamp_seconds"] > ok["mlops_job_last_run_timestamp_seconds"]
+    assert sorted(p.name for p in (tmp_path / "metrics").iterdir()) == ["job-check.prom"]

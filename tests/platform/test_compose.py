@@ -34,8 +34,16 @@ ANSIBLE = REPO / "ansible"
 COMPOSE_TEXT = (REPO / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES = COMPOSE["services"]
-LONG_RUNNING = {"postgres", "minio", "mlflow", "serving", "scheduler", "nginx"}
+# The monitoring and node_exporter roles' programs (upstream images) and Grafana (profile).
+MONITORING = {"prometheus", "alertmanager", "node-exporter", "nginx-exporter", "postgres-exporter"}
+LONG_RUNNING = {"postgres", "minio", "mlflow", "serving", "scheduler", "nginx", *MONITORING, "grafana"}
 ONE_SHOT = {"postgres-init", "minio-init", "mlflow-db-upgrade", "nginx-init"}
+# Long-running services without a healthcheck, and why (nothing may wait for their health).
+WITHOUT_HEALTHCHECK = {
+    "nginx-exporter": "its image is FROM scratch (no shell, no wget); Prometheus's up{job=\"nginx\"} watches it",
+}
+# Optional services and the compose profile that starts them.
+PROFILES = {"grafana": ["grafana"]}
 # Services that run the project's programs (read their secrets from files, like the roles).
 APP_SERVICES = {"mlflow", "mlflow-db-upgrade", "serving", "scheduler"}
 
@@ -64,15 +72,18 @@ COMPOSE_PROFILE: dict[str, Any] = {
     "mlflow_s3_secret_access_key": "",
     "backup_s3_access_key_id": "",
     "backup_s3_secret_access_key": "",
-    # nginx listens on the container's 80/443; the host publishes MLOPS_HTTPS_PORT.
+    # nginx listens on the container's 80/443; the host publishes MLOPS_HTTPS_PORT. Its stub_status
+    # server listens on the compose network (nginx-exporter is another container), not published.
     "nginx_listen_address": "0.0.0.0",  # noqa: S104
+    "nginx_status_address": "0.0.0.0:8091",
     "nginx_http_port": 80,
     "nginx_https_port": 443,
     "nginx_public_https_port": int(HTTPS_PORT),
     "nginx_server_name": SERVER_NAME,
 }
 # nginx reaches the upstreams by service name (task vars of the nginx render only).
-NGINX_UPSTREAM_NAMES = {"mlflow_listen_address": "mlflow", "serving_listen_address": "serving"}
+NGINX_UPSTREAM_NAMES = {"mlflow_listen_address": "mlflow", "serving_listen_address": "serving",
+                        "monitoring_prometheus_listen_address": "prometheus"}
 # Ansible jobs compose does not run, and why (the README says so too).
 JOBS_LEFT_OUT = {
     "logrotate": "containers log to Docker's json-file driver, rotated by x-logging (20 MB x 5)",
@@ -80,6 +91,28 @@ JOBS_LEFT_OUT = {
 COMPOSE_JOBS = {"retrain", "backup", "gc"}
 # Ansible services (mlops_service_name) that are compose services of the same name.
 COMPOSE_SERVICES_OF_ROLES = ("mlflow", "serving")
+# Ansible services that compose runs from upstream images (the image's own program and user):
+# their flags are compared, not their argv. The job names the monitoring role's Prometheus scrapes.
+MONITORING_SERVICES_OF_ROLES = ("prometheus", "alertmanager", "node-exporter", "nginx-exporter", "postgres-exporter")
+SCRAPE_JOBS = ["prometheus", "alertmanager", "mlflow", "nginx", "postgres", "serving", "node"]
+# Flags whose values compose sets apart from Ansible's, and why. Addresses are compared by port only
+# (compose listens on the container's interfaces and reaches other containers by service name).
+FLAG_DIFFERENCES = {
+    ("prometheus", "storage.tsdb.path"): "the image's data directory (its user owns it; a named volume inherits that)",
+    ("prometheus", "web.console.libraries"): "the image's prom.lib and menu.lib (Ansible copies Debian's) + ours",
+    ("alertmanager", "storage.path"): "the image's data directory (its user owns it; a named volume inherits that)",
+    ("alertmanager", "config.file"): "the entrypoint writes the effective file (webhook or none) next to the state",
+}
+# Where the contract of metric names is written down (the dashboard may query only these).
+DASHBOARD_METRICS = {
+    "mlops_serving_requests_total", "mlops_serving_request_latency_seconds_bucket", "mlops_serving_model_info",
+    "mlops_promotion_last_timestamp_seconds", "mlops_promotion_refused", "mlops_champion_version",
+    "mlops_drift_feature_score", "mlops_drift_detected", "mlops_job_last_exit_code",
+    "mlops_job_last_success_timestamp_seconds", "node_filesystem_avail_bytes", "node_filesystem_size_bytes",
+    "node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes", "ALERTS",
+}
+GRAFANA = REPO / "prometheus/grafana"
+WEBHOOK_URL = "https://hooks.example.org/services/T0KEN"
 
 
 # --- compose interpolation -----------------------------------------------------------------------
@@ -127,6 +160,11 @@ def _shell_lines(text: str) -> list[list[str]]:
 
 def _config(name: str) -> str:
     return RESOLVED["configs"][name]["content"]
+
+
+def _contents(configs: dict) -> dict[str, str]:
+    """The inline configs' texts (a config may also be a repository file: `file:`)."""
+    return {name: config["content"] for name, config in configs.items() if "content" in config}
 
 
 def _mount(service: str, target: str) -> str:
@@ -226,14 +264,40 @@ def _probe_playbook() -> list[dict]:
             "user": "{{ mlops_service_user }}", "workdir": "{{ mlops_service_workdir }}",
             "stop_signal": "{{ mlops_service_stop_signal }}", "stop_timeout": "{{ mlops_service_stop_timeout }}",
         }, job)
+    for name in MONITORING_SERVICES_OF_ROLES:
+        if name not in services:
+            pytest.fail(f"no role runs the service {name} through mlops_service: update test_compose.py")
+        _role, job = services[name]
+        dump(f"service-{name}", {"command": "{{ mlops_service_command }}",
+                                 "environment": "{{ mlops_service_environment | default({}) }}"}, job)
+    monitoring_templates = ANSIBLE / "roles/monitoring/templates"
+    render("prometheus.yml", monitoring_templates / "prometheus.yml.j2", {})
+    render("alertmanager.yml-webhook", monitoring_templates / "alertmanager.yml.j2",
+           {"monitoring_webhook_url": WEBHOOK_URL})
+    render("alertmanager.yml-none", monitoring_templates / "alertmanager.yml.j2", {"monitoring_webhook_url": ""})
+    dump("monitoring", {
+        "metrics_dir": "{{ mlops_metrics_dir }}", "rules_src": "{{ monitoring_rules_src }}",
+        "consoles_src": "{{ monitoring_consoles_src }}", "config_dir": "{{ __monitoring_config_dir }}",
+        "pg_user": "{{ monitoring_postgres_user }}", "pg_password_file": "{{ __monitoring_pg_password_file }}",
+        "external_url": "{{ __monitoring_external_url }}", "route_prefix": "{{ __monitoring_route_prefix }}",
+    }, {})
+    _role, gunicorn = _find_task("installs MLflow's gunicorn configuration", lambda t: isinstance(
+        _module(t, _COPY), dict) and str(_module(t, _COPY).get("src", "")).endswith("gunicorn.conf.py"))
+    dump("mlflow-gunicorn", {"src": _module(gunicorn, _COPY)["src"], "dest": _module(gunicorn, _COPY)["dest"]},
+         gunicorn.get("vars", {}))
     timers = _definitions("mlops_timer", "mlops_timer_name")
     dump("timer-names", sorted(timers), {})
+    _role, schedule = _find_task("publishes a job's schedule (-schedule.prom)", lambda t: isinstance(
+        _module(t, _COPY), dict) and "-schedule.prom" in str(_module(t, _COPY).get("dest", "")))
     dump("mlflow-version", "{{ mlflow_version }}", {})
     for name in sorted(COMPOSE_JOBS & set(timers)):
         _role, job = timers[name]
         dump(f"timer-{name}", {"command": "{{ mlops_timer_command }}"}, job)
         for template in ("job.sh", "cron.d"):
             render(f"{template}-{name}", timer_templates / f"{template}.j2", job)
+        copy = _module(schedule, _COPY)
+        dump(f"schedule-{name}", {"dest": copy["dest"], "content": copy["content"]},
+             {**job, "__mlops_timer_installed": "@INSTALLED@"})
     _role, upgrade = _find_task("runs `mlflow db upgrade`", lambda t: "'upgrade'" in str(
         (_module(t, _COMMAND) or {}).get("argv", "") if isinstance(_module(t, _COMMAND), dict) else ""))
     dump("db-upgrade", {"argv": _module(upgrade, _COMMAND)["argv"], "environment": upgrade.get("environment", {})},
@@ -317,11 +381,22 @@ def _argv(values: list) -> list[str]:
 
 def test_compose_has_the_platform_services():
     assert set(SERVICES) == LONG_RUNNING | ONE_SHOT
+    for name, svc in SERVICES.items():
+        assert svc.get("profiles", []) == PROFILES.get(name, []), f"{name}: profiles {svc.get('profiles')}"
+        if name in LONG_RUNNING:
+            assert svc["restart"] == "unless-stopped", name
 
 
-@pytest.mark.parametrize("name", sorted(LONG_RUNNING))
+@pytest.mark.parametrize("name", sorted(LONG_RUNNING - set(WITHOUT_HEALTHCHECK)))
 def test_compose_long_running_services_have_healthchecks(name):
     assert SERVICES[name]["healthcheck"]["test"]
+
+
+@pytest.mark.parametrize("name", sorted(WITHOUT_HEALTHCHECK))
+def test_compose_services_without_healthcheck_are_waited_for_by_none(name):
+    assert "healthcheck" not in SERVICES[name], f"{name} has a healthcheck now: drop it from WITHOUT_HEALTHCHECK"
+    waiting = [s for s, svc in SERVICES.items() if name in svc.get("depends_on", {})]
+    assert not waiting, f"{waiting} wait for {name}, which has no healthcheck ({WITHOUT_HEALTHCHECK[name]})"
 
 
 def test_compose_dependencies_wait_for_health_and_init():
@@ -350,18 +425,34 @@ def test_compose_publishes_only_nginx():
     assert published == {"nginx"}
 
 
+# An exact release: 1.2.3 / v1.2.3 (a distribution suffix allowed: 15.10-bookworm) or MinIO's RELEASE.<time>.
+_PINNED_TAG = re.compile(r"^(v?\d+\.\d+(\.\d+)?(-[a-z0-9.]+)?|RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ)$")
+
+
 def test_compose_images_are_pinned():
     for name, svc in SERVICES.items():
         image = svc["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: {image}"
+        tag = image.rsplit(":", 1)[1]
+        assert _PINNED_TAG.match(tag), f"{name}: {image} is not pinned to an exact release"
+        if "build" not in svc:
+            assert "@" not in image and "/" not in tag, f"{name}: {image}"
 
 
 def test_compose_state_lives_in_named_volumes():
+    """State in named volumes; the only host paths are the repository's own files, read-only."""
     named = set(COMPOSE["volumes"])
     for name, svc in SERVICES.items():
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0]
-            assert source in named or source == "./nginx/templates", f"{name}: {volume} is not a named volume"
+            if source.startswith("./"):
+                assert volume.endswith(":ro"), f"{name}: {volume} mounts a repository path writable"
+                assert (REPO / source).exists(), f"{name}: {volume}: the repository has no {source}"
+            else:
+                assert source in named, f"{name}: {volume} is not a named volume"
+    for name, config in COMPOSE["configs"].items():
+        if "file" in config:
+            assert (REPO / config["file"]).is_file(), f"config {name}: the repository has no {config['file']}"
 
 
 def test_compose_mlflow_matches_the_project_pin():
@@ -409,17 +500,20 @@ def test_compose_images_install_the_project_with_its_extras():
 
 
 def test_compose_required_variables_fail_loudly():
-    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE_TEXT))
+    required = set(re.findall(r"(?<!\$)\$\{(\w+):\?", COMPOSE_TEXT))
     assert {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MLOPS_ADMIN_PASSWORD"} <= required
     example = read_env_file(REPO / ".env.example")
     assert required <= set(example), "every required variable is listed in .env.example"
-    optional = set(re.findall(r"\$\{(\w+):-", COMPOSE_TEXT))
+    optional = set(re.findall(r"(?<!\$)\$\{(\w+):-", COMPOSE_TEXT))
     assert optional <= set(example), "every setting compose reads is listed in .env.example"
+    # Secrets made from variables: compose refuses to start when the variable is unset.
+    from_env = {secret["environment"] for secret in COMPOSE["secrets"].values() if "environment" in secret}
+    assert from_env <= set(example), "every variable a secret is made of is listed in .env.example"
     assert not (REPO / ".env").exists() or ".env" in (REPO / ".gitignore").read_text()
 
 
 def test_compose_secrets_stay_out_of_app_environments_and_command_lines():
-    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE_TEXT))
+    required = set(re.findall(r"(?<!\$)\$\{(\w+):\?", COMPOSE_TEXT))
     for name, svc in SERVICES.items():
         for part in ("command", "entrypoint", "healthcheck"):
             text = json.dumps(svc.get(part, ""))
@@ -427,8 +521,14 @@ def test_compose_secrets_stay_out_of_app_environments_and_command_lines():
         if name in APP_SERVICES:
             env = json.dumps(svc.get("environment", {}))
             assert not re.search(r"PASSWORD|SECRET|ACCESS_KEY", env), f"{name}: a secret in the environment"
-    for name, config in COMPOSE["configs"].items():
-        assert not any(f"${{{var}" in config["content"] for var in required), f"config {name} holds a secret"
+    for name, content in _contents(COMPOSE["configs"]).items():
+        assert not any(f"${{{var}" in content for var in required), f"config {name} holds a secret"
+    # Secrets reach containers as files (compose secrets), never in an environment or a command line.
+    for name, svc in SERVICES.items():
+        env = json.dumps(svc.get("environment", {}))
+        assert not any(f"${{{var}" in env for var in required) or name in {"postgres", "postgres-init", "minio",
+                                                                         "minio-init", "nginx-init"}, name
+    assert "ALERTMANAGER_WEBHOOK_URL" not in json.dumps(SERVICES), "the webhook URL is a secret file only"
 
 
 def test_compose_nginx_mounts_the_shared_template():
@@ -456,8 +556,8 @@ def test_compose_clients_reach_mlflow_by_a_host_it_accepts():
     allowed = RSERVICES["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
     uris = {name: svc["environment"]["MLFLOW_TRACKING_URI"] for name, svc in RSERVICES.items()
             if isinstance(svc.get("environment"), dict) and "MLFLOW_TRACKING_URI" in svc["environment"]}
-    for name, config in RESOLVED["configs"].items():
-        for words in _shell_lines(config["content"]):
+    for name, content in _contents(RESOLVED["configs"]).items():
+        for words in _shell_lines(content):
             if words and words[0].startswith("MLFLOW_TRACKING_URI="):
                 uris[name] = words[0].split("=", 1)[1]
     assert {"serving", "job-retrain", "job-gc"} <= set(uris)
@@ -626,3 +726,276 @@ def test_compose_nginx_config_passes_nginx_t(platform, tmp_path):
     )
     result = subprocess.run(["nginx", "-t", "-p", str(tmp_path), "-c", str(main)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --- monitoring: the monitoring and node_exporter roles ---------------------------------------------
+
+def _flags(argv: list) -> dict[str, str]:
+    """`--name=value` / `-name=value` / `--name` words as {name: value} (dashes do not matter:
+    Debian's older nginx exporter takes -flag, the upstream image --flag)."""
+    flags = {}
+    for word in _argv(argv):
+        assert word.startswith("-"), f"{word!r} is not a flag"
+        name, _sep, value = word.lstrip("-").partition("=")
+        assert name not in flags, f"flag {name} given twice"
+        flags[name] = value
+    return flags
+
+
+def _hostless(value: str) -> str:
+    """An address or URL with its host left out (compose reaches services by name, Ansible on loopback)."""
+    if "://" in value:
+        parts = urlsplit(value)
+        return parts._replace(netloc=f"*:{parts.port}" if parts.port else "*").geturl()
+    return re.sub(r"^[\w.\-]*:(\d+)$", r"*:\1", value)
+
+
+@pytest.mark.parametrize("name", MONITORING_SERVICES_OF_ROLES)
+def test_compose_monitoring_service_runs_like_the_ansible_service(ansible, name):
+    """The same flags with the same values (ports, paths, retention, external URL) as the role's
+    program, but for addresses' hosts and the differences FLAG_DIFFERENCES gives reasons for."""
+    service = ansible[f"service-{name}"]
+    ours, theirs = _flags(RSERVICES[name]["command"]), _flags(service["command"][1:])
+    assert set(ours) == set(theirs), f"{name}: flags differ from the role's: {set(ours) ^ set(theirs)}"
+    for flag in ours:
+        if (name, flag) not in FLAG_DIFFERENCES:
+            assert _hostless(ours[flag]) == _hostless(theirs[flag]), f"{name}: --{flag}"
+    if service["environment"]:
+        assert RSERVICES[name]["environment"] == service["environment"]
+    image = SERVICES[name]["image"]
+    assert "build" not in SERVICES[name] and image.split(":")[0].split("/")[-1] in {
+        "prometheus", "alertmanager", "node-exporter", "nginx-prometheus-exporter", "postgres-exporter"}, image
+
+
+def test_compose_prometheus_config_matches_ansible(ansible):
+    """prometheus/compose/prometheus.yml is the role's template with service names: the same
+    intervals, labels, rule files, job names (in order), metrics paths and ports."""
+    ours = yaml.safe_load((REPO / "prometheus/compose/prometheus.yml").read_text())
+    theirs = yaml.safe_load(ansible["prometheus.yml"])
+    assert ours["global"] == theirs["global"]
+    assert ours["rule_files"] == theirs["rule_files"]
+    jobs = [job["job_name"] for job in ours["scrape_configs"]]
+    assert jobs == [job["job_name"] for job in theirs["scrape_configs"]] == SCRAPE_JOBS
+
+    def ports(config: dict) -> list[str]:
+        return [_hostless(t) for sc in config["static_configs"] for t in sc["targets"]]
+
+    for mine, role in zip(ours["scrape_configs"], theirs["scrape_configs"], strict=True):
+        assert mine.get("metrics_path", "/metrics") == role.get("metrics_path", "/metrics"), mine["job_name"]
+        assert ports(mine) == ports(role), mine["job_name"]
+    am = ours["alerting"]["alertmanagers"]
+    assert [_hostless(t) for a in am for sc in a["static_configs"] for t in sc["targets"]] == [
+        _hostless(t) for a in theirs["alerting"]["alertmanagers"] for sc in a["static_configs"] for t in sc["targets"]]
+    # Every target is a compose service listening on that port.
+    for job in ours["scrape_configs"] + [{"static_configs": a["static_configs"]} for a in am]:
+        for target in (t for sc in job["static_configs"] for t in sc["targets"]):
+            host, port = target.rsplit(":", 1)
+            assert host in SERVICES, f"{target}: no compose service {host}"
+            assert f":{port}" in json.dumps(RSERVICES[host].get("command", [])) or host in ("mlflow", "serving"), target
+    # The file Prometheus reads is this one, its rules the repository's.
+    volumes = SERVICES["prometheus"]["volumes"]
+    assert "./prometheus/compose/prometheus.yml:/etc/mlops/prometheus/prometheus.yml:ro" in volumes
+    assert _flags(SERVICES["prometheus"]["command"])["config.file"] == "/etc/mlops/prometheus/prometheus.yml"
+
+
+def test_compose_prometheus_reads_the_repository_rules_and_consoles(ansible):
+    """The rules and console templates are the files Ansible installs (one source), mounted where
+    the role puts them; the platform's console libraries join the image's."""
+    monitoring = ansible["monitoring"]
+    assert Path(monitoring["rules_src"]).resolve() == REPO / "prometheus/rules/platform.rules.yml"
+    assert Path(monitoring["consoles_src"]).resolve() == REPO / "prometheus/consoles"
+    volumes = SERVICES["prometheus"]["volumes"]
+    rules = f"{monitoring['config_dir']}/platform.rules.yml"
+    assert f"./prometheus/rules/platform.rules.yml:{rules}:ro" in volumes
+    assert yaml.safe_load((REPO / "prometheus/compose/prometheus.yml").read_text())["rule_files"] == [rules]
+    consoles = _flags(SERVICES["prometheus"]["command"])["web.console.templates"]
+    assert consoles == f"{monitoring['config_dir']}/consoles"
+    assert f"./prometheus/consoles:{consoles}:ro" in volumes
+    libraries = _flags(SERVICES["prometheus"]["command"])["web.console.libraries"]
+    for lib in sorted((REPO / "prometheus/console_libraries").glob("*.lib")):
+        assert f"./prometheus/console_libraries/{lib.name}:{libraries}/{lib.name}:ro" in volumes, lib.name
+    # Published through nginx under the role's route prefix, at the role's external URL.
+    flags = _flags(RSERVICES["prometheus"]["command"])
+    assert flags["web.external-url"] == monitoring["external_url"]
+    assert urlsplit(flags["web.external-url"]).path.rstrip("/") == monitoring["route_prefix"]
+    port = flags["web.listen-address"].rsplit(":", 1)[1]
+    assert RSERVICES["nginx"]["environment"]["MLOPS_PROMETHEUS_UPSTREAM"] == f"prometheus:{port}"
+    assert monitoring["route_prefix"] in json.dumps(SERVICES["prometheus"]["healthcheck"]["test"])
+    assert SERVICES["nginx"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+def _alertmanager_effective(with_url: bool) -> dict:
+    """What the alertmanager entrypoint makes of prometheus/compose/alertmanager.yml: the file
+    itself with a URL (its secret file), else the file cut where its `sed` cuts it."""
+    script = RSERVICES["alertmanager"]["entrypoint"][2]
+    text = (REPO / "prometheus/compose/alertmanager.yml").read_text()
+    if not with_url:
+        cut = re.search(r"sed '/(.+?)/,\$d' (\S+) > (\S+)", script)
+        assert cut, script
+        lines = text.splitlines()
+        first = next(i for i, line in enumerate(lines) if re.search(cut.group(1), line))
+        text = "\n".join(lines[:first])
+    return yaml.safe_load(text)
+
+
+def test_compose_alertmanager_config_matches_ansible(ansible):
+    """With ALERTMANAGER_WEBHOOK_URL set, the role's configuration with that URL (read from the
+    secret file); empty, the role's configuration without a webhook."""
+    secret = COMPOSE["secrets"]["alertmanager-webhook-url"]
+    assert secret == {"environment": "ALERTMANAGER_WEBHOOK_URL"}
+    mount = next(s for s in SERVICES["alertmanager"]["secrets"] if s["source"] == "alertmanager-webhook-url")
+    path = f"/run/secrets/{mount['target']}"
+    with_url = _alertmanager_effective(True)
+    webhook = with_url["receivers"][0]["webhook_configs"][0]
+    assert webhook.pop("url_file") == path
+    webhook["url"] = WEBHOOK_URL
+    assert with_url == yaml.safe_load(ansible["alertmanager.yml-webhook"])
+    assert _alertmanager_effective(False) == yaml.safe_load(ansible["alertmanager.yml-none"])
+    # The entrypoint picks by the secret file, writes the file --config.file names, runs the flags.
+    script = RSERVICES["alertmanager"]["entrypoint"][2]
+    config = _flags(RSERVICES["alertmanager"]["command"])["config.file"]
+    source = "/etc/mlops/prometheus/alertmanager.yml"
+    assert f"./prometheus/compose/alertmanager.yml:{source}:ro" in SERVICES["alertmanager"]["volumes"]
+    assert f"[ -s {path} ]" in script and f"cp {source} {config}\n" in script and f"{source} > {config}\n" in script
+    assert script.rstrip().endswith('exec /bin/alertmanager "$@"')
+    # Readable by the image's user (nobody) only.
+    assert (mount["uid"], oct(mount["mode"])) == ("65534", "0o400")
+
+
+def test_compose_metrics_volume_is_the_textfile_directory(ansible):
+    """The jobs write their results where node-exporter's textfile collector reads them: the mlops
+    role's metrics directory, one named volume (the scheduler writes, node-exporter reads)."""
+    metrics = ansible["monitoring"]["metrics_dir"]
+    assert _flags(SERVICES["node-exporter"]["command"])["collector.textfile.directory"] == metrics
+    mounts = {name: [v for v in svc.get("volumes", []) if v.split(":")[1] == metrics] for name, svc in SERVICES.items()}
+    assert mounts["node-exporter"] == [f"job-metrics:{metrics}:ro"]
+    assert mounts["scheduler"] == [f"job-metrics:{metrics}"]
+    assert {n for n, m in mounts.items() if m} == {"node-exporter", "scheduler", "nginx-init"}
+    # The retrain tick and the promotion gate publish there (mlops.textfile), the job scripts too.
+    job = {words[0].split("=", 1)[0]: words[0].split("=", 1)[1] for words in _shell_lines(_config("job-retrain"))
+           if len(words) == 1 and "=" in words[0]}
+    assert job["MLOPS_METRICS_TEXTFILE_DIR"] == metrics
+    for name in COMPOSE_JOBS:
+        assert f"metrics={metrics}" in _config(f"job-{name}")
+    # The directory is the mlops role's (root:mlops 0775) in the image and whenever the scheduler starts.
+    assert f"install -d -o root -g mlops -m 0775 {metrics}" in SERVICES["scheduler"]["command"][0]
+    assert re.search(rf"install -d [^\n]*-m 0775 [^\n]*{metrics}", _dockerfile())
+
+
+@pytest.mark.parametrize("job", sorted(COMPOSE_JOBS))
+def test_compose_job_schedule_textfile_matches_ansible(ansible, job):
+    """job-<name>-schedule.prom (period, first install time) as mlops_timer publishes it: the
+    scheduler fills @INSTALLED@ in when it starts and keeps the time of an existing file."""
+    schedule = ansible[f"schedule-{job}"]
+    assert _mount("scheduler", f"/etc/mlops/scheduler/schedule-{job}") == f"schedule-{job}"
+    assert _config(f"schedule-{job}") == schedule["content"]
+    script = RSERVICES["scheduler"]["command"][0]
+    assert schedule["dest"] == re.search(r'prom="(\S+)"', script).group(1).replace("$job", job)
+    assert 'sed "s/@INSTALLED@/' in script and '"/etc/mlops/scheduler/schedule-$job" > "$prom.new"' in script
+
+
+def test_compose_postgres_exporter_has_its_own_role(ansible):
+    """postgres-init makes the monitoring role's exporter role (pg_monitor) with a generated password
+    in the role's password file, which only postgres-init writes and the exporter reads."""
+    monitoring = ansible["monitoring"]
+    script = RSERVICES["postgres-init"]["command"][0]
+    expected = [(monitoring["pg_user"], monitoring["pg_password_file"])]
+    assert re.findall(r"^monitor (\S+) (\S+)$", script, re.M) == expected
+    assert 'GRANT pg_monitor TO :"role";' in script
+    env = RSERVICES["postgres-exporter"]["environment"]
+    assert env["DATA_SOURCE_USER"] == monitoring["pg_user"]
+    assert env["DATA_SOURCE_PASS_FILE"] == monitoring["pg_password_file"]
+    assert not any(k in env for k in ("DATA_SOURCE_PASS", "DATA_SOURCE_NAME"))
+    directory = str(Path(monitoring["pg_password_file"]).parent)
+    writers = [s for s, svc in RSERVICES.items() for v in svc.get("volumes", [])
+               if v.split(":")[1] == directory and not v.endswith(":ro")]
+    readers = [s for s, svc in RSERVICES.items() for v in svc.get("volumes", []) if v.split(":")[1] == directory]
+    assert writers == ["postgres-init"] and sorted(readers) == ["postgres-exporter", "postgres-init"]
+    # The file is user mlops's (0600); the exporter runs as mlops.
+    assert SERVICES["postgres-exporter"]["user"] == "10001:10001"
+    assert 'chown 10001:10001 "$2.new" && chmod 0600 "$2.new"' in script
+
+
+def test_compose_mlflow_metrics_and_gunicorn_config_match_ansible(ansible):
+    """MLflow's gunicorn configuration is the mlflow role's file, at the path its command names;
+    the multiprocess directory of --expose-prometheus is in a directory MLflow may write."""
+    gunicorn = ansible["mlflow-gunicorn"]
+    command = _argv(RSERVICES["mlflow"]["command"])
+    assert f"--config {gunicorn['dest']}" in command[command.index("--gunicorn-opts") + 1]
+    assert COMPOSE["configs"]["mlflow-gunicorn"] == {"file": f"./ansible/roles/mlflow/files/{gunicorn['src']}"}
+    staged = next(c["target"] for c in SERVICES["postgres-init"]["configs"] if c["source"] == "mlflow-gunicorn")
+    assert f"install -o 0 -g 10001 -m 0640 {staged} {gunicorn['dest']}" in RSERVICES["postgres-init"]["command"][0]
+    metrics_dir = command[command.index("--expose-prometheus") + 1]
+    assert [t.split(":")[0] for t in SERVICES["mlflow"]["tmpfs"]] == [str(Path(metrics_dir).parent)]
+    assert "gid=10001" in SERVICES["mlflow"]["tmpfs"][0] and "mode=0775" in SERVICES["mlflow"]["tmpfs"][0]
+
+
+def test_compose_nginx_status_is_on_the_network_only():
+    env = RSERVICES["nginx"]["environment"]
+    port = env["MLOPS_STATUS_LISTEN"].rsplit(":", 1)[1]
+    assert not any(port in str(p) for p in SERVICES["nginx"]["ports"]), "stub_status is not published"
+    assert _flags(RSERVICES["nginx-exporter"]["command"])["nginx.scrape-uri"] == f"http://nginx:{port}/stub_status"
+
+
+# --- Grafana (profile grafana): provisioning and the dashboard -----------------------------------------
+
+def _dashboard_targets(dashboard: dict) -> list[dict]:
+    found = list(dashboard.get("annotations", {}).get("list", []))
+    for panel in dashboard["panels"]:
+        found.extend(panel.get("targets", []))
+        for inner in panel.get("panels", []):
+            found.extend(inner.get("targets", []))
+    return found
+
+
+def test_grafana_provisioning_matches_compose():
+    grafana = SERVICES["grafana"]
+    assert "./prometheus/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    datasources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())["datasources"]
+    assert len(datasources) == 1
+    source = datasources[0]
+    assert source["type"] == "prometheus" and source["uid"] and source["isDefault"]
+    # Prometheus by service name and port, under its route prefix (--web.external-url's path).
+    flags = _flags(RSERVICES["prometheus"]["command"])
+    port = flags["web.listen-address"].rsplit(":", 1)[1]
+    prefix = urlsplit(flags["web.external-url"]).path.rstrip("/")
+    assert source["url"] == f"http://prometheus:{port}{prefix}"
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/platform.yml").read_text())["providers"]
+    path = providers[0]["options"]["path"]
+    assert f"./prometheus/grafana/dashboards:{path}:ro" in grafana["volumes"]
+    # Its admin password is the admin password of nginx, as a secret file.
+    assert COMPOSE["secrets"]["grafana-admin-password"] == {"environment": "MLOPS_ADMIN_PASSWORD"}
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana-admin-password"
+    assert not re.search(r"PASSWORD\"?: [^/]", json.dumps(grafana["environment"]))
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in (GRAFANA / "dashboards").glob("*.json")))
+def test_grafana_dashboard_is_valid(path):
+    """Valid JSON; every panel and annotation queries the provisioned data source by uid; every
+    query names a metric of the platform's contract (no typo silently draws nothing)."""
+    dashboard = json.loads((GRAFANA / "dashboards" / path).read_text())
+    uid = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())["datasources"][0]["uid"]
+    assert dashboard["uid"] and dashboard["title"] and dashboard["panels"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids are unique"
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": uid}, panel["title"]
+        assert panel["targets"], f"{panel['title']}: no query"
+        for key in ("h", "w", "x", "y"):
+            assert isinstance(panel["gridPos"][key], int), panel["title"]
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, panel["title"]
+    targets = _dashboard_targets(dashboard)
+    assert dashboard["annotations"]["list"], "promotions are shown as annotations"
+    for target in targets:
+        assert target["datasource"] == {"type": "prometheus", "uid": uid}, target
+        names = set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b(?=\s*[{\[)]|\s*$|\s*/|\s*>|\s*==|\s*-|\s*\+)",
+                               target["expr"]))
+        metrics = {n for n in names if n in DASHBOARD_METRICS}
+        assert metrics, f"{target['expr']!r} names no metric of the contract"
+        unknown = {n for n in re.findall(r"\b(?:mlops|node)_[a-zA-Z0-9_]+", target["expr"])} - DASHBOARD_METRICS
+        assert not unknown, f"{target['expr']!r} names metrics outside the contract: {unknown}"
+    exprs = " ".join(t["expr"] for t in targets)
+    for metric in DASHBOARD_METRICS:
+        assert metric in exprs, f"the dashboard shows nothing of {metric}"

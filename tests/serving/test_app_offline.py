@@ -159,3 +159,41 @@ def test_no_model_and_a_failing_model_fail_the_request_not_the_batcher() -> None
     assert isinstance(none[0], RuntimeError) and "no model loaded" in str(none[0])
     failing = asyncio.run(_run(FakeHolder(FakeServed(fail=True)), [_images(1, 0.0), _images(2, 1.0)], 8))
     assert all(isinstance(r, RuntimeError) and "kernel exploded" in str(r) for r in failing)
+
+
+def test_each_request_reports_its_wait_for_the_batch_that_runs_it() -> None:
+    """Queue wait: one value per request whose batch ran; a request queued behind a running batch waited for it."""
+    served, waits = FakeServed(), []
+
+    async def run() -> None:
+        batcher = Batcher(FakeHolder(served), 4, waits.append)  # type: ignore[arg-type]
+        original = served.predict
+
+        def slow(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            import time
+
+            time.sleep(0.05)
+            return original(x)
+
+        served.predict = slow  # type: ignore[method-assign]
+        batcher.start()
+        try:
+            await asyncio.gather(*(batcher.submit(_images(3, float(i))) for i in range(3)))  # 3 batches of 3
+        finally:
+            await batcher.stop()
+
+    asyncio.run(run())
+    assert len(waits) == 3 and served.batches == [3, 3, 3]
+    assert sorted(waits)[0] < 0.02 and sorted(waits)[-1] >= 0.09  # the third waited for two batches of 50 ms
+
+    async def no_model() -> None:
+        batcher = Batcher(FakeHolder(None), 4, waits.append)  # type: ignore[arg-type]
+        batcher.start()
+        try:
+            with pytest.raises(RuntimeError, match="no model"):
+                await batcher.submit(_images(1, 0.0))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(no_model())
+    assert len(waits) == 3  # no batch ran: no wait reported

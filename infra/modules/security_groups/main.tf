@@ -163,3 +163,28 @@ resource "aws_security_group_rule" "db_in" {
   to_port                  = var.db_port
   source_security_group_id = each.value
 }
+
+# --- Monitoring: the MLflow host's Prometheus scrapes the trainers' node exporters ---------------
+# Only the MLflow group may reach the exporter's port (the node_exporter role listens on the
+# trainer's private address), and the MLflow group may open it only towards the trainer group: no
+# CIDR rule, nothing from outside the VPC.
+
+resource "aws_security_group_rule" "node_exporter_from_mlflow" {
+  type                     = "ingress"
+  description              = "Prometheus node exporter from the MLflow host (its Prometheus) only"
+  security_group_id        = aws_security_group.trainer.id
+  protocol                 = "tcp"
+  from_port                = var.node_exporter_port
+  to_port                  = var.node_exporter_port
+  source_security_group_id = aws_security_group.mlflow.id
+}
+
+resource "aws_security_group_rule" "node_exporter_to_trainers" {
+  type                     = "egress"
+  description              = "Prometheus scrapes of the trainer node exporters"
+  security_group_id        = aws_security_group.mlflow.id
+  protocol                 = "tcp"
+  from_port                = var.node_exporter_port
+  to_port                  = var.node_exporter_port
+  source_security_group_id = aws_security_group.trainer.id
+}

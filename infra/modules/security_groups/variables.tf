@@ -61,6 +61,17 @@ variable "db_port" {
   default     = 5432
 }
 
+variable "node_exporter_port" {
+  description = "Port of the Prometheus node exporter on the trainers (Ansible's node_exporter_port: mlflow_port + 4100, 9100 by default), open to the MLflow group only."
+  type        = number
+  default     = 9100
+
+  validation {
+    condition     = var.node_exporter_port >= 1024 && var.node_exporter_port <= 65535 && floor(var.node_exporter_port) == var.node_exporter_port
+    error_message = "node_exporter_port must be a whole number from 1024 to 65535 (an unprivileged port)."
+  }
+}
+
 variable "tags" {
   description = "Tags added to every security group."
   type        = map(string)

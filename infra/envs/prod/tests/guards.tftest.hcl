@@ -546,6 +546,24 @@ run "sg_module_minimum_floor" {
   expect_failures = [var.admin_cidr_min_prefix_length]
 }
 
+run "sg_module_rejects_privileged_node_exporter_port" {
+  # node_exporter_port must be an unprivileged port (Ansible derives it from mlflow_port).
+  command = plan
+
+  module {
+    source = "../../modules/security_groups"
+  }
+
+  variables {
+    name               = "mlops-xeon-prod"
+    vpc_id             = "vpc-0123456789abcdef0"
+    allowed_cidrs      = ["203.0.113.0/24"]
+    node_exporter_port = 22
+  }
+
+  expect_failures = [var.node_exporter_port]
+}
+
 run "network_rejects_ipv6" {
   # IPv6 vpc_cidr.
   command = plan

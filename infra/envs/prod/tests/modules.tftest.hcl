@@ -337,6 +337,22 @@ run "security_groups_least_privilege" {
     ])
     error_message = "Trainers accept and open any TCP port (gloo's ephemeral ports) to other trainers only, never a CIDR."
   }
+
+  assert {
+    condition = (
+      aws_security_group_rule.node_exporter_from_mlflow.type == "ingress"
+      && aws_security_group_rule.node_exporter_from_mlflow.security_group_id == aws_security_group.trainer.id
+      && aws_security_group_rule.node_exporter_from_mlflow.source_security_group_id == aws_security_group.mlflow.id
+      && aws_security_group_rule.node_exporter_to_trainers.type == "egress"
+      && aws_security_group_rule.node_exporter_to_trainers.security_group_id == aws_security_group.mlflow.id
+      && aws_security_group_rule.node_exporter_to_trainers.source_security_group_id == aws_security_group.trainer.id
+      && alltrue([
+        for r in [aws_security_group_rule.node_exporter_from_mlflow, aws_security_group_rule.node_exporter_to_trainers] :
+        r.protocol == "tcp" && r.from_port == 9100 && r.to_port == 9100 && try(length(r.cidr_blocks), 0) == 0 && r.self != true
+      ])
+    )
+    error_message = "The trainers' node exporter (9100) must be reachable from the MLflow group (Prometheus) only, and the MLflow group may open it only to the trainer group."
+  }
 }
 
 run "security_groups_no_ssh_by_default" {
