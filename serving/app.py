@@ -161,6 +161,11 @@ class ModelHolder:
         self.load_failures = 0
         """Failed attempts to load the alias's version (``mlops_serving_model_load_errors_total``)."""
 
+    @property
+    def load_failed(self) -> bool:
+        """The alias points at a version this worker failed to load (it serves an older one, or nothing)."""
+        return self._failed_version is not None
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="model-poller", daemon=True)
         self._thread.start()
@@ -360,8 +365,8 @@ class Metrics:
         self.degraded = Gauge(
             "mlops_serving_degraded",
             "1 while a worker does not serve the version its alias points to because loading it failed (an older "
-            "version or nothing is served), the alias is missing, or the registry cannot be reached: /health's "
-            "load_error, 'degraded' status; else 0", registry=reg, multiprocess_mode="livemax")
+            "version or nothing is served); else 0. Not for a missing alias (no champion yet) or an unreachable "
+            "registry, which /health also reports in load_error", registry=reg, multiprocess_mode="livemax")
         self.batch_size = Histogram("mlops_serving_batch_images", "Images per inference batch",
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=reg)
         self.monitoring_pending = Gauge("mlops_serving_monitoring_pending", "Records waiting for the writer",
@@ -381,7 +386,7 @@ class Metrics:
     def sync(self, holder: ModelHolder, writer: MonitoringWriter | None) -> None:
         """Copy the worker's state into its metrics (counters by the increase since the last call)."""
         self.show_model(holder.current)
-        self.degraded.set(0 if holder.load_error is None else 1)
+        self.degraded.set(1 if holder.load_failed else 0)
         self._add(self.model_load_errors, "load_failures", holder.load_failures)
         self.monitoring_pending.set(writer.pending if writer else 0)
         self.buffered_rows.set(writer.buffered_rows if writer else 0)

@@ -184,6 +184,9 @@ def test_serving_errors_raise_the_alert(platform, prometheus, receiver):
     assert statuses and set(statuses) == {503}, set(statuses)
     assert alert["labels"]["severity"] == "page"
     assert "5xx" in alert["annotations"]["summary"]
+    # No champion yet is not a failed load: nothing pages for it.
+    assert prometheus.query('mlops_serving_degraded{job="serving"} == 0')
+    assert not receiver.alerts("ServingChampionLoadFailed")
 
 
 def test_stopped_retrain_timer_raises_the_dead_mans_alert(platform, prometheus, receiver):

@@ -41,6 +41,7 @@ class FakeHolder:
     current: FakeServed | None = None
     load_error: dict[str, str] | None = None
     load_failures: int = 0
+    load_failed: bool = False
 
 
 @dataclass
@@ -57,6 +58,7 @@ def test_one_process_metrics_follow_the_worker_state() -> None:
     holder, writer = FakeHolder(FakeServed("3")), FakeWriter(pending=2, buffered_rows=5, written=10, dropped=1)
     metrics.sync(holder, writer)  # type: ignore[arg-type]
     holder.current, holder.load_error, holder.load_failures = FakeServed("4"), {"version": "5", "error": "x"}, 2
+    holder.load_failed = True
     writer.written, writer.dropped = 25, 1
     metrics.sync(holder, writer)  # type: ignore[arg-type]
     metrics.sync(holder, writer)  # type: ignore[arg-type] - nothing new: counters do not move
@@ -72,7 +74,8 @@ def test_one_process_metrics_follow_the_worker_state() -> None:
     assert _value(text, "mlops_serving_monitoring_buffered_rows") == 5.0
     assert _value(text, "mlops_serving_monitoring_pending") == 2.0
     assert _value(text, "mlops_serving_queue_wait_seconds_count") == 1.0
-    holder.load_error = None
+    # No champion yet (a missing alias is a load_error on /health): not degraded.
+    holder.load_error, holder.load_failed = {"version": "-", "error": "no 'champion' alias yet"}, False
     metrics.sync(holder, None)  # type: ignore[arg-type]
     assert _value(metrics.render().decode(), "mlops_serving_degraded") == 0.0
 
