@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,53 @@ def platform() -> Iterator[Platform]:
 def platform_env(platform: Platform) -> dict[str, str]:
     """The client variables a notebook gets from local.env (tracking URI, user, password, CA)."""
     return platform.env
+
+
+def _wait_until(predicate, timeout: float, what: str, log: Path | None = None) -> None:  # noqa: ANN001
+    """Poll ``predicate`` (HTTP errors count as not yet) every 0.5 s; fail naming ``what`` (and ``log``'s tail)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    tail = f":\n{log.read_text()[-3000:]}" if log is not None and log.exists() else ""
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{tail}")
+
+
+@pytest.fixture(scope="session")
+def wait_until():  # noqa: ANN201 - the function itself
+    """``wait_until(predicate, timeout, what, log=None)``: poll until true or fail the test."""
+    return _wait_until
+
+
+@contextlib.contextmanager
+def _chromium_page(username: str, password: str, height: int = 900) -> Iterator[object]:
+    """A page of Debian's headless Chromium (Playwright) that logs in with basic auth and accepts the test CA."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync"],
+        )
+        try:
+            context = browser.new_context(http_credentials={"username": username, "password": password},
+                                          ignore_https_errors=True, viewport={"width": 1400, "height": height})
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def chromium_page():  # noqa: ANN201 - a context manager factory
+    """``with chromium_page(user, password) as page:`` (skip the test first where chromium is missing)."""
+    return _chromium_page
 
 
 @pytest.fixture(scope="session")

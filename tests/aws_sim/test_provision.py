@@ -276,8 +276,9 @@ def test_password_is_read_at_service_start(aws_sim) -> None:
 
 
 def test_monitoring_scrapes_every_host(aws_sim) -> None:
-    """The MLflow host's Prometheus scrapes MLflow, nginx, serving on its own host and each host's node
-    exporter (no PostgreSQL exporter: the database is RDS); every target is up."""
+    """The MLflow host's Prometheus scrapes MLflow, nginx, serving on its own host, each host's node exporter
+    and the "RDS" (the PostgreSQL exporter as the application database's role, through its pgpass file);
+    every target is up."""
     platform = json.loads((aws_sim.state_dir / "platform.json").read_text())
     prometheus = next(s for s in platform["services"] if s["name"] == "prometheus")["probe"]["url"]
     base = prometheus.removesuffix("/-/ready")
@@ -289,5 +290,7 @@ def test_monitoring_scrapes_every_host(aws_sim) -> None:
             break
         time.sleep(2)
     assert {t["labels"]["job"] for t in targets} == {"prometheus", "alertmanager", "mlflow", "nginx", "serving",
-                                                     "node"}
+                                                     "node", "postgres"}
     assert not down, down
+    pg_up = requests.get(f"{base}/api/v1/query", params={"query": "pg_up"}, timeout=10).json()["data"]["result"]
+    assert [r["value"][1] for r in pg_up] == ["1"], pg_up

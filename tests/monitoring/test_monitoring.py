@@ -119,34 +119,19 @@ def test_nothing_but_nginx_listens_beyond_loopback(platform):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed (make test-deps)")
-def test_operations_console_in_a_browser(platform, prometheus, artifacts_dir):
-    from playwright.sync_api import sync_playwright
-
+def test_operations_console_in_a_browser(platform, prometheus, artifacts_dir, chromium_page):
     # Something to show: the request rate needs two scrapes of the serving counters.
     prometheus.wait_query("mlops:serving_request_rate:5m", 60, "the serving request rate")
     errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=shutil.which("chromium"),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-sync"],
-        )
-        try:
-            context = browser.new_context(
-                http_credentials={"username": "admin", "password": platform.admin_password},
-                ignore_https_errors=True, viewport={"width": 1400, "height": 1000},
-            )
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            answer = page.goto(f"{prometheus.base}/consoles/platform.html", timeout=60_000)
-            assert answer is not None and answer.status == 200
-            # Graphs are drawn by the console library's JavaScript (rickshaw) into SVG.
-            page.locator("svg").first.wait_for(timeout=60_000)
-            page.wait_for_timeout(3000)
-            page.screenshot(path=str(artifacts_dir / "monitoring-console.png"), full_page=True)
-            text = page.inner_text("body")
-        finally:
-            browser.close()
+    with chromium_page("admin", platform.admin_password, height=1000) as page:
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        answer = page.goto(f"{prometheus.base}/consoles/platform.html", timeout=60_000)
+        assert answer is not None and answer.status == 200
+        # Graphs are drawn by the console library's JavaScript (rickshaw) into SVG.
+        page.locator("svg").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(3000)
+        page.screenshot(path=str(artifacts_dir / "monitoring-console.png"), full_page=True)
+        text = page.inner_text("body")
     assert not errors, errors
     assert "error executing template" not in text.lower()
     for heading in ("Request rate", "Error ratio", "Latency", "Drift", "Jobs", "Disk", "Memory"):

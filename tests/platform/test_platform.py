@@ -255,28 +255,13 @@ def test_artifact_paths_cannot_leave_the_artifact_root(platform, logged_run, tem
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed (make test-deps)")
-def test_browser_shows_the_logged_experiment(platform, logged_run, artifacts_dir):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=shutil.which("chromium"),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-sync"],
-        )
-        try:
-            context = browser.new_context(
-                http_credentials={"username": "admin", "password": platform.admin_password},
-                ignore_https_errors=True, viewport={"width": 1400, "height": 900},
-            )
-            page = context.new_page()
-            page.goto(f"{platform.https}/#/experiments/{logged_run['experiment_id']}/runs", timeout=60_000)
-            page.get_by_text(EXPERIMENT).first.wait_for(timeout=60_000)
-            # The run's name in the runs table (exact: the experiment's name contains it too).
-            page.get_by_text("integration", exact=True).first.wait_for(timeout=60_000)
-            page.screenshot(path=str(artifacts_dir / "mlflow-ui-experiment.png"), full_page=True)
-        finally:
-            browser.close()
+def test_browser_shows_the_logged_experiment(platform, logged_run, artifacts_dir, chromium_page):
+    with chromium_page("admin", platform.admin_password) as page:
+        page.goto(f"{platform.https}/#/experiments/{logged_run['experiment_id']}/runs", timeout=60_000)
+        page.get_by_text(EXPERIMENT).first.wait_for(timeout=60_000)
+        # The run's name in the runs table (exact: the experiment's name contains it too).
+        page.get_by_text("integration", exact=True).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(artifacts_dir / "mlflow-ui-experiment.png"), full_page=True)
 
 
 def test_second_up_changes_nothing(platform):

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -106,20 +105,8 @@ class TwoWorkers:
         return got
 
 
-def _until(predicate, timeout: float, what: str, server: TwoWorkers) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n{server.log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoWorkers]:
+def two_workers(tmp_path_factory: pytest.TempPathFactory, wait_until) -> Iterator[TwoWorkers]:  # noqa: ANN001
     root = tmp_path_factory.mktemp("workers")
     registry = f"file://{root}/registry"
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry, "MLFLOW_ALLOW_FILE_STORE": "true",
@@ -142,8 +129,8 @@ c.set_registered_model_alias("broken", "champion", v.version)
                             cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     server = TwoWorkers(f"http://127.0.0.1:{port}", proc, root / "state" / "serving-metrics" / str(proc.pid), log)
     try:
-        _until(lambda: _value(server.metrics(), "mlops_serving_model_load_errors_total") == 2.0, 180,
-               "both workers to fail loading the champion", server)
+        wait_until(lambda: _value(server.metrics(), "mlops_serving_model_load_errors_total") == 2.0, 180,
+                   "both workers to fail loading the champion", server.log)
         yield server
     finally:
         if proc.poll() is None:
@@ -152,7 +139,7 @@ c.set_registered_model_alias("broken", "champion", v.version)
 
 
 @pytest.mark.slow
-def test_two_workers_report_one_server(two_workers: TwoWorkers) -> None:
+def test_two_workers_report_one_server(two_workers: TwoWorkers, wait_until) -> None:  # noqa: ANN001
     server = two_workers
     assert server.metrics_dir.is_dir() and (server.metrics_dir.stat().st_mode & 0o777) == 0o700
     predict = 'mlops_serving_requests_total{endpoint="/predict",status="503"}'
@@ -178,8 +165,8 @@ def test_two_workers_report_one_server(two_workers: TwoWorkers) -> None:
     # A worker dies: gunicorn starts another; the dead one's counts stay, its live gauges go.
     dead = max(per_worker)
     os.kill(dead, signal.SIGKILL)
-    _until(lambda: _value(server.metrics(), "mlops_serving_model_load_errors_total") == 3.0, 180,
-           "the replacement worker's failed load", server)
+    wait_until(lambda: _value(server.metrics(), "mlops_serving_model_load_errors_total") == 3.0, 180,
+               "the replacement worker's failed load", server.log)
     assert not list(server.metrics_dir.glob(f"gauge_live*_{dead}.db"))
     text = server.metrics()
     assert _value(text, predict) == sent and _value(text, "mlops_serving_degraded") == 1.0

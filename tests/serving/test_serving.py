@@ -89,18 +89,6 @@ def _register_copy(config: TrainConfig, model: CustomVGG, name: str, scale: floa
     return str(info.registered_model_version)
 
 
-def _wait(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def serving_env(platform_env: dict[str, str], platform, patched_environ) -> Iterator[dict[str, str]]:  # noqa: ANN001
     env = {**platform_env, **SERVE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
@@ -110,7 +98,7 @@ def serving_env(platform_env: dict[str, str], platform, patched_environ) -> Iter
 
 @pytest.fixture(scope="module")
 def server(serving_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
-           serve_process) -> Iterator[Server]:  # noqa: ANN001 - conftest factory
+           serve_process, wait_until) -> Iterator[Server]:  # noqa: ANN001 - conftest factories
     from pipelines.promote import promote
 
     config = TrainConfig.from_settings(
@@ -124,7 +112,7 @@ def server(serving_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     started = serve_process(serving_env, config.model_name, log)
     srv = Server(started.url, started.proc, config.model_name, config, model, log)
     try:
-        _wait(lambda: srv.get("/health").status_code == 200, 240, f"the server to load the champion ({log})")
+        wait_until(lambda: srv.get("/health").status_code == 200, 240, f"the server to load the champion ({log})")
         yield srv
     finally:
         started.stop()
@@ -330,7 +318,7 @@ def test_requests_fuzzed_from_the_openapi_document_never_get_a_5xx(server: Serve
     assert server.get("/health").status_code == 200
 
 
-def test_slow_bodies_tie_up_no_worker(server: Server) -> None:
+def test_slow_bodies_tie_up_no_worker(server: Server, wait_until) -> None:  # noqa: ANN001
     """Slow-loris: connections that send headers and a trickle of body; the worker keeps answering others."""
     import socket
 
@@ -355,11 +343,12 @@ def test_slow_bodies_tie_up_no_worker(server: Server) -> None:
             sock.close()
     assert server.get("/health").status_code == 200
     # the abandoned requests are counted as the client's doing (499), never as server errors
-    _wait(lambda: 'status="499"' in server.get("/metrics").text, 30, "the abandoned requests to be counted")
+    wait_until(lambda: 'status="499"' in server.get("/metrics").text, 30, "the abandoned requests to be counted")
     assert 'endpoint="/predict",status="500"' not in server.get("/metrics").text
 
 
-def test_hot_swap_under_load_loses_no_request_then_failed_load_keeps_serving(server: Server) -> None:
+def test_hot_swap_under_load_loses_no_request_then_failed_load_keeps_serving(server: Server,
+                                                                           wait_until) -> None:  # noqa: ANN001
     from pipelines.promote import promote
 
     client = MlflowClient()
@@ -389,7 +378,7 @@ def test_hot_swap_under_load_loses_no_request_then_failed_load_keeps_serving(ser
         time.sleep(1.0)
         decision = promote(server.name, new)
         assert decision.promoted, decision.reason
-        _wait(lambda: seen[new] >= 20, 180, f"responses from version {new}")
+        wait_until(lambda: seen[new] >= 20, 180, f"responses from version {new}")
     finally:
         stop.set()
         for t in threads:
@@ -409,7 +398,7 @@ def test_hot_swap_under_load_loses_no_request_then_failed_load_keeps_serving(ser
     broken = client.create_model_version(server.name, f"runs:/{run.info.run_id}/notes.txt", run.info.run_id)
     client.set_registered_model_alias(server.name, "champion", broken.version)
     try:
-        _wait(lambda: (server.get("/health").json().get("load_error") or {}).get("version") == broken.version, 60,
+        wait_until(lambda: (server.get("/health").json().get("load_error") or {}).get("version") == broken.version, 60,
               "the failed load on /health")
         health = server.get("/health").json()
         assert health["status"] == "degraded" and "model_state" in health["load_error"]["error"]
@@ -418,7 +407,7 @@ def test_hot_swap_under_load_loses_no_request_then_failed_load_keeps_serving(ser
         assert r.status_code == 200 and r.json()["model"]["version"] == new
     finally:
         client.set_registered_model_alias(server.name, "champion", new)
-    _wait(lambda: server.get("/health").json()["status"] == "ok", 60, "the load error to clear")
+    wait_until(lambda: server.get("/health").json()["status"] == "ok", 60, "the load error to clear")
 
 
 def test_monitoring_rows_written_and_flushed_on_shutdown(server: Server) -> None:
