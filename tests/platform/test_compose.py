@@ -709,8 +709,12 @@ def test_compose_nginx_config_passes_nginx_t(platform, tmp_path):
     env.update(
         MLOPS_PUBLIC_HTTPS_PORT="8443", MLOPS_TLS_CERT=str(tls / "server.crt"),
         MLOPS_TLS_KEY=str(tls / "server.key"), MLOPS_HTPASSWD=str(tmp_path / "htpasswd"),
-        MLOPS_MLFLOW_UPSTREAM="127.0.0.1:5000", MLOPS_SERVING_UPSTREAM="127.0.0.1:8700",
     )
+    # Every `service:port` value (MLflow, serving, Prometheus upstreams, ...) points at loopback instead.
+    env.update({
+        name: f"127.0.0.1:{value.split(':')[1]}" for name, value in env.items()
+        if re.fullmatch(r"[a-z][a-z0-9_-]*:\d+", str(value)) and value.split(":")[0] in SERVICES
+    })
     (tmp_path / "htpasswd").write_text("admin:$6$salt$x\n")
     text = (REPO / "nginx/templates/mlops.conf.template").read_text()
     rendered = re.sub(r"\$\{(MLOPS_[A-Z_]+)\}", lambda m: str(env[m.group(1)]), text)
