@@ -1,8 +1,12 @@
 """Turn `terraform output -json` (infra/envs/<env>) into the Ansible inventory for the AWS hosts.
 
-Writes ``hosts.yml`` and ``group_vars/all/terraform.yml`` under ``dest`` (by default
-ansible/inventories/aws/). Only addresses, names and ARNs are written, never secret values:
-an output Terraform marks sensitive is refused. Files are written atomically (temp + rename).
+Writes ``group_vars/all/terraform.yml`` under ``dest`` (by default ansible/inventories/aws/) and
+the hosts: for the single layout (output ``topology`` absent or ``single``) a static ``hosts.yml``
+with every host of every group; for the scaled layout, whose autoscaling hosts have no fixed
+address, an ``aws_ec2.yml`` dynamic inventory (``amazon.aws.aws_ec2``) that selects the running
+instances of this deployment by their ``mlops_group`` tag. The other layout's file is removed, so
+a switch leaves no stale hosts behind. Only addresses, names and ARNs are written, never secret
+values: an output Terraform marks sensitive is refused. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -29,11 +33,20 @@ REQUIRED = (
     "db_name",
     "db_username",
     "db_password_secret_arn",
+    "mlflow_db_username",
+    "mlflow_db_secret_arn",
     "artifacts_bucket",
     "artifacts_prefix",
 )
 OPTIONAL_LISTS = ("trainer_public_ips", "trainer_private_ips")
 ANSIBLE_USER = "admin"
+# Outputs that name the one MLflow host of the single layout; null in the scaled layout.
+SINGLE_HOST_OUTPUTS = ("mlflow_public_ip", "mlflow_private_ip")
+TOPOLOGIES = ("single", "scaled")
+# Ansible group of each value of the hosts' group tag (Terraform output inventory_group_tag).
+TAG_GROUPS = {"mlflow": "mlflow_servers", "serving": "serving_servers", "trainers": "trainers"}
+STATIC_FILE = "hosts.yml"
+DYNAMIC_FILE = "aws_ec2.yml"  # the aws_ec2 plugin accepts only files named *aws_ec2.yml
 
 
 def _value(outputs: dict[str, Any], name: str, *, required: bool = True) -> Any:
@@ -67,60 +80,115 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def topology(outputs: dict[str, Any]) -> str:
+    """The layout the outputs describe: ``single`` (also when the output predates layouts) or ``scaled``."""
+    value = _value(outputs, "topology", required=False) or "single"
+    if value not in TOPOLOGIES:
+        raise ValueError(f"terraform output 'topology' is {value!r}, not one of {', '.join(TOPOLOGIES)}")
+    return value
+
+
+def build_dynamic_inventory(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Return the ``amazon.aws.aws_ec2`` inventory of the scaled layout as plain data.
+
+    Running instances of this deployment (the ``Project``/``Environment`` tags of output
+    ``inventory_filters``) that carry the group tag; each lands in the Ansible group of its tag's
+    value, named by instance id (autoscaling hosts share a Name), reached on its private address.
+    """
+    region = _value(outputs, "aws_region")
+    tag = _value(outputs, "inventory_group_tag")
+    filters = _value(outputs, "inventory_filters")
+    if not isinstance(filters, dict) or not filters:
+        raise ValueError("terraform output 'inventory_filters' must be a non-empty map of EC2 filters")
+    return {
+        "plugin": "amazon.aws.aws_ec2",
+        "regions": [region],
+        "filters": {
+            **filters,
+            f"tag:{tag}": sorted(TAG_GROUPS),
+            "instance-state-name": ["running"],
+        },
+        "hostnames": ["instance-id"],
+        "groups": {group: f"tags.{tag} == '{value}'" for value, group in TAG_GROUPS.items()},
+        "compose": {
+            "ansible_host": "private_ip_address",
+            "mlops_private_ip": "private_ip_address",
+            "ansible_user": f"'{ANSIBLE_USER}'",
+        },
+        "strict": True,
+    }
+
+
 def build_inventory(outputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (hosts.yml, group_vars/all/terraform.yml) contents as plain data."""
-    v = {name: _value(outputs, name) for name in REQUIRED}
+    """Return (hosts.yml, group_vars/all/terraform.yml) contents as plain data.
+
+    For the scaled layout the hosts part holds only empty groups: its hosts come from
+    :func:`build_dynamic_inventory`.
+    """
+    layout = topology(outputs)
+    v = {
+        name: _value(outputs, name, required=layout == "single" or name not in SINGLE_HOST_OUTPUTS) for name in REQUIRED
+    }
     trainer_public = _value(outputs, "trainer_public_ips", required=False) or []
     trainer_private = _value(outputs, "trainer_private_ips", required=False) or []
-    if len(trainer_public) != len(trainer_private):
-        raise ValueError("terraform outputs 'trainer_public_ips' and 'trainer_private_ips' differ in length")
-
-    trainers = {
-        f"trainer-{i}": {"ansible_host": pub, "ansible_user": ANSIBLE_USER, "mlops_private_ip": priv}
-        for i, (pub, priv) in enumerate(zip(trainer_public, trainer_private, strict=True))
-    }
-    hosts = {
-        "all": {
-            "children": {
-                "mlflow_servers": {
-                    "hosts": {
-                        "mlflow": {
-                            "ansible_host": v["mlflow_public_ip"],
-                            "ansible_user": ANSIBLE_USER,
-                            "mlops_private_ip": v["mlflow_private_ip"],
-                        }
-                    }
-                },
-                "trainers": {"hosts": trainers},
+    mlflow: dict[str, Any] = {}
+    trainers: dict[str, Any] = {}
+    if layout == "single":  # the scaled layout's hosts come from the dynamic inventory
+        if len(trainer_public) != len(trainer_private):
+            raise ValueError("terraform outputs 'trainer_public_ips' and 'trainer_private_ips' differ in length")
+        trainers = {
+            f"trainer-{i}": {"ansible_host": pub, "ansible_user": ANSIBLE_USER, "mlops_private_ip": priv}
+            for i, (pub, priv) in enumerate(zip(trainer_public, trainer_private, strict=True))
+        }
+        mlflow = {
+            "mlflow": {
+                "ansible_host": v["mlflow_public_ip"],
+                "ansible_user": ANSIBLE_USER,
+                "mlops_private_ip": v["mlflow_private_ip"],
             }
         }
-    }
+    hosts = {"all": {"children": {"mlflow_servers": {"hosts": mlflow}, "trainers": {"hosts": trainers}}}}
+    # The rendezvous: the first trainer's private IP (single) or the private DNS name that follows
+    # it (scaled); older outputs lack trainer_rendezvous_host.
+    rendezvous = _value(outputs, "trainer_rendezvous_host", required=False)
+    if rendezvous is None and layout == "single":
+        rendezvous = trainer_private[0] if trainer_private else None
     group_vars = {
         "mlops_deployment": "aws",
         "mlops_aws_region": v["aws_region"],
         "mlflow_db_host": v["db_host"],
         "mlflow_db_port": int(v["db_port"]),
         "mlflow_db_name": v["db_name"],
-        "mlflow_db_user": v["db_username"],
-        "mlflow_db_password_secret_arn": v["db_password_secret_arn"],
+        # The MLflow server's own role and secret; the master's are only for the provisioning step.
+        "mlflow_db_user": v["mlflow_db_username"],
+        "mlflow_db_password_secret_arn": v["mlflow_db_secret_arn"],
+        "rds_roles_master_user": v["db_username"],
+        "rds_roles_master_secret_arn": v["db_password_secret_arn"],
         "mlflow_artifacts_bucket": v["artifacts_bucket"],
         "mlflow_artifacts_prefix": v["artifacts_prefix"],
         "mlops_public_hostname": v["mlflow_public_hostname"],
-        "trainer_rendezvous_host": trainer_private[0] if trainer_private else None,
+        "trainer_rendezvous_host": rendezvous,
+        "mlops_topology": layout,
     }
     return hosts, group_vars
 
 
 def write_inventory(outputs: dict[str, Any], dest: Path) -> list[Path]:
-    """Write hosts.yml and group_vars/all/terraform.yml under ``dest``; return the paths written.
+    """Write the hosts and group_vars/all/terraform.yml under ``dest``; return the paths written.
 
-    Raises ValueError naming the output when a required output is missing or marked sensitive.
-    Nothing is written unless every output checks out.
+    The hosts are ``hosts.yml`` (single layout) or ``aws_ec2.yml`` (scaled layout); the other
+    layout's file is removed. Raises ValueError naming the output when a required output is
+    missing or marked sensitive. Nothing is written unless every output checks out.
     """
     hosts, group_vars = build_inventory(outputs)
     dest = Path(dest)
-    hosts_path = dest / "hosts.yml"
+    if topology(outputs) == "scaled":
+        hosts_path, stale = dest / DYNAMIC_FILE, dest / STATIC_FILE
+        hosts = build_dynamic_inventory(outputs)
+    else:
+        hosts_path, stale = dest / STATIC_FILE, dest / DYNAMIC_FILE
     vars_path = dest / "group_vars" / "all" / "terraform.yml"
     _atomic_write(hosts_path, HEADER + yaml.safe_dump(hosts, sort_keys=False, default_flow_style=False))
     _atomic_write(vars_path, HEADER + yaml.safe_dump(group_vars, sort_keys=False, default_flow_style=False))
+    stale.unlink(missing_ok=True)
     return [hosts_path, vars_path]

@@ -6,10 +6,13 @@ for AWS:
 
 - "RDS": a PostgreSQL cluster this fixture starts (initdb, TLS only, like rds.force_ssl) with a
   generated password that exists nowhere but in the Secrets Manager emulator;
-- Secrets Manager and S3: one moto server on loopback holding the RDS-managed secret
-  ({"username", "password"}) and the artifact bucket;
+- Secrets Manager and S3: one moto server on loopback holding the RDS-managed master secret
+  ({"username", "password"}), the MLflow server role's secret (created empty, as Terraform does;
+  the provisioning step fills it) and the artifact bucket;
 - the instance role: a shared credentials file with dummy keys, found by the default AWS
-  credential chain (AWS_SHARED_CREDENTIALS_FILE in the service environment).
+  credential chain (AWS_SHARED_CREDENTIALS_FILE in the service environment); the operator's
+  credentials on the controller: another such file (rds_roles_controller_environment). moto does
+  not enforce IAM: which secret each side reads is asserted on the configuration instead.
 
 Only endpoint URLs (and that credentials file) differ from real AWS; they live in an inventory
 group_vars file. Every host of the inventory is this machine under one instance: "mlflow", the
@@ -62,8 +65,9 @@ INSTANCE = "mlopsawssim" if OFFSET == 0 else f"mlopsawssim{OFFSET}"
 REGION = "eu-west-1"
 BUCKET = "mlops-aws-sim-artifacts"
 PREFIX = "mlflow"
-DB_USER = "mlflow"
+DB_USER = "mlflow"  # the RDS master user
 DB_NAME = "mlflow"
+MLFLOW_DB_USER = "mlflow_server"  # the MLflow server's own role (Terraform's mlflow_db_username)
 HERE = Path(__file__).resolve().parent
 
 
@@ -137,6 +141,7 @@ class AwsSim:
     runs: list[Run]
     pg_bindir: Path
     rds_socket_dir: Path
+    mlflow_secret_arn: str = ""
 
     instance: str = INSTANCE
     region: str = REGION
@@ -158,6 +163,12 @@ class AwsSim:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+    @property
+    def mlflow_db_password(self) -> str:
+        """The MLflow server role's password: the value the provisioning step put into its secret."""
+        secret = self.aws("secretsmanager").get_secret_value(SecretId=self.mlflow_secret_arn)
+        return json.loads(secret["SecretString"])["password"]
 
     def path(self, kind: str) -> Path:
         base = {"home": "opt", "config": "etc", "data": "var/lib", "log": "var/log", "run": "run"}[kind]
@@ -299,7 +310,7 @@ def _start_rds(root: Path, bindir: Path, password: str) -> tuple[Path, Path]:
     return data, sockets
 
 
-def _terraform_outputs(secret_arn: str) -> dict:
+def _terraform_outputs(secret_arn: str, mlflow_secret_arn: str) -> dict:
     """`terraform output -json` as infra/envs/prod would give it, pointing at the simulators."""
     values = {
         "aws_region": REGION,
@@ -311,6 +322,8 @@ def _terraform_outputs(secret_arn: str) -> dict:
         "db_name": DB_NAME,
         "db_username": DB_USER,
         "db_password_secret_arn": secret_arn,
+        "mlflow_db_username": MLFLOW_DB_USER,
+        "mlflow_db_secret_arn": mlflow_secret_arn,
         "artifacts_bucket": BUCKET,
         "artifacts_prefix": PREFIX,
         "trainer_public_ips": ["127.0.0.1"],
@@ -350,6 +363,10 @@ def aws_sim() -> AwsSim:
             Name=f"rds!db-{uuid.uuid4()}", SecretString=json.dumps({"username": DB_USER, "password": password})
         )
         sim.secret_arn = secret["ARN"]
+        # The MLflow server role's secret as Terraform creates it: no value until `make provision`.
+        sim.mlflow_secret_arn = sim.aws("secretsmanager").create_secret(
+            Name=f"mlops-aws-sim/database/{MLFLOW_DB_USER}"
+        )["ARN"]
         sim.aws("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
 
         # Stand-in for the instance role: dummy keys the default credential chain finds.
@@ -359,6 +376,11 @@ def aws_sim() -> AwsSim:
             "[default]\naws_access_key_id = AKIAAWSSIMULATOR0000\naws_secret_access_key = simulated\n"
         )
         credentials.chmod(0o644)
+        # The operator's credentials on the controller (the provisioning step reads the master secret).
+        operator = root / "operator" / "credentials"
+        operator.parent.mkdir(mode=0o700)
+        operator.write_text("[default]\naws_access_key_id = AKIAAWSSIMOPERATOR00\naws_secret_access_key = simulated\n")
+        operator.chmod(0o600)
 
         # The serving and trainer roles install the project from a snapshot taken once, so both runs
         # see the same sources even while the working tree is being edited (the second run must
@@ -369,7 +391,7 @@ def aws_sim() -> AwsSim:
         for package in _project_packages():
             shutil.copytree(REPO / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
 
-        write_inventory(_terraform_outputs(sim.secret_arn), inventory)
+        write_inventory(_terraform_outputs(sim.secret_arn, sim.mlflow_secret_arn), inventory)
         # Serving on a host of its own: an inventory file beside the generated hosts.yml.
         (inventory / "serving.yml").write_text(
             yaml.safe_dump(
@@ -392,6 +414,7 @@ def aws_sim() -> AwsSim:
                     "mlflow_secretsmanager_endpoint_url": sim.moto_url,
                     "mlflow_s3_endpoint_url": sim.moto_url,
                     "mlflow_extra_environment": {"AWS_SHARED_CREDENTIALS_FILE": str(credentials)},
+                    "rds_roles_controller_environment": {"AWS_SHARED_CREDENTIALS_FILE": str(operator)},
                     # The trainer environment is installed for real, with the `native` extra: its torch
                     # 2.13 comes from the local CPU wheel pip is configured to find (no internet here;
                     # the `trainer` extra's torch 2.8 + IPEX would be GBs from PyTorch's index).

@@ -39,9 +39,12 @@ def test_no_local_database_or_store_on_the_aws_host(aws_sim) -> None:
     assert "postgresql" not in status and "s3server" not in status, status
 
 
-def test_database_password_never_in_ansible_output(aws_sim) -> None:
-    password = aws_sim.db_password
-    forms = {password, json.dumps(password)[1:-1], password.split(":")[0]}
+def test_database_passwords_never_in_ansible_output(aws_sim) -> None:
+    """Neither the master password (read on the controller for the provisioning step) nor the MLflow
+    server role's (generated there into its secret) is in any output of `make provision -v`."""
+    forms = set()
+    for password in (aws_sim.db_password, aws_sim.mlflow_db_password):
+        forms |= {password, json.dumps(password)[1:-1], password.split(":")[0]}
     for run in aws_sim.runs:
         assert "PLAY RECAP" in run.output  # the whole output was captured
         for form in forms:
@@ -59,34 +62,40 @@ def test_app_and_basic_auth_passwords_never_in_ansible_output(aws_sim) -> None:
             assert secret not in run.output
 
 
-def test_database_password_only_in_runtime_pgpass_files(aws_sim) -> None:
-    """Not in the inventory, configs, unit files, program definitions, logs or client state;
-    only in the mode-0600 pgpass files the start wrapper keeps in the runtime directory."""
-    password = aws_sim.db_password.split(":")[0].encode()
-    runtime = aws_sim.path("run") / "mlflow"
+def _files_holding(aws_sim, secret: bytes) -> list[Path]:
     # Skipped: the "RDS" cluster's own files and the installed virtual environments.
     skip = [aws_sim.root / "rds", aws_sim.path("home") / "venv", aws_sim.path("home") / "supervisor"]
-    holders = []
-    for path in aws_sim.root.rglob("*"):
-        if (
-            path.is_file()
-            and not path.is_symlink()
-            and not any(path.is_relative_to(s) for s in skip)
-            and password in path.read_bytes()
-        ):
-            holders.append(path)
+    return [
+        path
+        for path in aws_sim.root.rglob("*")
+        if path.is_file()
+        and not path.is_symlink()
+        and not any(path.is_relative_to(s) for s in skip)
+        and secret in path.read_bytes()
+    ]
+
+
+def test_database_password_only_in_runtime_pgpass_files(aws_sim) -> None:
+    """The MLflow server role's password is not in the inventory, configs, unit files, program
+    definitions, logs or client state: only in the mode-0600 pgpass files the start wrapper keeps in
+    the runtime directory. The master password is in no file at all (the controller read it for
+    the provisioning step and sent it on stdin)."""
+    assert _files_holding(aws_sim, aws_sim.db_password.split(":")[0].encode()) == []
+    runtime = aws_sim.path("run") / "mlflow"
+    holders = _files_holding(aws_sim, aws_sim.mlflow_db_password.encode())
     assert holders, "the server's pgpass file is missing"
     for path in holders:
         assert path.parent == runtime and path.name.startswith("pgpass."), f"password found in {path}"
         assert path.stat().st_mode & 0o777 == 0o600
         assert path.owner() == "mlops"
+        assert f":{aws_sim.rds_port}:mlflow:mlflow_server:" in path.read_text()
     unit = aws_sim.path("config") / "systemd" / f"{aws_sim.instance}-mlflow.service"
     assert "mlflow-with-db" in unit.read_text()
     assert "AWS_SECRET_ACCESS_KEY" not in unit.read_text()  # the instance role, no keys
 
 
-def test_database_password_not_on_command_lines_or_environments(aws_sim) -> None:
-    password = aws_sim.db_password.split(":")[0].encode()
+def test_database_passwords_not_on_command_lines_or_environments(aws_sim) -> None:
+    secrets = [aws_sim.db_password.split(":")[0].encode(), aws_sim.mlflow_db_password.encode()]
     seen = 0
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -96,9 +105,47 @@ def test_database_password_not_on_command_lines_or_environments(aws_sim) -> None
             continue
         if str(aws_sim.root).encode() in cmdline and b"mlflow" in cmdline:
             seen += 1
-        assert password not in cmdline, f"password on the command line of pid {proc.name}"
-        assert password not in environ, f"password in the environment of pid {proc.name}"
+        for secret in secrets:
+            assert secret not in cmdline, f"a database password on the command line of pid {proc.name}"
+            assert secret not in environ, f"a database password in the environment of pid {proc.name}"
     assert seen, "no MLflow process of the simulated instance found"
+
+
+def test_each_service_has_its_own_database_role(aws_sim) -> None:
+    """The server runs as mlflow_server (its own secret; the master's is named nowhere on the host),
+    which owns the MLflow database and every table in it and is no superuser and may create neither
+    roles nor databases; the application role owns its own database; neither role can connect to
+    the other's database."""
+    config = json.loads((aws_sim.path("config") / "mlflow" / "database.json").read_text())
+    assert config["user"] == "mlflow_server" and config["secret_arn"] == aws_sim.mlflow_secret_arn
+    assert aws_sim.secret_arn not in json.dumps(config)
+    flags = aws_sim.rds_sql(
+        "SELECT rolname || '|' || (rolsuper OR rolcreatedb OR rolcreaterole)::text FROM pg_roles"
+        " WHERE rolname IN ('mlflow_server', 'mlops_app') ORDER BY 1;"
+    )
+    assert flags.split() == ["mlflow_server|false", "mlops_app|false"]
+    owners = aws_sim.rds_sql("SELECT datname || '|' || pg_get_userbyid(datdba) FROM pg_database ORDER BY 1;")
+    assert {"mlflow|mlflow_server", "mlops|mlops_app"} <= set(owners.split())
+    tables = aws_sim.rds_sql(
+        "SELECT count(*) || '|' || count(*) FILTER (WHERE tableowner <> 'mlflow_server')"
+        " FROM pg_tables WHERE schemaname = 'public';"
+    )
+    total, foreign = tables.strip().split("|")
+    assert int(total) > 20 and foreign == "0", tables  # MLflow's schema, all the server role's
+    for user, password, other in (
+        ("mlflow_server", aws_sim.mlflow_db_password, "mlops"),
+        ("mlops_app", (aws_sim.state_dir / "credentials" / "postgresql-mlops_app").read_text().split()[0], "mlflow"),
+    ):
+        with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+            psycopg2.connect(
+                host="127.0.0.1",
+                port=aws_sim.rds_port,
+                dbname=other,
+                user=user,
+                password=password,
+                sslmode="require",
+                connect_timeout=10,
+            ).close()
 
 
 def test_run_logged_through_nginx_lands_in_rds_and_s3(aws_sim, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,7 +214,11 @@ def test_trainer_environment_runs_the_retrain_loop(aws_sim) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(aws_sim.root), "MPLCONFIGDIR": str(aws_sim.root / "mpl")}
     result = subprocess.run(
         [str(venv / "bin" / "mlops"), "retrain-loop", "--help"],
-        capture_output=True, text=True, timeout=300, check=False, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "retrain-loop" in result.stdout and "--model" in result.stdout, result.stdout
@@ -175,7 +226,11 @@ def test_trainer_environment_runs_the_retrain_loop(aws_sim) -> None:
     assert shebang.startswith(f"#!{venv}/bin/python"), shebang  # the trainer's own Python, not serving's
     imported = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import psycopg2, torch; print(psycopg2.__version__, torch.__version__)"],
-        capture_output=True, text=True, timeout=300, check=False, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
     )
     assert imported.returncode == 0, imported.stderr[-3000:]
     print(f"trainer environment: psycopg2 {imported.stdout.split()[0]}, torch {imported.stdout.split()[1]}")
@@ -188,8 +243,8 @@ def _program_environment(aws_sim, name: str) -> dict[str, str]:
 
 
 def test_app_database_created_on_rds_by_the_playbook(aws_sim) -> None:
-    """The master user (credentials read on the host) created the `mlops` database owned by
-    `mlops_app`; the password is stored as a SCRAM verifier."""
+    """The provisioning step (master credentials from the controller) created the `mlops` database
+    owned by `mlops_app`; the password is stored as a SCRAM verifier."""
     rows = aws_sim.rds_sql(
         "SELECT d.datname || '|' || pg_get_userbyid(d.datdba) || '|' || left(a.rolpassword, 14) "
         "FROM pg_database d JOIN pg_authid a ON a.oid = d.datdba WHERE d.datname = 'mlops';"
@@ -249,12 +304,13 @@ def test_retrain_job_runs_on_the_trainers(aws_sim) -> None:
 
 
 def test_password_is_read_at_service_start(aws_sim) -> None:
-    """Rotate the password (database + secret, as RDS does), restart MLflow: it comes back
+    """Rotate the server role's password (database + secret), restart MLflow: it comes back
     healthy with the new one, and nothing on the controller had to change. Runs last."""
-    new_password = aws_sim.db_password[:8] + uuid.uuid4().hex
-    aws_sim.rds_sql(f"ALTER ROLE mlflow PASSWORD '{new_password}';")
+    new_password = aws_sim.mlflow_db_password[:8] + uuid.uuid4().hex
+    aws_sim.rds_sql(f"ALTER ROLE mlflow_server PASSWORD '{new_password}';")
     aws_sim.aws("secretsmanager").put_secret_value(
-        SecretId=aws_sim.secret_arn, SecretString=json.dumps({"username": "mlflow", "password": new_password})
+        SecretId=aws_sim.mlflow_secret_arn,
+        SecretString=json.dumps({"username": "mlflow_server", "password": new_password}),
     )
     restarted = aws_sim.supervisorctl("restart", f"{aws_sim.instance}-mlflow")
     assert "started" in restarted.stdout, restarted.stdout + restarted.stderr
@@ -289,8 +345,15 @@ def test_monitoring_scrapes_every_host(aws_sim) -> None:
         if (targets and not down) or time.monotonic() > deadline:
             break
         time.sleep(2)
-    assert {t["labels"]["job"] for t in targets} == {"prometheus", "alertmanager", "mlflow", "nginx", "serving",
-                                                     "node", "postgres"}
+    assert {t["labels"]["job"] for t in targets} == {
+        "prometheus",
+        "alertmanager",
+        "mlflow",
+        "nginx",
+        "serving",
+        "node",
+        "postgres",
+    }
     assert not down, down
     pg_up = requests.get(f"{base}/api/v1/query", params={"query": "pg_up"}, timeout=10).json()["data"]["result"]
     assert [r["value"][1] for r in pg_up] == ["1"], pg_up

@@ -49,14 +49,20 @@ def test_group_vars_contract(outputs: dict, tmp_path: Path) -> None:
         "mlflow_db_name",
         "mlflow_db_user",
         "mlflow_db_password_secret_arn",
+        "rds_roles_master_user",
+        "rds_roles_master_secret_arn",
         "mlflow_artifacts_bucket",
         "mlflow_artifacts_prefix",
         "mlops_public_hostname",
         "trainer_rendezvous_host",
+        "mlops_topology",
     }
     assert gv["mlops_deployment"] == "aws"
     assert gv["mlflow_db_port"] == 5432
-    assert gv["mlflow_db_password_secret_arn"].startswith("arn:aws:secretsmanager:")
+    # The server gets its own role and secret; the master's are named only for the provisioning step.
+    assert gv["mlflow_db_user"] == outputs["mlflow_db_username"]["value"] != gv["rds_roles_master_user"]
+    assert gv["mlflow_db_password_secret_arn"] == outputs["mlflow_db_secret_arn"]["value"]
+    assert gv["rds_roles_master_secret_arn"] == outputs["db_password_secret_arn"]["value"]
     assert gv["mlflow_artifacts_prefix"] == "mlflow"
     assert gv["trainer_rendezvous_host"] == outputs["trainer_private_ips"]["value"][0]
 
@@ -69,9 +75,7 @@ def test_no_trainers_gives_null_rendezvous(outputs: dict, tmp_path: Path) -> Non
     assert yaml.safe_load(vars_path.read_text())["trainer_rendezvous_host"] is None
 
 
-@pytest.mark.parametrize(
-    "name", ["db_host", "db_password_secret_arn", "mlflow_public_ip", "artifacts_bucket"]
-)
+@pytest.mark.parametrize("name", ["db_host", "db_password_secret_arn", "mlflow_public_ip", "artifacts_bucket"])
 def test_missing_required_output_is_refused(outputs: dict, tmp_path: Path, name: str) -> None:
     del outputs[name]
     with pytest.raises(ValueError, match=name):

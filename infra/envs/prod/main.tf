@@ -73,20 +73,7 @@ locals {
     Resource  = [local.artifacts_kms_key_arn]
     Condition = { StringEquals = { "kms:ViaService" = "s3.${var.aws_region}.amazonaws.com" } }
   }] : []
-  # The MLflow host reads the RDS master-user password at service start: that one secret only,
-  # and the data key only to decrypt it through Secrets Manager.
-  secret_statements = concat([{
-    Sid      = "ReadDatabaseSecret"
-    Effect   = "Allow"
-    Action   = ["secretsmanager:GetSecretValue"]
-    Resource = [module.database.master_user_secret_arn]
-    }], var.create_kms_key ? [{
-    Sid       = "DecryptDatabaseSecret"
-    Effect    = "Allow"
-    Action    = ["kms:Decrypt"]
-    Resource  = [local.data_kms_key_arn]
-    Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${var.aws_region}.amazonaws.com" } }
-  }] : [])
+  # secret_statements (what the MLflow hosts may read in Secrets Manager): database_roles.tf.
 
   # Key policies: the account root administers each key (AWS's default statement: it keeps the key
   # manageable and lets IAM policies in the account grant use, which is how the deployer gives RDS,
@@ -200,7 +187,7 @@ resource "aws_kms_key" "data" {
   deletion_window_in_days = 30
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       local.key_admin_statement,
       {
         Sid       = "MlflowDecryptsDatabaseSecret"
@@ -210,7 +197,7 @@ resource "aws_kms_key" "data" {
         Resource  = "*"
         Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${var.aws_region}.amazonaws.com" } }
       },
-    ]
+    ], local.autoscaling_kms_statements)
   })
 }
 
@@ -233,7 +220,7 @@ module "logs" {
   sse_algorithm                      = "AES256"
   expiration_days                    = var.log_retention_days
   noncurrent_version_expiration_days = 30
-  policy_statements                  = local.log_delivery_statements
+  policy_statements                  = concat(local.log_delivery_statements, local.alb_log_statements)
   force_destroy                      = var.force_destroy_buckets
 }
 
@@ -250,6 +237,9 @@ module "network" {
 
   enable_flow_logs         = var.enable_flow_logs
   flow_log_destination_arn = var.enable_flow_logs ? module.logs[0].bucket_arn : null
+
+  # The scaled layout's hosts live in the private subnets: they need a route out (topology.tf).
+  private_egress = local.scaled ? var.private_egress : "none"
 }
 
 module "security_groups" {
@@ -260,6 +250,9 @@ module "security_groups" {
   allowed_cidrs                = var.allowed_cidrs
   admin_cidrs                  = var.admin_cidrs
   admin_cidr_min_prefix_length = var.admin_cidr_min_prefix_length
+  enable_load_balancer         = local.scaled
+  allow_nat_to_alb             = local.scaled && var.private_egress == "nat_gateway"
+  nat_public_ips               = module.network.nat_public_ips
 }
 
 module "artifacts" {
@@ -295,12 +288,22 @@ module "database" {
 module "mlflow" {
   source = "../../modules/xeon_hosts"
 
-  name                       = "${local.name}-mlflow"
-  instance_count             = 1
-  instance_type              = var.mlflow_instance_type
-  ami_id                     = local.ami_id
-  subnet_ids                 = module.network.public_subnet_ids
-  security_group_ids         = [module.security_groups.mlflow_security_group_id]
+  name               = "${local.name}-mlflow"
+  group              = "mlflow"
+  instance_count     = 1
+  instance_type      = var.mlflow_instance_type
+  ami_id             = local.ami_id
+  subnet_ids         = local.scaled ? module.network.private_subnet_ids : module.network.public_subnet_ids
+  security_group_ids = [module.security_groups.mlflow_security_group_id]
+  # scaled: an autoscaling group from a launch template, private, behind the ALB (topology.tf).
+  create_eip                 = !local.scaled
+  create_autoscaling_group   = local.scaled
+  host_tags                  = local.host_tags
+  asg_min_size               = var.mlflow_min_size
+  asg_max_size               = var.mlflow_max_size
+  asg_desired_capacity       = var.mlflow_desired_capacity
+  asg_health_check_type      = var.asg_health_check_type
+  target_group_arns          = aws_lb_target_group.mlflow[*].arn
   key_name                   = var.key_name
   root_volume_size           = var.root_volume_size
   root_volume_kms_key_arn    = local.data_kms_key_arn
@@ -318,10 +321,12 @@ module "trainers" {
   count  = var.trainer_count > 0 ? 1 : 0
 
   name                       = "${local.name}-trainer"
+  group                      = "trainers"
   instance_count             = var.trainer_count
   instance_type              = var.trainer_instance_type
   ami_id                     = local.ami_id
-  subnet_ids                 = module.network.public_subnet_ids
+  subnet_ids                 = local.scaled ? module.network.private_subnet_ids : module.network.public_subnet_ids
+  create_eip                 = !local.scaled
   security_group_ids         = [module.security_groups.trainer_security_group_id]
   key_name                   = var.key_name
   root_volume_size           = var.root_volume_size
@@ -335,12 +340,22 @@ module "trainers" {
   })
 }
 
+# single: the MLflow host's Elastic IP; scaled: an alias to the load balancer.
 resource "aws_route53_record" "mlflow" {
   count = var.route53_zone_id != null && var.dns_name != null ? 1 : 0
 
   zone_id = var.route53_zone_id
   name    = var.dns_name
   type    = "A"
-  ttl     = 300
-  records = module.mlflow.public_ips
+  ttl     = local.scaled ? null : 300
+  records = local.scaled ? null : module.mlflow.public_ips
+
+  dynamic "alias" {
+    for_each = local.scaled ? [1] : []
+    content {
+      name                   = aws_lb.this[0].dns_name
+      zone_id                = aws_lb.this[0].zone_id
+      evaluate_target_health = true
+    }
+  }
 }

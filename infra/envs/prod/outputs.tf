@@ -9,28 +9,28 @@ output "vpc_id" {
 }
 
 output "mlflow_instance_id" {
-  description = "Instance id of the MLflow host (SSM Session Manager target)."
-  value       = module.mlflow.instance_ids[0]
+  description = "Instance id of the MLflow host (SSM Session Manager target); null in the scaled layout (hosts come and go: see mlflow_autoscaling_group_name)."
+  value       = try(module.mlflow.instance_ids[0], null)
 }
 
 output "mlflow_public_ip" {
-  description = "Elastic IP of the MLflow host."
-  value       = module.mlflow.public_ips[0]
+  description = "Elastic IP of the MLflow host; null in the scaled layout (no public address, see alb_dns_name)."
+  value       = try(module.mlflow.public_ips[0], null)
 }
 
 output "mlflow_private_ip" {
-  description = "Private IP of the MLflow host."
-  value       = module.mlflow.private_ips[0]
+  description = "Private IP of the MLflow host; null in the scaled layout (autoscaling hosts have no fixed address)."
+  value       = try(module.mlflow.private_ips[0], null)
 }
 
 output "mlflow_public_hostname" {
-  description = "DNS name of the MLflow host when a record was created, else its Elastic IP."
-  value       = length(aws_route53_record.mlflow) > 0 ? aws_route53_record.mlflow[0].fqdn : module.mlflow.public_ips[0]
+  description = "DNS name of MLflow when a record was created, else the single host's Elastic IP or the scaled layout's load balancer name."
+  value       = length(aws_route53_record.mlflow) > 0 ? aws_route53_record.mlflow[0].fqdn : (local.scaled ? aws_lb.this[0].dns_name : try(module.mlflow.public_ips[0], null))
 }
 
 output "trainer_public_ips" {
-  description = "Elastic IPs of the trainer hosts (empty without trainers)."
-  value       = try(module.trainers[0].public_ips, [])
+  description = "Elastic IPs of the trainer hosts (empty without trainers, and in the scaled layout, where they are private)."
+  value       = local.scaled ? [] : try(module.trainers[0].public_ips, [])
 }
 
 output "trainer_private_ips" {
@@ -64,7 +64,7 @@ output "db_username" {
 }
 
 output "db_password_secret_arn" {
-  description = "ARN of the Secrets Manager secret with the master-user password (the ARN only, never the value)."
+  description = "ARN of the RDS-managed master-user secret (the ARN only): read only by the provisioning step on the controller, by no host."
   value       = module.database.master_user_secret_arn
 }
 
@@ -96,4 +96,61 @@ output "log_bucket" {
 output "mlflow_role_name" {
   description = "IAM role of the MLflow host."
   value       = module.mlflow.role_name
+}
+
+# --- Topology (topology.tf) --------------------------------------------------------
+
+output "topology" {
+  description = "Layout of the deployment: single or scaled."
+  value       = var.topology
+}
+
+output "inventory_group_tag" {
+  description = "Tag key whose value (mlflow, serving, trainers) names each host's group: the amazon.aws.aws_ec2 dynamic inventory selects by it."
+  value       = "mlops_group"
+}
+
+output "inventory_filters" {
+  description = "EC2 filters that select this deployment's hosts (the dynamic inventory adds the group tag)."
+  value       = { "tag:Project" = var.project, "tag:Environment" = var.environment }
+}
+
+output "trainer_rendezvous_host" {
+  description = "DDP rendezvous address of the trainers: the first trainer's private IP (single), or a private DNS name that follows the first trainer (scaled); null without trainers."
+  value       = var.trainer_count == 0 ? null : (local.scaled ? local.rendezvous_fqdn : try(module.trainers[0].private_ips[0], null))
+}
+
+output "alb_dns_name" {
+  description = "DNS name of the load balancer (null in the single layout)."
+  value       = try(aws_lb.this[0].dns_name, null)
+}
+
+output "alb_arn" {
+  description = "ARN of the load balancer (null in the single layout)."
+  value       = try(aws_lb.this[0].arn, null)
+}
+
+output "certificate_arn" {
+  description = "ACM certificate of the HTTPS listener, given or created (null in the single layout)."
+  value       = local.certificate_arn
+}
+
+output "mlflow_autoscaling_group_name" {
+  description = "Autoscaling group of the MLflow hosts (null in the single layout)."
+  value       = module.mlflow.autoscaling_group_name
+}
+
+output "serving_autoscaling_group_name" {
+  description = "Autoscaling group of the serving hosts (null in the single layout)."
+  value       = try(module.serving[0].autoscaling_group_name, null)
+}
+
+output "nat_public_ips" {
+  description = "Public address of the NAT gateway, the private hosts' source address on the internet (empty unless scaled with private_egress = nat_gateway)."
+  value       = module.network.nat_public_ips
+}
+
+output "private_zone_name" {
+  description = "Private Route 53 zone of the VPC (null in the single layout)."
+  value       = local.scaled ? local.private_zone_name : null
 }

@@ -382,3 +382,202 @@ variable "log_retention_days" {
     error_message = "log_retention_days must be a whole number of days, at least 1."
   }
 }
+
+# --- Topology (topology.tf) --------------------------------------------------------
+
+variable "topology" {
+  description = "single: one MLflow host and the trainers in the public subnets with Elastic IPs (the small default). scaled: every host in the private subnets behind an Application Load Balancer (TLS, ACM), MLflow and serving hosts in autoscaling groups, trainers with a private rendezvous name."
+  type        = string
+  default     = "single"
+
+  validation {
+    condition     = contains(["single", "scaled"], var.topology)
+    error_message = "topology must be single or scaled."
+  }
+
+  validation {
+    condition     = var.topology == "single" || length(var.azs) == 0 || length(distinct(var.azs)) == 2
+    error_message = "topology = scaled needs two distinct availability zones (the load balancer spans two): set azs to two zones or leave it empty."
+  }
+
+  validation {
+    condition     = var.topology == "single" || var.create_vpc || (length(distinct(var.public_subnet_ids)) >= 2 && length(distinct(var.private_subnet_ids)) >= 2)
+    error_message = "topology = scaled with create_vpc = false needs public_subnet_ids and private_subnet_ids in two availability zones each (the private ones must already route out)."
+  }
+
+  validation {
+    condition     = var.topology == "single" || var.certificate_arn != null || (var.dns_name != null && var.route53_zone_id != null)
+    error_message = "topology = scaled terminates TLS on the load balancer: give certificate_arn, or dns_name and route53_zone_id to create and validate an ACM certificate."
+  }
+
+  validation {
+    condition     = var.topology == "single" || length(var.admin_cidrs) == 0
+    error_message = "topology = scaled puts every host in private subnets without a public address: admin_cidrs (SSH) cannot reach them; use SSM Session Manager and leave admin_cidrs empty."
+  }
+}
+
+variable "private_egress" {
+  description = "scaled: how the private subnets reach out. nat_gateway (packages and AWS APIs through one NAT gateway; the default, since provisioning installs packages) or vpc_endpoints (no internet: interface endpoints for Secrets Manager, KMS, SSM, STS, CloudWatch Logs and an S3 gateway endpoint; the hosts then need a pre-built AMI or a package mirror)."
+  type        = string
+  default     = "nat_gateway"
+
+  validation {
+    condition     = contains(["nat_gateway", "vpc_endpoints"], var.private_egress)
+    error_message = "private_egress must be nat_gateway or vpc_endpoints."
+  }
+}
+
+variable "certificate_arn" {
+  description = "scaled: ACM certificate of the load balancer's HTTPS listener; null creates one for dns_name, validated by DNS in route53_zone_id."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]+$", coalesce(var.certificate_arn, "-")))
+    error_message = "certificate_arn must be an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)."
+  }
+}
+
+variable "alb_ssl_policy" {
+  description = "scaled: TLS policy of the HTTPS listener; TLS 1.2 and 1.3 only."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+  validation {
+    condition     = can(regex("^ELBSecurityPolicy-(TLS13-1-[23]-|FS-1-2-|TLS-1-2-)", var.alb_ssl_policy))
+    error_message = "alb_ssl_policy must allow TLS 1.2 at the lowest: an ELBSecurityPolicy-TLS13-1-2-*, -TLS13-1-3-*, -FS-1-2-* or -TLS-1-2-* policy."
+  }
+}
+
+variable "alb_deletion_protection" {
+  description = "scaled: deletion protection of the load balancer (keep true in prod)."
+  type        = bool
+  default     = true
+}
+
+variable "alb_idle_timeout" {
+  description = "scaled: seconds the load balancer keeps an idle connection (large artifact uploads need more than the 60 s default)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.alb_idle_timeout >= 1 && var.alb_idle_timeout <= 4000
+    error_message = "alb_idle_timeout must be between 1 and 4000 seconds."
+  }
+}
+
+variable "alb_web_acl_arn" {
+  description = "scaled: WAFv2 web ACL to attach to the load balancer; null attaches none."
+  type        = string
+  default     = null
+}
+
+variable "mlflow_min_size" {
+  description = "scaled: fewest MLflow hosts in the autoscaling group."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.mlflow_min_size >= 1 && var.mlflow_min_size <= 16 && floor(var.mlflow_min_size) == var.mlflow_min_size
+    error_message = "mlflow_min_size must be a whole number from 1 to 16."
+  }
+}
+
+variable "mlflow_max_size" {
+  description = "scaled: most MLflow hosts in the autoscaling group."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.mlflow_max_size >= var.mlflow_min_size && var.mlflow_max_size <= 16 && floor(var.mlflow_max_size) == var.mlflow_max_size
+    error_message = "mlflow_max_size must be a whole number, at least mlflow_min_size (${var.mlflow_min_size}) and at most 16."
+  }
+}
+
+variable "mlflow_desired_capacity" {
+  description = "scaled: MLflow hosts the autoscaling group runs (between mlflow_min_size and mlflow_max_size)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.mlflow_desired_capacity >= var.mlflow_min_size && var.mlflow_desired_capacity <= var.mlflow_max_size && floor(var.mlflow_desired_capacity) == var.mlflow_desired_capacity
+    error_message = "mlflow_desired_capacity must be a whole number between mlflow_min_size (${var.mlflow_min_size}) and mlflow_max_size (${var.mlflow_max_size})."
+  }
+}
+
+variable "serving_instance_type" {
+  description = "scaled: instance type of the serving hosts; Intel Xeon families only."
+  type        = string
+  default     = "c7i.xlarge"
+
+  validation {
+    condition     = can(regex("^(m7i|m7i-flex|m6i|m6in|c7i|c7i-flex|c6i|c6in|r7i|r6i|r6in|i4i)\\.[a-z0-9]+$", var.serving_instance_type))
+    error_message = "serving_instance_type must be an Intel Xeon family such as c7i, m7i, m6i or r7i."
+  }
+}
+
+variable "serving_min_size" {
+  description = "scaled: fewest serving hosts in the autoscaling group (0 lets the group be empty)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.serving_min_size >= 0 && var.serving_min_size <= 16 && floor(var.serving_min_size) == var.serving_min_size
+    error_message = "serving_min_size must be a whole number from 0 to 16."
+  }
+}
+
+variable "serving_max_size" {
+  description = "scaled: most serving hosts in the autoscaling group."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.serving_max_size >= max(var.serving_min_size, 1) && var.serving_max_size <= 16 && floor(var.serving_max_size) == var.serving_max_size
+    error_message = "serving_max_size must be a whole number, at least serving_min_size (${var.serving_min_size}) and 1, and at most 16."
+  }
+}
+
+variable "serving_desired_capacity" {
+  description = "scaled: serving hosts the autoscaling group runs (between serving_min_size and serving_max_size)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.serving_desired_capacity >= var.serving_min_size && var.serving_desired_capacity <= var.serving_max_size && floor(var.serving_desired_capacity) == var.serving_desired_capacity
+    error_message = "serving_desired_capacity must be a whole number between serving_min_size (${var.serving_min_size}) and serving_max_size (${var.serving_max_size})."
+  }
+}
+
+variable "serving_health_check_path" {
+  description = "scaled: path of the load balancer's health check on the serving hosts' nginx (which maps /serve/ to the serving app)."
+  type        = string
+  default     = "/serve/health"
+
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9/_.-]*$", var.serving_health_check_path))
+    error_message = "serving_health_check_path must be an absolute path such as /serve/health."
+  }
+}
+
+variable "asg_health_check_type" {
+  description = "scaled: EC2 (replace hosts whose instance fails) or ELB (also those failing the load balancer's health check). ELB only once hosts provision themselves at boot (baked AMI or user data): a host Ansible has not configured yet fails the check and would be replaced in a loop."
+  type        = string
+  default     = "EC2"
+
+  validation {
+    condition     = contains(["EC2", "ELB"], var.asg_health_check_type)
+    error_message = "asg_health_check_type must be EC2 or ELB."
+  }
+}
+
+variable "private_zone_name" {
+  description = "scaled: private Route 53 zone of the VPC holding the trainers' rendezvous name (trainer-rendezvous.<zone>); null uses <project>-<environment>.internal."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.private_zone_name == null || can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z0-9]([a-z0-9-]*[a-z0-9])?$", coalesce(var.private_zone_name, "-")))
+    error_message = "private_zone_name must be a DNS name such as mlops.internal (lowercase, no trailing dot)."
+  }
+}

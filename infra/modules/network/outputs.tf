@@ -32,3 +32,18 @@ output "flow_log_destination" {
   description = "S3 bucket ARN receiving the VPC flow logs (null when enable_flow_logs is false)."
   value       = try(aws_flow_log.this[0].log_destination, null)
 }
+
+output "private_route_table_id" {
+  description = "Route table of the created private subnets (null for an existing VPC)."
+  value       = try(aws_route_table.private[0].id, null)
+}
+
+output "nat_public_ips" {
+  description = "Public address of the NAT gateway (empty unless private_egress is nat_gateway): the source of the private hosts' traffic to the internet."
+  value       = aws_eip.nat[*].public_ip
+}
+
+output "vpc_endpoint_ids" {
+  description = "VPC endpoints by service (s3 gateway and the interface endpoints)."
+  value       = merge({ for k, e in aws_vpc_endpoint.interface : k => e.id }, local.create_s3_endpoint ? { s3 = aws_vpc_endpoint.s3[0].id } : {})
+}

@@ -102,3 +102,25 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "private_egress" {
+  description = "Route out of the private subnets of the created VPC: none (they hold only the database), nat_gateway (one NAT gateway: packages and AWS APIs) or vpc_endpoints (no internet: interface endpoints for vpc_endpoint_services). Both of the latter add the S3 gateway endpoint."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "nat_gateway", "vpc_endpoints"], var.private_egress)
+    error_message = "private_egress must be none, nat_gateway or vpc_endpoints."
+  }
+}
+
+variable "vpc_endpoint_services" {
+  description = "AWS services given an interface endpoint when private_egress is vpc_endpoints (S3 always gets a gateway endpoint)."
+  type        = list(string)
+  default     = ["secretsmanager", "kms", "ssm", "ssmmessages", "ec2messages", "sts", "logs"]
+
+  validation {
+    condition     = alltrue([for s in var.vpc_endpoint_services : can(regex("^[a-z0-9.-]+$", s)) && s != "s3"])
+    error_message = "vpc_endpoint_services holds service names such as secretsmanager or kms (s3 has its gateway endpoint already)."
+  }
+}

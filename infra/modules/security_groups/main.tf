@@ -1,6 +1,15 @@
 locals {
   web_ports = { https = 443, http = 80 }
 
+  # enable_load_balancer (the scaled layout): the hosts take HTTPS from the load balancer's group
+  # only, nothing from a CIDR; serving hosts get a group of their own.
+  lb = var.enable_load_balancer
+  # Groups whose hosts talk to MLflow, the database and the outside (packages, AWS APIs).
+  host_groups = merge(
+    { mlflow = aws_security_group.mlflow.id, trainer = aws_security_group.trainer.id },
+    local.lb ? { serving = aws_security_group.serving[0].id } : {},
+  )
+
   # A canonical IPv4 CIDR: four decimal octets without leading zeros, a prefix 0-32 without
   # leading zeros ("0.0.0.0/00" and "010.0.0.0/8" are refused although Go's parser takes them).
   ipv4_cidr_regex = "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])/(3[0-2]|[12]?[0-9])$"
@@ -10,7 +19,7 @@ locals {
 check "public_web" {
   assert {
     condition     = alltrue([for c in var.allowed_cidrs : try(tonumber(split("/", c)[1]) >= 8, true)])
-    error_message = "allowed_cidrs opens MLflow's nginx (443 and 80) to a block wider than /8 (${join(", ", [for c in var.allowed_cidrs : c if !try(tonumber(split("/", c)[1]) >= 8, true)])}); 0.0.0.0/0 is the whole internet. Fine for a public endpoint behind TLS and authentication; otherwise narrow it."
+    error_message = "allowed_cidrs opens MLflow's entry point (the host's nginx on 443 and 80, or the load balancer's 443) to a block wider than /8 (${join(", ", [for c in var.allowed_cidrs : c if !try(tonumber(split("/", c)[1]) >= 8, true)])}); 0.0.0.0/0 is the whole internet. Fine for a public endpoint behind TLS and authentication; otherwise narrow it."
   }
 }
 
@@ -59,7 +68,7 @@ resource "aws_security_group" "db" {
 
 resource "aws_security_group_rule" "mlflow_web_in" {
   #checkov:skip=CKV_AWS_260:Source is var.allowed_cidrs, which has no default: port 80 is public only if the caller says so, and check.public_web then warns in the plan.
-  for_each = local.web_ports
+  for_each = local.lb ? {} : local.web_ports
 
   type              = "ingress"
   description       = "nginx ${each.key} from allowed_cidrs"
@@ -71,7 +80,8 @@ resource "aws_security_group_rule" "mlflow_web_in" {
 }
 
 resource "aws_security_group_rule" "mlflow_web_from_trainers" {
-  for_each = local.web_ports
+  # Behind the load balancer the hosts speak HTTPS only.
+  for_each = local.lb ? { https = 443 } : local.web_ports
 
   type                     = "ingress"
   description              = "nginx ${each.key} from trainers (MLflow tracking)"
@@ -84,7 +94,8 @@ resource "aws_security_group_rule" "mlflow_web_from_trainers" {
 
 resource "aws_security_group_rule" "ssh_in" {
   #checkov:skip=CKV_AWS_24:Source is var.admin_cidrs, whose validation accepts only canonical IPv4 blocks of /24 or narrower (/16 at the widest); by default no SSH rule exists.
-  for_each = length(var.admin_cidrs) > 0 ? { mlflow = aws_security_group.mlflow.id, trainer = aws_security_group.trainer.id } : {}
+  # Hosts behind the load balancer have no public address: SSM only, no SSH rule.
+  for_each = length(var.admin_cidrs) > 0 && !local.lb ? { mlflow = aws_security_group.mlflow.id, trainer = aws_security_group.trainer.id } : {}
 
   type              = "ingress"
   description       = "SSH from admin_cidrs"
@@ -98,8 +109,8 @@ resource "aws_security_group_rule" "ssh_in" {
 # Outbound: HTTPS/HTTP for packages, S3, SSM and Secrets Manager endpoints.
 resource "aws_security_group_rule" "web_out" {
   for_each = {
-    for pair in setproduct(["mlflow", "trainer"], keys(local.web_ports)) : "${pair[0]}-${pair[1]}" => {
-      sg   = pair[0] == "mlflow" ? aws_security_group.mlflow.id : aws_security_group.trainer.id
+    for pair in setproduct(keys(local.host_groups), keys(local.web_ports)) : "${pair[0]}-${pair[1]}" => {
+      sg   = local.host_groups[pair[0]]
       port = local.web_ports[pair[1]]
     }
   }
@@ -114,7 +125,7 @@ resource "aws_security_group_rule" "web_out" {
 }
 
 resource "aws_security_group_rule" "db_out" {
-  for_each = { mlflow = aws_security_group.mlflow.id, trainer = aws_security_group.trainer.id }
+  for_each = local.host_groups
 
   type                     = "egress"
   description              = "PostgreSQL to the database security group"
@@ -153,7 +164,7 @@ resource "aws_security_group_rule" "trainers_out" {
 # --- Database ----------------------------------------------------------------
 
 resource "aws_security_group_rule" "db_in" {
-  for_each = { mlflow = aws_security_group.mlflow.id, trainer = aws_security_group.trainer.id }
+  for_each = local.host_groups
 
   type                     = "ingress"
   description              = "PostgreSQL from the ${each.key} security group"
@@ -187,4 +198,136 @@ resource "aws_security_group_rule" "node_exporter_to_trainers" {
   from_port                = var.node_exporter_port
   to_port                  = var.node_exporter_port
   source_security_group_id = aws_security_group.trainer.id
+}
+
+# --- Load balancer and serving hosts (enable_load_balancer: the scaled layout) ------------------
+# The ALB takes HTTPS from allowed_cidrs and opens connections only to the hosts' HTTPS port; the
+# MLflow and serving hosts take HTTPS from the ALB's group (and MLflow from the trainers and serving
+# hosts, SG to SG inside the VPC), never from a CIDR. Exporters answer the MLflow group's
+# Prometheus only: SG-referenced rules, nothing from outside the VPC.
+
+resource "aws_security_group" "alb" {
+  #checkov:skip=CKV2_AWS_5:Attached to the load balancer in envs/prod (another module).
+  count = local.lb ? 1 : 0
+
+  name        = "${var.name}-alb"
+  description = "Load balancer: HTTPS from allowed_cidrs, HTTPS to the MLflow and serving hosts only"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-alb" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_security_group" "serving" {
+  #checkov:skip=CKV2_AWS_5:Attached to the serving hosts' launch template by the xeon_hosts module (another module).
+  count = local.lb ? 1 : 0
+
+  name        = "${var.name}-serving"
+  description = "Serving hosts: HTTPS from the load balancer only, exporters from the MLflow group only"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-serving" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_security_group_rule" "alb_https_in" {
+  count = local.lb ? 1 : 0
+
+  type              = "ingress"
+  description       = "HTTPS from allowed_cidrs (TLS terminated by the load balancer)"
+  security_group_id = aws_security_group.alb[0].id
+  protocol          = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_blocks       = var.allowed_cidrs
+}
+
+# The private hosts (trainers, serving) reach MLflow by its public name too: their traffic to the
+# ALB's public addresses leaves through the VPC's NAT gateway, so its address is let in.
+resource "aws_security_group_rule" "alb_https_from_nat" {
+  count = local.lb && var.allow_nat_to_alb ? 1 : 0
+
+  type              = "ingress"
+  description       = "HTTPS from the NAT gateway of this VPC (private hosts calling the public name)"
+  security_group_id = aws_security_group.alb[0].id
+  protocol          = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_blocks       = [for ip in var.nat_public_ips : "${ip}/32"]
+}
+
+resource "aws_security_group_rule" "alb_to_hosts" {
+  for_each = local.lb ? { mlflow = aws_security_group.mlflow.id, serving = aws_security_group.serving[0].id } : {}
+
+  type                     = "egress"
+  description              = "HTTPS to nginx on the ${each.key} hosts (targets and health checks)"
+  security_group_id        = aws_security_group.alb[0].id
+  protocol                 = "tcp"
+  from_port                = 443
+  to_port                  = 443
+  source_security_group_id = each.value
+}
+
+resource "aws_security_group_rule" "hosts_https_from_alb" {
+  for_each = local.lb ? { mlflow = aws_security_group.mlflow.id, serving = aws_security_group.serving[0].id } : {}
+
+  type                     = "ingress"
+  description              = "HTTPS from the load balancer only"
+  security_group_id        = each.value
+  protocol                 = "tcp"
+  from_port                = 443
+  to_port                  = 443
+  source_security_group_id = aws_security_group.alb[0].id
+}
+
+resource "aws_security_group_rule" "mlflow_https_from_serving" {
+  count = local.lb ? 1 : 0
+
+  type                     = "ingress"
+  description              = "nginx https from the serving hosts (model loading from the registry)"
+  security_group_id        = aws_security_group.mlflow.id
+  protocol                 = "tcp"
+  from_port                = 443
+  to_port                  = 443
+  source_security_group_id = aws_security_group.serving[0].id
+}
+
+# Prometheus on the MLflow group scrapes the node exporter of every MLflow and serving host and the
+# serving app's /metrics; trainers are covered by node_exporter_from_mlflow above.
+locals {
+  exporter_rules = local.lb ? {
+    "mlflow-node"     = { sg = aws_security_group.mlflow.id, port = var.node_exporter_port, what = "node exporter" }
+    "serving-node"    = { sg = aws_security_group.serving[0].id, port = var.node_exporter_port, what = "node exporter" }
+    "serving-metrics" = { sg = aws_security_group.serving[0].id, port = var.serving_port, what = "serving /metrics" }
+  } : {}
+}
+
+resource "aws_security_group_rule" "exporters_from_mlflow" {
+  for_each = local.exporter_rules
+
+  type                     = "ingress"
+  description              = "Prometheus ${each.value.what} scrapes from the MLflow group only"
+  security_group_id        = each.value.sg
+  protocol                 = "tcp"
+  from_port                = each.value.port
+  to_port                  = each.value.port
+  source_security_group_id = aws_security_group.mlflow.id
+}
+
+resource "aws_security_group_rule" "exporters_to_hosts" {
+  for_each = local.exporter_rules
+
+  type                     = "egress"
+  description              = "Prometheus ${each.value.what} scrapes"
+  security_group_id        = aws_security_group.mlflow.id
+  protocol                 = "tcp"
+  from_port                = each.value.port
+  to_port                  = each.value.port
+  source_security_group_id = each.value.sg
 }

@@ -77,3 +77,32 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "enable_load_balancer" {
+  description = "The scaled layout: a load balancer group (HTTPS from allowed_cidrs), a serving group, and hosts that take HTTPS from the load balancer only (no CIDR rule, no port 80, no SSH)."
+  type        = bool
+  default     = false
+}
+
+variable "serving_port" {
+  description = "Port of the serving app on the serving hosts (Ansible's serving_port: mlflow_port + 700, 5700 by default), open to the MLflow group's Prometheus only."
+  type        = number
+  default     = 5700
+
+  validation {
+    condition     = var.serving_port >= 1024 && var.serving_port <= 65535 && floor(var.serving_port) == var.serving_port
+    error_message = "serving_port must be a whole number from 1024 to 65535 (an unprivileged port)."
+  }
+}
+
+variable "allow_nat_to_alb" {
+  description = "With enable_load_balancer: let nat_public_ips reach the load balancer on HTTPS (private hosts calling MLflow's public name through the NAT gateway)."
+  type        = bool
+  default     = false
+}
+
+variable "nat_public_ips" {
+  description = "Public addresses of the VPC's NAT gateway(s), used with allow_nat_to_alb."
+  type        = list(string)
+  default     = []
+}

@@ -13,9 +13,16 @@ resource "aws_iam_role" "this" {
 }
 
 resource "aws_iam_role_policy" "this" {
+  count = var.policy_json != null ? 1 : 0
+
   name   = "${var.name}-least-privilege"
   role   = aws_iam_role.this.id
   policy = var.policy_json
+}
+
+moved {
+  from = aws_iam_role_policy.this
+  to   = aws_iam_role_policy.this[0]
 }
 
 # SSM Session Manager and Run Command without AmazonSSMManagedInstanceCore, whose
@@ -27,6 +34,10 @@ data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
 
 locals {
+  # The inventory selects hosts by this tag (amazon.aws.aws_ec2 dynamic inventory for the
+  # autoscaling groups); set on fixed instances and through the launch template alike.
+  group_tags = var.group != null ? { mlops_group = var.group } : {}
+
   arn_prefix = "arn:${data.aws_partition.current.partition}"
   region     = data.aws_region.current.name
   account_id = data.aws_caller_identity.current.account_id
@@ -76,7 +87,7 @@ resource "aws_iam_instance_profile" "this" {
 }
 
 resource "aws_instance" "this" {
-  count = var.instance_count
+  count = var.create_autoscaling_group ? 0 : var.instance_count
 
   ami                    = var.ami_id
   instance_type          = var.instance_type
@@ -101,8 +112,8 @@ resource "aws_instance" "this" {
     delete_on_termination = true
   }
 
-  tags        = merge(var.tags, { Name = var.instance_count > 1 ? "${var.name}-${count.index}" : var.name })
-  volume_tags = merge(var.tags, { Name = var.instance_count > 1 ? "${var.name}-${count.index}" : var.name })
+  tags        = merge(var.tags, local.group_tags, { Name = var.instance_count > 1 ? "${var.name}-${count.index}" : var.name })
+  volume_tags = merge(var.tags, local.group_tags, { Name = var.instance_count > 1 ? "${var.name}-${count.index}" : var.name })
 
   lifecycle {
     # A newer Debian AMI must not replace a running host; roll hosts deliberately.
@@ -111,10 +122,100 @@ resource "aws_instance" "this" {
 }
 
 resource "aws_eip" "this" {
-  count = var.create_eip ? var.instance_count : 0
+  count = var.create_eip && !var.create_autoscaling_group ? var.instance_count : 0
 
   domain   = "vpc"
   instance = aws_instance.this[count.index].id
 
   tags = merge(var.tags, { Name = var.instance_count > 1 ? "${var.name}-${count.index}" : var.name })
+}
+
+# --- Autoscaling group (create_autoscaling_group): the same host from a launch template ----------
+# Same hardening as the fixed instances: Intel instance_type (validated), IMDSv2 with hop limit 1,
+# an encrypted gp3 root on root_volume_kms_key_arn, the instance profile above, no public address
+# (the group lives in private subnets behind the load balancer), detailed monitoring.
+
+resource "aws_launch_template" "this" {
+  count = var.create_autoscaling_group ? 1 : 0
+
+  name_prefix            = "${substr(var.name, 0, 32)}-"
+  description            = "${var.name}: Intel Xeon host, IMDSv2, encrypted root, no public address"
+  image_id               = var.ami_id
+  instance_type          = var.instance_type
+  key_name               = var.key_name
+  ebs_optimized          = true
+  update_default_version = true
+  user_data              = var.user_data_base64
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.this.arn
+  }
+
+  network_interfaces {
+    associate_public_ip_address = false
+    delete_on_termination       = true
+    security_groups             = var.security_group_ids
+  }
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  block_device_mappings {
+    device_name = var.root_device_name
+
+    ebs {
+      volume_type           = "gp3"
+      volume_size           = var.root_volume_size
+      encrypted             = true
+      kms_key_id            = var.root_volume_kms_key_arn
+      delete_on_termination = true
+    }
+  }
+
+  monitoring {
+    enabled = var.enable_detailed_monitoring
+  }
+
+  tag_specifications {
+    resource_type = "instance"
+    tags          = merge(var.host_tags, var.tags, local.group_tags, { Name = var.name })
+  }
+
+  tag_specifications {
+    resource_type = "volume"
+    tags          = merge(var.host_tags, var.tags, local.group_tags, { Name = var.name })
+  }
+
+  tags = var.tags
+}
+
+resource "aws_autoscaling_group" "this" {
+  count = var.create_autoscaling_group ? 1 : 0
+
+  name_prefix               = "${substr(var.name, 0, 32)}-"
+  vpc_zone_identifier       = var.subnet_ids
+  min_size                  = var.asg_min_size
+  max_size                  = var.asg_max_size
+  desired_capacity          = var.asg_desired_capacity
+  target_group_arns         = var.target_group_arns
+  health_check_type         = var.asg_health_check_type
+  health_check_grace_period = var.asg_health_check_grace_period
+
+  launch_template {
+    id      = aws_launch_template.this[0].id
+    version = aws_launch_template.this[0].latest_version
+  }
+
+  # The launch template tags the instances; these make the group itself findable.
+  dynamic "tag" {
+    for_each = merge(var.tags, local.group_tags, { Name = var.name })
+    content {
+      key                 = tag.key
+      value               = tag.value
+      propagate_at_launch = false
+    }
+  }
 }

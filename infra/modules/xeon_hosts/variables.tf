@@ -4,7 +4,7 @@ variable "name" {
 }
 
 variable "instance_count" {
-  description = "Number of identical hosts."
+  description = "Number of identical fixed hosts (ignored with create_autoscaling_group)."
   type        = number
   default     = 1
 
@@ -69,7 +69,7 @@ variable "root_volume_kms_key_arn" {
 }
 
 variable "policy_json" {
-  description = "Least-privilege inline policy (JSON) of the hosts' role."
+  description = "Least-privilege inline policy (JSON) of the hosts' role; null when the hosts need no AWS permission beyond the SSM policy."
   type        = string
 }
 
@@ -103,6 +103,99 @@ variable "create_eip" {
 
 variable "tags" {
   description = "Tags added to every resource of this module."
+  type        = map(string)
+  default     = {}
+}
+
+variable "group" {
+  description = "Value of the mlops_group tag on every host and volume (mlflow, serving, trainers): the dynamic inventory selects hosts by it; null sets no tag."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.group == null || contains(["mlflow", "serving", "trainers"], coalesce(var.group, "-"))
+    error_message = "group must be mlflow, serving, trainers or null."
+  }
+}
+
+# --- Autoscaling group -------------------------------------------------------
+
+variable "create_autoscaling_group" {
+  description = "Run the hosts as an autoscaling group from a launch template (private, no public address, no Elastic IP) instead of instance_count fixed instances."
+  type        = bool
+  default     = false
+}
+
+variable "asg_min_size" {
+  description = "Smallest size of the autoscaling group."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.asg_min_size >= 0 && var.asg_min_size <= 16 && floor(var.asg_min_size) == var.asg_min_size
+    error_message = "asg_min_size must be a whole number from 0 to 16."
+  }
+}
+
+variable "asg_max_size" {
+  description = "Largest size of the autoscaling group (at least asg_min_size)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.asg_max_size >= 1 && var.asg_max_size <= 16 && floor(var.asg_max_size) == var.asg_max_size && var.asg_max_size >= var.asg_min_size
+    error_message = "asg_max_size must be a whole number from 1 to 16 and at least asg_min_size."
+  }
+}
+
+variable "asg_desired_capacity" {
+  description = "Desired size of the autoscaling group (between asg_min_size and asg_max_size)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.asg_desired_capacity >= var.asg_min_size && var.asg_desired_capacity <= var.asg_max_size && floor(var.asg_desired_capacity) == var.asg_desired_capacity
+    error_message = "asg_desired_capacity must be a whole number between asg_min_size and asg_max_size."
+  }
+}
+
+variable "asg_health_check_type" {
+  description = "EC2 (instance status) or ELB (the target group's health check also replaces hosts); ELB only once hosts provision themselves at boot (user_data_base64 or a baked AMI), or unprovisioned hosts are replaced in a loop."
+  type        = string
+  default     = "EC2"
+
+  validation {
+    condition     = contains(["EC2", "ELB"], var.asg_health_check_type)
+    error_message = "asg_health_check_type must be EC2 or ELB."
+  }
+}
+
+variable "asg_health_check_grace_period" {
+  description = "Seconds after launch before the group acts on health checks."
+  type        = number
+  default     = 600
+}
+
+variable "target_group_arns" {
+  description = "Load balancer target groups the autoscaling group registers its hosts in."
+  type        = list(string)
+  default     = []
+}
+
+variable "root_device_name" {
+  description = "Root device name of the AMI (launch template block device); /dev/xvda on Debian 12."
+  type        = string
+  default     = "/dev/xvda"
+}
+
+variable "user_data_base64" {
+  description = "Base64 user data of the launch template (e.g. a bootstrap that provisions the host); null sets none."
+  type        = string
+  default     = null
+}
+
+variable "host_tags" {
+  description = "Tags on the hosts and volumes an autoscaling group launches (set through the launch template: the provider's default_tags do not reach them), e.g. Project and Environment for the dynamic inventory's filters."
   type        = map(string)
   default     = {}
 }

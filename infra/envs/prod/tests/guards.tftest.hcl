@@ -645,3 +645,21 @@ run "ssh_minimum_can_be_relaxed_to_16" {
     admin_cidrs                  = ["10.20.0.0/16"]
   }
 }
+
+# --- The MLflow server's own database role -------------------------------------
+
+run "mlflow_db_username_refuses_the_master_user" {
+  command = plan
+  variables {
+    mlflow_db_username = "mlflow"
+  }
+  expect_failures = [var.mlflow_db_username]
+}
+
+run "mlflow_db_username_refuses_a_non_identifier" {
+  command = plan
+  variables {
+    mlflow_db_username = "MLflow-Server"
+  }
+  expect_failures = [var.mlflow_db_username]
+}

@@ -72,6 +72,11 @@ override_resource {
 }
 
 override_resource {
+  target = aws_secretsmanager_secret.mlflow_db
+  values = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mlops-xeon-prod/database/mlflow_server-AbCdEf" }
+}
+
+override_resource {
   target = module.mlflow.aws_iam_role.this
   values = { arn = "arn:aws:iam::123456789012:role/mlops-xeon-prod-mlflow-mock" }
 }
@@ -99,9 +104,9 @@ run "environment_defaults" {
   assert {
     condition = alltrue([
       for s in jsondecode(module.mlflow.role_policy).Statement :
-      alltrue([for r in s.Resource : startswith(r, "arn:aws:s3:::mlops-xeon-prod-mlflow-artifacts-eu-west-1") || contains([output.db_password_secret_arn, output.artifacts_kms_key_arn, output.data_kms_key_arn], r)])
+      alltrue([for r in s.Resource : startswith(r, "arn:aws:s3:::mlops-xeon-prod-mlflow-artifacts-eu-west-1") || contains([output.mlflow_db_secret_arn, output.artifacts_kms_key_arn, output.data_kms_key_arn], r)])
     ])
-    error_message = "The MLflow role may only touch the artifact bucket, the DB secret and the two CMKs."
+    error_message = "The MLflow role may only touch the artifact bucket, its own DB role's secret and the two CMKs."
   }
 
   # --- KMS: a key per data class, explicit key policies ---
@@ -191,8 +196,18 @@ run "environment_defaults" {
   assert {
     condition = contains(flatten([
       for s in jsondecode(module.mlflow.role_policy).Statement : s.Resource if contains(s.Action, "secretsmanager:GetSecretValue")
-    ]), output.db_password_secret_arn) && length(flatten([for s in jsondecode(module.mlflow.role_policy).Statement : s.Resource if contains(s.Action, "secretsmanager:GetSecretValue")])) == 1
-    error_message = "secretsmanager:GetSecretValue must be granted on the one RDS secret ARN only."
+    ]), output.mlflow_db_secret_arn) && length(flatten([for s in jsondecode(module.mlflow.role_policy).Statement : s.Resource if contains(s.Action, "secretsmanager:GetSecretValue")])) == 1
+    error_message = "secretsmanager:GetSecretValue must be granted on the MLflow server role's secret only."
+  }
+
+  assert {
+    condition     = !strcontains(module.mlflow.role_policy, output.db_password_secret_arn)
+    error_message = "No host role may read the RDS master-user secret: only the provisioning step on the controller does."
+  }
+
+  assert {
+    condition     = output.mlflow_db_username == "mlflow_server" && output.mlflow_db_username != output.db_username
+    error_message = "The MLflow server connects as a role of its own, never as the master user."
   }
 
   assert {
