@@ -178,6 +178,24 @@ def test_only_nginx_listens_beyond_loopback(platform):
     assert all("nginx" in line for _, line in public), public
 
 
+def test_mlflow_runs_no_background_job_consumers(platform):
+    """MLflow's GenAI job runner (huey consumers, ~230 MB each) is off unless mlflow_job_execution
+    turns it on: the server's process group holds the gunicorn master and its workers only."""
+    venv = str(platform.path("home") / "venv").encode() + b"/"
+    mlflow, consumers = [], []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(venv):
+            mlflow.append(cmdline)
+            if b"huey" in cmdline or b"_job_runner" in cmdline:
+                consumers.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    assert mlflow, f"no process runs from {venv.decode()}"
+    assert consumers == []
+
+
 def _raw_https(platform, request: bytes) -> bytes:
     """One request written as is over TLS (headers no HTTP library would send); the start of the answer."""
     import socket
