@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,19 +29,29 @@ from mlops.tracking import read_env_file
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 
-# MLOPS_TEST_PORT_OFFSET lets two test sessions run side by side (each gets its own instance).
+# MLOPS_TEST_PORT_OFFSET lets test sessions run side by side (each gets its own instance): the test
+# groups move it by multiples of 100 (their .mk files), the upgrade test's instance by 100 more.
 PORT_OFFSET = int(os.environ.get("MLOPS_TEST_PORT_OFFSET", "0"))
 INSTANCE = "mlopstest" if PORT_OFFSET == 0 else f"mlopstest{PORT_OFFSET}"
-PORTS = {
-    key: port + PORT_OFFSET
-    for key, port in {
-        "nginx_https_port": 18443,
-        "nginx_http_port": 18080,
-        "postgresql_port": 15432,
-        "s3server_port": 19000,
-        "mlflow_port": 15000,
-    }.items()
+# The ports a test instance sets; Ansible derives the others from mlflow_port (serving +700, Prometheus,
+# Alertmanager and the exporters +4090..+4187) and nginx_http_port (its status page +11). The bases keep
+# every port of one instance clear of every other instance's at the offsets in use: the S3 store once
+# sat at 19000 + offset, where the instance 100 below had its node exporter, and a monitoring run beside
+# a resilience run found its S3 port taken. tests/test_ports.py checks this with the roles' own defaults.
+BASE_PORTS = {
+    "nginx_https_port": 18443,
+    "nginx_http_port": 18080,
+    "postgresql_port": 15432,
+    "s3server_port": 17000,
+    "mlflow_port": 15000,
 }
+
+
+def _instance_ports(offset: int) -> dict[str, int]:
+    return {key: port + offset for key, port in BASE_PORTS.items()}
+
+
+PORTS = _instance_ports(PORT_OFFSET)
 SERVER_NAME = "mlops-test.internal"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -57,6 +68,12 @@ def run_make(*args: str, vars_file: Path | None = None, timeout: int = 900,
         pytest.fail(f"make {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n"
                     f"{result.stderr[-3000:]}")
     return result
+
+
+@pytest.fixture(scope="session")
+def instance_ports():  # noqa: ANN201 - the function itself
+    """The ports a private test instance at a given offset sets (``PORTS`` is this session's)."""
+    return _instance_ports
 
 
 @pytest.fixture(scope="session")
@@ -144,6 +161,29 @@ class Platform:
     def make(self, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run Makefile targets against this instance; fail with their output if they fail (``check``)."""
         return run_make(*args, vars_file=self.vars_file, timeout=timeout, check=check)
+
+    def up_again(self) -> tuple[tuple[str, str, str], list[str]]:
+        """`make up` once more: (changed, unreachable, failed) from its recap, and each task that changed
+        with what Ansible printed for it. A service the run found down and started comes with supervisord's
+        record of it and the end of its log (why it was down)."""
+        recap = self.make("up").stdout
+        match = re.search(r"changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", recap)
+        assert match, recap[-2000:]
+        changed = []
+        for block in recap.split("\nTASK ")[1:]:
+            if "\nchanged:" not in block:
+                continue
+            text = block[:600]
+            started = re.match(r"\[mlops_service : Start (\S+)\]", block)
+            if started:
+                program = f"{self.instance}-{started[1]}"
+                supervisord = (self.path("log") / "supervisord.log").read_text(errors="replace").splitlines()
+                own_log = self.path("log") / f"{started[1]}.log"
+                tail = own_log.read_text(errors="replace").splitlines()[-15:] if own_log.exists() else []
+                text += "\n".join(["", "supervisord.log:", *[ln for ln in supervisord if program in ln][-15:],
+                                    f"{own_log.name}:", *tail])
+            changed.append(text)
+        return (match[1], match[2], match[3]), changed
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

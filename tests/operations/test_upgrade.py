@@ -33,8 +33,6 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 PREVIOUS = "3.16.1"
 OFFSET = int(os.environ.get("MLOPS_TEST_PORT_OFFSET", "0")) + 100
-PORTS = {"nginx_https_port": 18443, "nginx_http_port": 18080, "postgresql_port": 15432,
-         "s3server_port": 19000, "mlflow_port": 15000}
 
 
 def _pinned() -> str:
@@ -44,7 +42,7 @@ def _pinned() -> str:
 
 
 @pytest.fixture(scope="module")
-def old_instance(make_target):  # noqa: ANN001, ANN201
+def old_instance(make_target, instance_ports):  # noqa: ANN001, ANN201
     """A platform instance at MLflow PREVIOUS; stopped and removed afterwards."""
     root = Path(tempfile.mkdtemp(prefix="mlops-upgrade-"))
     instance = f"mlopsupgrade{OFFSET}"
@@ -54,7 +52,7 @@ def old_instance(make_target):  # noqa: ANN001, ANN201
         "nginx_server_name": "mlops-test.internal", "mlops_client_host": "127.0.0.1",
         # Only what the upgrade touches: no serving app (its torch environment is not under test).
         "serving_enabled": False,
-        "mlflow_version": PREVIOUS, **{k: v + OFFSET for k, v in PORTS.items()},
+        "mlflow_version": PREVIOUS, **instance_ports(OFFSET),
     }
     vars_file.write_text(yaml.safe_dump(settings))
     try:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,44 @@ def test_status_is_unhealthy_when_any_service_fails():
     assert not report.healthy
     assert "FAILING" in render_status(report)
     assert not PlatformStatus("https://x/", []).healthy
+
+
+@pytest.mark.parametrize(("body", "refused"), [
+    ("<html><head><title>Node Exporter</title></head></html>", True),
+    ('<?xml version="1.0"?><ListAllMyBucketsResult><Buckets/></ListAllMyBucketsResult>', False),
+], ids=["another-program", "s3-store"])
+def test_s3_store_readiness_refuses_another_program_on_its_port(tmp_path, body, refused):
+    # A second instance's node exporter once held the store's port: it answered 200, so the old check
+    # passed while s3rver could not bind. The role's readiness check now wants the store's bucket list.
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    playbook = tmp_path / "ready.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"ansible.builtin.include_role": {"name": "s3server", "tasks_from": "ready"}}]}]))
+    (tmp_path / "vars.json").write_text(json.dumps({
+        "s3server_listen_address": "127.0.0.1", "s3server_port": server.server_address[1],
+        "s3server_ready_timeout": 2}))
+    try:
+        result = subprocess.run(
+            [str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
+             "-e", f"@{tmp_path / 'vars.json'}"],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={"ANSIBLE_ROLES_PATH": str(REPO / "ansible/roles"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        )
+    finally:
+        server.shutdown()
+    if refused:
+        assert result.returncode != 0, result.stdout[-2000:]
+        assert "does not answer as the S3 store" in result.stdout, result.stdout[-2000:]
+        assert "another program listening there" in result.stdout
+    else:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
