@@ -1,35 +1,8 @@
 # Assertions on the resources inside each module (run blocks with a module source), mocked AWS.
 
 mock_provider "aws" {
-  mock_resource "aws_iam_role" {
-    defaults = {
-      arn = "arn:aws:iam::123456789012:role/mock-role"
-    }
-  }
-
-  mock_data "aws_iam_policy_document" {
-    defaults = {
-      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
-    }
-  }
-
-  mock_data "aws_caller_identity" {
-    defaults = {
-      account_id = "123456789012"
-    }
-  }
-
-  mock_data "aws_partition" {
-    defaults = {
-      partition = "aws"
-    }
-  }
-
-  mock_data "aws_region" {
-    defaults = {
-      name = "eu-west-1"
-    }
-  }
+  # Shared defaults: tests/mocks/aws/aws.tfmock.hcl (path relative to infra/envs/prod).
+  source = "./tests/mocks/aws"
 }
 
 run "database_is_private_encrypted_and_managed" {
