@@ -172,6 +172,16 @@ class Settings(BaseSettings):
     def platform_file(self) -> Path:
         return self.state_dir / "platform.json"
 
+    @property
+    def admin_env_file(self) -> Path:
+        """The platform admin's client settings (`make up` writes it; `mlops users` logs in with it)."""
+        return self.state_dir / "admin.env"
+
+    @property
+    def credentials_dir(self) -> Path:
+        """Generated passwords (mode 0600), ``mlflow-<user>`` for each MLflow login."""
+        return self.state_dir / "credentials"
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -243,6 +243,83 @@ def rollback(
     typer.echo(f"Recorded in run: {result.run_id}")
 
 
+# --- people and service identities -----------------------------------------------------
+
+users_app = typer.Typer(help="People and service identities on MLflow, with the platform's roles (as its admin).",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
+_ROLE_HELP = "Role: viewer, data-scientist, predictor (people); retrain, trainer, model-gate, serving, monitor (jobs)."
+
+
+def _users(action):  # noqa: ANN001, ANN202 - a small wrapper: AccessError -> one line, exit 2
+    from mlops.access import AccessError
+
+    try:
+        return action()
+    except AccessError as exc:
+        typer.echo(f"mlops users: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Every MLflow user with its platform role and admin flag."""
+    from mlops_cli.users import admin_client, list_users
+
+    rows = _users(lambda: list_users(admin_client()))
+    typer.echo(f"{'user':<24} {'role':<16} admin")
+    for row in rows:
+        typer.echo(f"{row.name:<24} {row.role:<16} {'yes' if row.admin else 'no'}")
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="Login name (letters, digits, '.', '_', '@', '-')."),
+    role: str = typer.Option(..., "--role", help=_ROLE_HELP),
+    password_file: Path | None = typer.Option(None, "--password-file", exists=True, dir_okay=False,
+                                              help="Read the password here (default: generate one)."),
+) -> None:
+    """Add a person or service identity with one role; a generated password goes to .mlops/credentials/."""
+    from mlops_cli.users import add_user, admin_client
+
+    where = _users(lambda: add_user(admin_client(), name, role, password_file))
+    typer.echo(f"Added {name!r} with role {role!r}; the password is in {where}.")
+
+
+@users_app.command("set-role")
+def users_set_role(
+    name: str = typer.Argument(..., help="Login name."),
+    role: str = typer.Argument(..., help=_ROLE_HELP),
+) -> None:
+    """Give a user exactly this platform role (the one they had before is taken away)."""
+    from mlops_cli.users import admin_client, set_role
+
+    changed = _users(lambda: set_role(admin_client(), name, role))
+    typer.echo(f"{name!r} has role {role!r}" + ("." if changed else " already."))
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    name: str = typer.Argument(..., help="Login name."),
+    password_file: Path | None = typer.Option(None, "--password-file", exists=True, dir_okay=False,
+                                              help="Read the new password here (default: generate one)."),
+) -> None:
+    """Give a user a new password (a service's: restart the service after; the old one stops working)."""
+    from mlops_cli.users import admin_client, reset_password
+
+    where = _users(lambda: reset_password(admin_client(), name, password_file))
+    typer.echo(f"New password for {name!r} is in {where}.")
+
+
+@users_app.command("remove")
+def users_remove(name: str = typer.Argument(..., help="Login name.")) -> None:
+    """Remove a user: they can no longer log in; the runs and models they made stay."""
+    from mlops_cli.users import admin_client, remove_user
+
+    _users(lambda: remove_user(admin_client(), name))
+    typer.echo(f"Removed {name!r}; their runs stay. (A user listed in mlops_users comes back at the next `make up`.)")
+
+
 # --- serving --------------------------------------------------------------------------
 
 @app.command()

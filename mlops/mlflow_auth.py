@@ -1,0 +1,210 @@
+"""The platform's MLflow server app: MLflow's own auth app (users, permissions) plus the platform's rules.
+
+Run by ``mlflow server --app-name mlops-auth`` (entry point in pyproject.toml) under gunicorn, with
+``MLFLOW_AUTH_CONFIG_PATH`` naming the auth configuration (MLflow's ``[mlflow]`` section, and
+``[mlops] secret_key_file``: the file holding the Flask secret key, so that it is never in the
+service's environment). On top of MLflow's permission checks, for every user but an admin:
+
+- a run records who created it: ``runs/create``'s ``user_id`` and the ``mlflow.user`` tag become the
+  logged-in user, whatever the client sent;
+- only roles that may create (:data:`mlops.access.ROLES`) create experiments and registered models;
+- only roles that may promote (the gate) set, move or delete the promotion aliases, or transition stages;
+- ``GET /mlops-auth/check/<capability>`` answers nginx's ``auth_request`` for ``/serve/``
+  (``predict``) and ``/prometheus/`` (``monitor``): 204, or MLflow's 401, or 403;
+- ``/metrics`` (``--expose-prometheus``) is for users who may ``monitor`` (Prometheus's identity);
+- ``GET /health/backend`` (no login: MLflow leaves ``/health*`` open) is 200 only when the backend
+  store answers a query; nothing of the store is returned.
+
+Every refusal, MLflow's own included, is a 403 with MLflow's JSON error body
+(``PERMISSION_DENIED``) and a sentence that says who may.
+
+``python -m mlops.mlflow_auth bootstrap`` migrates the auth tables and creates the admin once,
+before the server starts (the workers then only connect).
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from flask import Flask, Response, current_app, g, request
+
+from mlops.access import PROMOTION_ALIASES, ROLES
+
+_API = r"^/(?:ajax-)?api/[23]\.0/mlflow/"
+_RULES = (
+    (re.compile(_API + r"runs/create$"), {"POST"}, "run"),
+    (re.compile(_API + r"(?:experiments|registered-models)/create$"), {"POST"}, "create"),
+    (re.compile(_API + r"registered-models/alias$"), {"POST", "DELETE"}, "alias"),
+    (re.compile(_API + r"model-versions/transition-stage$"), {"POST"}, "stage"),
+)
+CAPABILITIES = ("create", "promote", "predict", "monitor")
+_BOOTSTRAPPED = "_MLFLOW_AUTH_ADMIN_BOOTSTRAPPED"
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(json.dumps({"error_code": code, "message": message}), status=status, mimetype="application/json")
+
+
+def _deny(message: str) -> Response:
+    return _error(403, "PERMISSION_DENIED", message)
+
+
+def _who_may(capability: str) -> str:
+    roles = [name for name, role in ROLES.items() if getattr(role, capability)]
+    return f"an admin or a user with role {' or '.join(repr(r) for r in roles)}" if roles else "an admin"
+
+
+def _username() -> str:
+    from mlflow.server import auth
+
+    name = getattr(g, "mlflow_authenticated_user", None)
+    return name or auth.authenticate_request().username
+
+
+def _user_roles(username: str) -> tuple[bool, set[str]]:
+    """(is admin, the platform roles the user holds)."""
+    from mlflow.server import auth
+
+    user = auth.store.get_user(username)
+    roles = {role.name for role in auth.store.list_user_roles(user.id)}
+    return bool(user.is_admin), roles & set(ROLES)
+
+
+def user_may(username: str, capability: str) -> bool:
+    is_admin, roles = _user_roles(username)
+    return is_admin or any(getattr(ROLES[name], capability) for name in roles)
+
+
+def _stamp_run_user(username: str) -> Response | None:
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        return _error(400, "INVALID_PARAMETER_VALUE", "runs/create needs a JSON object body")
+    body["user_id"] = username
+    tags = [t for t in body.get("tags") or [] if not (isinstance(t, dict) and t.get("key") == "mlflow.user")]
+    body["tags"] = [*tags, {"key": "mlflow.user", "value": username}]
+    return None
+
+
+def _platform_rules() -> Response | None:
+    """Runs after MLflow's own check (which already answered 401/403 where it refuses)."""
+    kind = next((k for pattern, methods, k in _RULES if request.method in methods and pattern.search(request.path)), None)
+    if kind is None:
+        return None
+    username = _username()
+    if kind == "run":
+        return _stamp_run_user(username)
+    if kind == "create":
+        if not user_may(username, "create"):
+            what = "experiments" if "/experiments/" in request.path else "registered models"
+            return _deny(f"user {username!r} may not create {what}: only {_who_may('create')} may")
+        return None
+    if kind == "alias":
+        body = request.get_json(force=True, silent=True)
+        alias = (body.get("alias") if isinstance(body, dict) else None) or request.args.get("alias")
+        if alias not in PROMOTION_ALIASES:
+            return None
+    if not user_may(username, "promote"):
+        what = f"move alias {alias!r}" if kind == "alias" else "transition model stages"
+        return _deny(f"user {username!r} may not {what}: only the promotion gate ({_who_may('promote')}) may; "
+                     f"ask for a promotion with `mlops promote`")
+    return None
+
+
+def _json_refusals(response: Response) -> Response:
+    """MLflow's own 403 is plain text; clients get its JSON error with the user's name instead."""
+    if response.status_code == 403 and response.mimetype != "application/json":
+        name = getattr(g, "mlflow_authenticated_user", None)
+        who = f"user {name!r}" if name else "this user"
+        return _deny(f"{who} lacks the permission for {request.method} {request.path} "
+                     f"(ask an admin: `mlops users set-role`)")
+    return response
+
+
+def _front() -> Response | None:
+    """Runs before MLflow's check, for the routes the platform answers itself.
+
+    MLflow refuses every route it has no rule for (fail-closed) to all but admins, so the
+    capability check and ``/metrics`` (for ``monitor``: Prometheus and the people who may read it)
+    are authenticated and answered here.
+    """
+    from mlflow.server import auth
+
+    if request.path == "/metrics":
+        capability = "monitor"
+    elif request.path.startswith("/mlops-auth/check/"):
+        capability = request.path.removeprefix("/mlops-auth/check/")
+    else:
+        return None
+    authorization = auth.authenticate_request()
+    if isinstance(authorization, Response):
+        return authorization
+    g.mlflow_authenticated_user = authorization.username
+    answer = check_capability(capability)
+    if request.path == "/metrics" and answer.status_code == 204 and request.url_rule is not None:
+        return current_app.view_functions[request.url_rule.endpoint](**(request.view_args or {}))
+    return answer
+
+
+def check_capability(capability: str) -> Response:
+    if capability not in CAPABILITIES:
+        return _error(404, "RESOURCE_DOES_NOT_EXIST", f"no capability {capability!r}: one of {', '.join(CAPABILITIES)}")
+    username = _username()
+    if user_may(username, capability):
+        return Response(status=204, headers={"X-Mlops-User": username})
+    return _deny(f"user {username!r} may not {capability}: only {_who_may(capability)} may")
+
+
+def backend_health() -> Response:
+    from mlflow.server.handlers import _get_tracking_store
+
+    try:
+        _get_tracking_store().search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - any failure means the store is not answering
+        return _error(503, "TEMPORARILY_UNAVAILABLE", f"backend store: {type(exc).__name__}")
+    return Response(json.dumps({"status": "ok", "backend_store": "ok"}), mimetype="application/json")
+
+
+def _load_secret_key() -> None:
+    """Put the Flask secret key where MLflow reads it, from the file the configuration names."""
+    from mlflow.environment_variables import MLFLOW_AUTH_CONFIG_PATH
+
+    config = configparser.ConfigParser()
+    config.read(MLFLOW_AUTH_CONFIG_PATH.get() or "")
+    key_file = config.get("mlops", "secret_key_file", fallback="")
+    if key_file and not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        # Set in this worker only (after exec: not in /proc/<pid>/environ); no child process runs.
+        os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = Path(key_file).read_text().strip()
+
+
+def create_app(app: Flask | None = None) -> Flask:
+    """The ``mlflow.app`` entry point: MLflow's auth app with the platform's rules added after its checks."""
+    from mlflow.server import app as mlflow_app
+    from mlflow.server import auth
+
+    _load_secret_key()
+    os.environ[_BOOTSTRAPPED] = "true"  # `bootstrap` ran before the server: the workers only connect
+    app = auth.create_app(app or mlflow_app)
+    app.before_request_funcs.setdefault(None, []).insert(0, _front)
+    app.before_request(_platform_rules)
+    app.after_request(_json_refusals)
+    app.add_url_rule("/mlops-auth/check/<capability>", "mlops_auth_check", check_capability, methods=["GET"])  # via _front
+    app.add_url_rule("/health/backend", "mlops_backend_health", backend_health, methods=["GET"])
+    return app
+
+
+def bootstrap() -> None:
+    """Migrate the auth tables and create the admin (from the configuration) if it does not exist."""
+    from mlflow.server import auth
+
+    auth.bootstrap_admin_user()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["bootstrap"]:
+        sys.exit("usage: python -m mlops.mlflow_auth bootstrap")
+    bootstrap()
