@@ -12,6 +12,9 @@ INVENTORY   ?= ansible/inventories/local
 # to provision a private instance under a temporary root).
 ANSIBLE_ARGS ?=
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
+# The platform admin's MLflow login (`make up` writes it), for targets that move the champion, which
+# only the promotion gate and admins may: `$(AS_ADMIN) $(BIN)/mlops ...`.
+AS_ADMIN    := MLOPS_CLIENT_ENV=$${MLOPS_STATE_DIR:-.mlops}/admin.env
 
 .PHONY: help venv up down status demo test test-deps test-python lint
 

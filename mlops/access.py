@@ -60,18 +60,20 @@ class Role:
 
 
 _READ_ALL = ((EXPERIMENT, "*", "READ"), (REGISTERED_MODEL, "*", "READ"))
+# Runs in every experiment (no deleting others'), versions of every registered model (no alias moves:
+# mlops.mlflow_auth keeps the promotion aliases for the gate).
+_TEAM_WORK = ((EXPERIMENT, "*", "EDIT"), (REGISTERED_MODEL, "*", "EDIT"))
 
 ROLES: dict[str, Role] = {role.name: role for role in (
     Role("viewer", "reads every experiment, run and model; changes nothing", _READ_ALL, monitor=True),
-    Role("data-scientist", "creates experiments and runs, registers model versions, reads everything, predicts",
-         ((EXPERIMENT, "*", "READ"), (REGISTERED_MODEL, "*", "EDIT")), create=True, predict=True, monitor=True),
+    Role("data-scientist", "creates experiments, logs runs in any (the team's shared ones too), registers model "
+         "versions, reads everything, predicts", _TEAM_WORK, create=True, predict=True, monitor=True),
     Role("predictor", "calls the serving endpoint only", predict=True),
-    Role("retrain", "the retrain job: its own experiments, registers versions, asks the gate",
-         ((EXPERIMENT, "*", "READ"), (REGISTERED_MODEL, "*", "EDIT")), create=True, service=True),
-    Role("trainer", "trainer hosts: the training experiment, registers versions",
-         ((EXPERIMENT, "*", "READ"), (REGISTERED_MODEL, "*", "EDIT")), create=True, service=True),
-    Role("model-gate", "the promotion gate: reads everything, moves the promotion aliases",
-         ((EXPERIMENT, "*", "READ"), (REGISTERED_MODEL, "*", "MANAGE")), create=True, promote=True, service=True),
+    Role("retrain", "the retrain job: logs runs, registers versions, asks the gate", _TEAM_WORK, create=True,
+         service=True),
+    Role("trainer", "trainer hosts: log runs, register versions", _TEAM_WORK, create=True, service=True),
+    Role("model-gate", "the promotion gate: logs its evaluations, moves the promotion aliases",
+         ((EXPERIMENT, "*", "EDIT"), (REGISTERED_MODEL, "*", "MANAGE")), create=True, promote=True, service=True),
     Role("serving", "serving: reads the served model and the runs its versions come from",
          ((REGISTERED_MODEL, MODEL_PLACEHOLDER, "READ"), (EXPERIMENT, "*", "READ")), service=True),
     Role("monitor", "Prometheus: scrapes MLflow's /metrics, nothing else", monitor=True, service=True),
@@ -96,7 +98,8 @@ class AccessClient:
     def _call(self, method: str, path: str, *, auth: tuple[str, str] | None = None, ok: tuple[int, ...] = (200,),
               **kwargs: Any) -> tuple[int, dict[str, Any]]:
         try:
-            resp = self.session.request(method, self.url.rstrip("/") + path, auth=auth or (self.username, self.password),
+            resp = self.session.request(method, self.url.rstrip("/") + path,
+                                        auth=auth or (self.username, self.password),
                                         verify=self.verify, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
             raise AccessError(f"cannot reach MLflow at {self.url}: {type(exc).__name__}") from None
@@ -177,8 +180,9 @@ class AccessClient:
             changed = True
         if role_name is not None and role_name not in held:
             if role_name not in roles:
-                raise AccessError(f"role {role_name!r} does not exist in MLflow yet: run `make up` (it creates the roles)")
-            self._call("POST", "/api/3.0/mlflow/roles/assign", json={"username": name, "role_id": roles[role_name]["id"]})
+                raise AccessError(f"role {role_name!r} does not exist in MLflow yet: `make up` creates the roles")
+            self._call("POST", "/api/3.0/mlflow/roles/assign",
+                       json={"username": name, "role_id": roles[role_name]["id"]})
             changed = True
         return changed
 

@@ -13,7 +13,11 @@ service's environment). On top of MLflow's permission checks, for every user but
   (``predict``) and ``/prometheus/`` (``monitor``): 204, or MLflow's 401, or 403;
 - ``/metrics`` (``--expose-prometheus``) is for users who may ``monitor`` (Prometheus's identity);
 - ``GET /health/backend`` (no login: MLflow leaves ``/health*`` open) is 200 only when the backend
-  store answers a query; nothing of the store is returned.
+  store answers a query; nothing of the store is returned;
+- failed logins are counted per client address and per (address, user) over a sliding minute: past
+  ``[mlops] failed_logins_per_minute`` (five times that per address) the client gets 429 with
+  ``Retry-After`` before any password is checked; each failure is logged with the user name and the
+  address, never the password.
 
 Every refusal, MLflow's own included, is a 403 with MLflow's JSON error body
 (``PERMISSION_DENIED``) and a sentence that says who may.
@@ -24,11 +28,16 @@ before the server starts (the workers then only connect).
 
 from __future__ import annotations
 
+import base64
 import configparser
 import json
+import logging
 import os
 import re
 import sys
+import threading
+import time
+from collections import OrderedDict, deque
 from pathlib import Path
 
 from flask import Flask, Response, current_app, g, request
@@ -44,6 +53,66 @@ _RULES = (
 )
 CAPABILITIES = ("create", "promote", "predict", "monitor")
 _BOOTSTRAPPED = "_MLFLOW_AUTH_ADMIN_BOOTSTRAPPED"
+_LOOPBACK = {"127.0.0.1", "::1"}
+log = logging.getLogger(__name__)
+
+
+class FailedLogins:
+    """Failed logins in a sliding window, per client address and per (address, user); bounded memory."""
+
+    def __init__(self, per_user: int, window_s: float = 60.0, max_keys: int = 10_000) -> None:
+        self.per_user, self.per_client, self.window_s, self.max_keys = per_user, 5 * per_user, window_s, max_keys
+        self._seen: OrderedDict[tuple[str, ...], deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, ...], now: float) -> deque[float]:
+        times = self._seen.get(key) or deque()
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        return times
+
+    def retry_after(self, client: str, user: str, now: float | None = None) -> float:
+        """Seconds until this client may try this user again (0: now)."""
+        if self.per_user <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            waits = [times[0] + self.window_s - now
+                     for key, limit in (((client,), self.per_client), ((client, user), self.per_user))
+                     if len(times := self._recent(key, now)) >= limit]
+        return max(waits, default=0.0)
+
+    def record(self, client: str, user: str, now: float | None = None) -> None:
+        if self.per_user <= 0:
+            return
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for key in ((client,), (client, user)):
+                times = self._recent(key, now)
+                times.append(now)
+                self._seen[key] = times
+                self._seen.move_to_end(key)
+            while len(self._seen) > self.max_keys:
+                self._seen.popitem(last=False)
+
+
+_failed_logins = FailedLogins(0)
+
+
+def _client_address() -> str:
+    """nginx's X-Real-IP when the request came through it (loopback), else the peer's address."""
+    peer = request.remote_addr or ""
+    return (request.headers.get("X-Real-IP") or peer) if peer in _LOOPBACK else peer
+
+
+def _basic_user() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return None
+    try:
+        return base64.b64decode(header[6:], validate=True).decode("utf-8", "replace").partition(":")[0][:128]
+    except ValueError:
+        return ""
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -92,7 +161,8 @@ def _stamp_run_user(username: str) -> Response | None:
 
 def _platform_rules() -> Response | None:
     """Runs after MLflow's own check (which already answered 401/403 where it refuses)."""
-    kind = next((k for pattern, methods, k in _RULES if request.method in methods and pattern.search(request.path)), None)
+    kind = next((k for pattern, methods, k in _RULES if request.method in methods and pattern.search(request.path)),
+                None)
     if kind is None:
         return None
     username = _username()
@@ -111,12 +181,16 @@ def _platform_rules() -> Response | None:
     if not user_may(username, "promote"):
         what = f"move alias {alias!r}" if kind == "alias" else "transition model stages"
         return _deny(f"user {username!r} may not {what}: only the promotion gate ({_who_may('promote')}) may; "
-                     f"ask for a promotion with `mlops promote`")
+                     "the retrain job promotes as the gate, an admin with `make promote`")
     return None
 
 
-def _json_refusals(response: Response) -> Response:
-    """MLflow's own 403 is plain text; clients get its JSON error with the user's name instead."""
+def _after(response: Response) -> Response:
+    """Count and log a failed login; MLflow's own 403 (plain text) becomes its JSON error with the user's name."""
+    if response.status_code == 401 and (user := _basic_user()) is not None:
+        client = _client_address()
+        _failed_logins.record(client, user)
+        log.warning("failed login for user %r from %s (%s %s)", user, client, request.method, request.path)
     if response.status_code == 403 and response.mimetype != "application/json":
         name = getattr(g, "mlflow_authenticated_user", None)
         who = f"user {name!r}" if name else "this user"
@@ -134,6 +208,11 @@ def _front() -> Response | None:
     """
     from mlflow.server import auth
 
+    user = _basic_user()
+    if user is not None and (wait := _failed_logins.retry_after(_client_address(), user)) > 0:
+        response = _error(429, "REQUEST_LIMIT_EXCEEDED", "too many failed logins from this address: try again later")
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
     if request.path == "/metrics":
         capability = "monitor"
     elif request.path.startswith("/mlops-auth/check/"):
@@ -169,12 +248,15 @@ def backend_health() -> Response:
     return Response(json.dumps({"status": "ok", "backend_store": "ok"}), mimetype="application/json")
 
 
-def _load_secret_key() -> None:
-    """Put the Flask secret key where MLflow reads it, from the file the configuration names."""
+def _configure() -> None:
+    """Read the platform's section of the auth configuration: the Flask secret key's file (its key goes
+    where MLflow reads it) and the failed-login limit."""
+    global _failed_logins
     from mlflow.environment_variables import MLFLOW_AUTH_CONFIG_PATH
 
     config = configparser.ConfigParser()
     config.read(MLFLOW_AUTH_CONFIG_PATH.get() or "")
+    _failed_logins = FailedLogins(config.getint("mlops", "failed_logins_per_minute", fallback=0))
     key_file = config.get("mlops", "secret_key_file", fallback="")
     if key_file and not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
         # Set in this worker only (after exec: not in /proc/<pid>/environ); no child process runs.
@@ -186,13 +268,14 @@ def create_app(app: Flask | None = None) -> Flask:
     from mlflow.server import app as mlflow_app
     from mlflow.server import auth
 
-    _load_secret_key()
+    _configure()
     os.environ[_BOOTSTRAPPED] = "true"  # `bootstrap` ran before the server: the workers only connect
     app = auth.create_app(app or mlflow_app)
     app.before_request_funcs.setdefault(None, []).insert(0, _front)
     app.before_request(_platform_rules)
-    app.after_request(_json_refusals)
-    app.add_url_rule("/mlops-auth/check/<capability>", "mlops_auth_check", check_capability, methods=["GET"])  # via _front
+    app.after_request(_after)
+    # Answered by _front before MLflow's check; the rule makes the path a known route.
+    app.add_url_rule("/mlops-auth/check/<capability>", "mlops_auth_check", check_capability, methods=["GET"])
     app.add_url_rule("/health/backend", "mlops_backend_health", backend_health, methods=["GET"])
     return app
 

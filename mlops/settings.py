@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     # --- platform (written by `make up`) -------------------------------------------------
     state_dir: Path = Path(".mlops")
     """Where `make up` writes `local.env` (client variables) and `platform.json` (service map)."""
+    client_env: Path | None = None
+    """The MLflow login the CLI and notebooks load (a `local.env`-style file); unset: `<state_dir>/local.env`
+    (the first person of the inventory). `make demo` uses `<state_dir>/admin.env`: it promotes, which
+    only the gate and admins may."""
 
     # --- tracking ------------------------------------------------------------------------
     experiment_name: str = "visual-quality-inspection"
@@ -166,7 +170,7 @@ class Settings(BaseSettings):
 
     @property
     def client_env_file(self) -> Path:
-        return self.state_dir / "local.env"
+        return self.client_env or self.state_dir / "local.env"
 
     @property
     def platform_file(self) -> Path:

@@ -21,6 +21,19 @@ app = typer.Typer(
 )
 
 
+def run() -> None:
+    """The ``mlops`` command: MLflow refusing the login (401) or the action (403) is one line and exit 2."""
+    try:
+        app()
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+
+        if not (isinstance(exc, MlflowException) and exc.error_code in {"PERMISSION_DENIED", "UNAUTHENTICATED"}):
+            raise
+        typer.echo(f"mlops: MLflow refused: {exc.message}".splitlines()[0], err=True)
+        raise SystemExit(2) from None
+
+
 def _name(value: str | None) -> str | None:
     """Option callback: a model, experiment, alias or version name is not empty and has no control characters."""
     if value is not None and (not value.strip() or len(value) > 256
@@ -61,7 +74,9 @@ def smoke() -> None:
     result = run_smoke()
     typer.echo(f"Logged run {result.run_id} in experiment '{result.experiment_name}'.")
     typer.echo(f"See it in the UI: {result.run_url}")
-    typer.echo("Log in as 'admin'; the password is in .mlops/credentials/nginx-admin.")
+    typer.echo(f"Logged as {result.user!r}: log in to the UI as them (password in "
+               f".mlops/credentials/mlflow-{result.user}); the admin's settings are in .mlops/admin.env, "
+               "everyone's logins in `mlops users list`.")
 
 
 @app.command()

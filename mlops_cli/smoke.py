@@ -22,6 +22,7 @@ class SmokeResult:
     run_id: str
     experiment_name: str
     run_url: str
+    user: str
 
 
 @retry
@@ -49,4 +50,5 @@ def run_smoke(experiment_name: str = SMOKE_EXPERIMENT) -> SmokeResult:
         mlflow.pytorch.log_model(model, name="model", input_example=np.zeros((1, 4), dtype=np.float32))
         log.info("smoke run %s: accuracy %.3f", run.info.run_id, accuracy)
     base = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
-    return SmokeResult(run.info.run_id, experiment_name, f"{base}/#/experiments/{exp_id}/runs/{run.info.run_id}")
+    return SmokeResult(run.info.run_id, experiment_name, f"{base}/#/experiments/{exp_id}/runs/{run.info.run_id}",
+                       run.info.user_id)

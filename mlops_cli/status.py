@@ -26,10 +26,13 @@ class ServiceHealth:
 class PlatformStatus:
     ui_url: str
     services: list[ServiceHealth]
+    auth: str = ""
+    """How MLflow checks logins, and whether it refused an anonymous call just now."""
+    auth_ok: bool = True
 
     @property
     def healthy(self) -> bool:
-        return bool(self.services) and all(s.healthy for s in self.services)
+        return bool(self.services) and all(s.healthy for s in self.services) and self.auth_ok
 
 
 def _probe(spec: dict, ca_cert: str | None, timeout: float = 5.0) -> tuple[bool, str]:
@@ -83,12 +86,26 @@ def platform_status(platform_file: Path | None = None) -> PlatformStatus:
         state = states.get(f"{platform['instance']}-{spec['name']}", "unknown")
         running = state.lower() in {"running", "active"}
         services.append(ServiceHealth(spec["name"], state, detail, ok and running))
-    return PlatformStatus(platform["ui_url"], services)
+    auth, auth_ok = _auth_status(platform.get("auth"))
+    return PlatformStatus(platform["ui_url"], services, auth, auth_ok)
+
+
+def _auth_status(auth: dict | None) -> tuple[str, bool]:
+    """The auth mode from the service map, checked: an anonymous API call must get 401."""
+    if not auth:
+        return "not described (provisioned before per-person logins: run `make up`)", True
+    ok, detail = _probe({"kind": "http", "url": auth["probe_url"], "expect": [401]}, None)
+    refused = ok and "HTTP 401" in detail
+    answer = "refused (401)" if refused else f"NOT refused: {detail}"
+    return (f"{auth['mode']}: {auth['people']} people, {auth['services']} service identities, admin "
+            f"'{auth['admin']}'; anonymous API call {answer}"), refused
 
 
 def render_status(report: PlatformStatus) -> str:
     lines = [f"{'service':<12} {'process':<10} {'health':<8} probe"]
     for s in report.services:
         lines.append(f"{s.name:<12} {s.process:<10} {'ok' if s.healthy else 'FAILING':<8} {s.probe}")
+    if report.auth:
+        lines.append(f"Logins: {report.auth}")
     lines.append(f"UI: {report.ui_url}  ({'healthy' if report.healthy else 'NOT healthy'})")
     return "\n".join(lines)

@@ -43,8 +43,8 @@ def admin_client(env_file: Path | None = None) -> AccessClient:
         raise AccessError(f"no admin settings at {path}: run `make up` first (it writes them)")
     env = read_env_file(path)
     try:
-        return AccessClient(env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"],
-                            verify=env.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True)
+        return AccessClient(env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_USERNAME"],
+                            env["MLFLOW_TRACKING_PASSWORD"], verify=env.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True)
     except KeyError as exc:
         raise AccessError(f"{path} has no {exc.args[0]}") from None
 

@@ -22,4 +22,5 @@ bench-drift: $(VENV_STAMP) $(EVIDENTLY_STAMP) ## Drift benchmark: our KS+PSI vs 
 
 .PHONY: demo-loop
 demo-loop: up ## The drift loop on the running platform: train, promote, serve, drift, retrain, new champion
-	$(BIN)/mlops demo
+	@# As the platform's admin: the loop promotes, which only the gate and admins may.
+	$(AS_ADMIN) $(BIN)/mlops demo

@@ -5,18 +5,19 @@ MODEL ?= pill-quality
 
 .PHONY: promote rollback serve bench-serve serving-test
 
-promote: $(VENV_STAMP) ## Gate the latest version of MODEL against the champion (mlops promote)
-	$(BIN)/mlops promote --model $(MODEL)
+promote: $(VENV_STAMP) ## Gate the latest version of MODEL against the champion (mlops promote, as the admin)
+	$(AS_ADMIN) $(BIN)/mlops promote --model $(MODEL)
 
-rollback: $(VENV_STAMP) ## Make MODEL's previous champion the champion again (mlops rollback)
-	$(BIN)/mlops rollback --model $(MODEL)
+rollback: $(VENV_STAMP) ## Make MODEL's previous champion the champion again (mlops rollback, as the admin)
+	$(AS_ADMIN) $(BIN)/mlops rollback --model $(MODEL)
 
 serve: $(VENV_STAMP) ## Serve MODEL@champion in the foreground on loopback (mlops serve)
 	$(BIN)/mlops serve --model $(MODEL)
 
 bench-serve: $(VENV_STAMP) ## Serving throughput/p99 per variant vs mlflow models serve (writes build/bench-serve.json)
 	mkdir -p build
-	$(BIN)/mlops bench serve --model $(MODEL) --json build/bench-serve.json
+	@# As the admin: the kit-size bench model gets its own champion.
+	$(AS_ADMIN) $(BIN)/mlops bench serve --model $(MODEL) --json build/bench-serve.json
 
 serving-test: $(VENV_STAMP) ## Promotion and serving integration tests (a private platform instance)
 	$(BIN)/pytest tests/pipelines/test_promote.py tests/serving

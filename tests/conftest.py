@@ -147,7 +147,16 @@ class Platform:
 
     @property
     def admin_password(self) -> str:
-        return (self.state_dir / "credentials" / "nginx-admin").read_text().strip()
+        return self.password("admin")
+
+    def password(self, user: str) -> str:
+        """An MLflow login's password, as `make up` (or `mlops users`) generated it."""
+        return (self.state_dir / "credentials" / f"mlflow-{user}").read_text().strip()
+
+    def env_as(self, user: str) -> dict[str, str]:
+        """local.env's client variables with another login: a person, the admin or a service identity
+        (``svc-gate`` promotes)."""
+        return {**self.env, "MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": self.password(user)}
 
     @property
     def db_password(self) -> str:

@@ -51,12 +51,14 @@ def test_database_passwords_never_in_ansible_output(aws_sim) -> None:
             assert form not in run.output
 
 
-def test_app_and_basic_auth_passwords_never_in_ansible_output(aws_sim) -> None:
+def test_app_and_mlflow_passwords_never_in_ansible_output(aws_sim) -> None:
     """The application database password (sent to the host on stdin, written to pgpass files) and
-    the basic-auth password the serving host and the trainers get are in no Ansible output."""
+    every MLflow login's (the admin's, the person's, each service identity's, the Flask secret key)
+    are in no Ansible output."""
     credentials = aws_sim.state_dir / "credentials"
-    secrets = [(credentials / name).read_text().split()[0] for name in ("postgresql-mlops_app", "nginx-admin")]
-    assert all(len(s) >= 16 for s in secrets)
+    secrets = [(credentials / "postgresql-mlops_app").read_text().split()[0],
+               *(path.read_text().strip() for path in credentials.glob("mlflow-*"))]
+    assert len(secrets) >= 8 and all(len(s) >= 16 for s in secrets)
     for run in aws_sim.runs:
         for secret in secrets:
             assert secret not in run.output
@@ -191,6 +193,19 @@ def test_run_logged_through_nginx_lands_in_rds_and_s3(aws_sim, monkeypatch: pyte
     ]
     (key,) = [k for k in keys if run.info.run_id in k and k.endswith("notes/marker.txt")]
     assert s3.get_object(Bucket=aws_sim.bucket, Key=key)["Body"].read().decode() == f"artifact {marker}\n"
+
+
+def test_no_host_but_mlflow_holds_the_admin_login(aws_sim) -> None:
+    """Serving and the trainer's retrain job log in to MLflow with service identities of their own;
+    the admin's password is only in the MLflow host's auth configuration (and the controller's state)."""
+    admin = (aws_sim.state_dir / "credentials" / "mlflow-admin").read_text().strip().encode()
+    holders = [path for path in _files_holding(aws_sim, admin) if not path.is_relative_to(aws_sim.state_dir)]
+    assert holders == [aws_sim.path("config") / "mlflow" / "auth.ini"], holders
+    logins = {path.parent.parent.name: path.read_text() for path in aws_sim.path("data").rglob(".mlflow/credentials")}
+    assert "mlflow_tracking_username = svc-serving" in logins["serving"], logins.keys()
+    assert "mlflow_tracking_username = svc-gate" in logins["retrain"]
+    for text in logins.values():
+        assert "= admin\n" not in text
 
 
 def test_trainer_gets_ddp_settings(aws_sim) -> None:

@@ -37,13 +37,14 @@ def bucket_keys(s3) -> Callable[[str], dict[str, int]]:
 
 @pytest.fixture
 def client(platform) -> Iterator:
-    """An MLflow client through nginx (TLS + basic auth) with local.env's variables."""
+    """An MLflow client through nginx (TLS) as the platform admin (operations move the champion)."""
     import mlflow
 
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in platform.env.items():
+        env = platform.env_as("admin")
+        for key, value in env.items():
             mp.setenv(key, value)
-        yield mlflow.MlflowClient(tracking_uri=platform.env["MLFLOW_TRACKING_URI"])
+        yield mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
 
 
 @pytest.fixture

@@ -41,6 +41,6 @@ def test_mlflow_server_runs_the_client_pin(platform):
     """The server the mlflow role installed (by default from pyproject.toml's pin) is the release
     the client and every other environment pin."""
     url = f"http://127.0.0.1:{platform.ports['mlflow_port']}/version"
-    assert requests.get(url, timeout=10).text.strip() == _project_pin("mlflow")
+    assert requests.get(url, auth=("admin", platform.admin_password), timeout=10).text.strip() == _project_pin("mlflow")
     installed = platform.path("home") / "venv" / "bin" / "mlflow"
     assert installed.exists()

@@ -74,9 +74,10 @@ def test_upgrade_from_the_previous_minor_keeps_the_data(old_instance, monkeypatc
     assert tuple(map(int, PREVIOUS.split("."))) < tuple(map(int, target.split(".")))
     settings = old_instance["settings"]
     mlflow_url = f"http://127.0.0.1:{settings['mlflow_port']}"
-    assert requests.get(f"{mlflow_url}/version", timeout=10).text.strip() == PREVIOUS
+    admin = ("admin", (old_instance["root"] / "client" / "credentials" / "mlflow-admin").read_text().strip())
+    assert requests.get(f"{mlflow_url}/version", auth=admin, timeout=10).text.strip() == PREVIOUS
 
-    env = read_env_file(old_instance["root"] / "client" / "local.env")
+    env = read_env_file(old_instance["root"] / "client" / "admin.env")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
@@ -95,7 +96,7 @@ def test_upgrade_from_the_previous_minor_keeps_the_data(old_instance, monkeypatc
     refused = make_target("upgrade", "MLFLOW_VERSION=3.15.0", vars_file=old_instance["vars_file"], check=False)
     assert refused.returncode != 0
     assert "A downgrade is not supported" in refused.stdout, refused.stdout[-3000:]
-    assert requests.get(f"{mlflow_url}/version", timeout=10).text.strip() == PREVIOUS
+    assert requests.get(f"{mlflow_url}/version", auth=admin, timeout=10).text.strip() == PREVIOUS
 
     upgraded = make_target("upgrade", f"MLFLOW_VERSION={target}", vars_file=old_instance["vars_file"], check=False)
     assert upgraded.returncode == 0, upgraded.stdout[-6000:] + upgraded.stderr[-2000:]
@@ -114,7 +115,7 @@ def test_upgrade_from_the_previous_minor_keeps_the_data(old_instance, monkeypatc
     # The pin in the repository is (still) the version now running.
     assert _pinned() == target
 
-    assert requests.get(f"{mlflow_url}/version", timeout=10).text.strip() == target
+    assert requests.get(f"{mlflow_url}/version", auth=admin, timeout=10).text.strip() == target
     health = requests.get(f"https://127.0.0.1:{settings['nginx_https_port']}/health", verify=False, timeout=10)  # noqa: S501
     assert health.status_code == 200, health.text
     restored = client.get_run(run.info.run_id)

@@ -56,7 +56,8 @@ DEMO_ENV = {
 def demo_server(platform, platform_env: dict[str, str], patched_environ, serve_process,  # noqa: ANN001
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("demo-serve") / "serve.log"
-    env = {**platform_env, **DEMO_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
+    # As `make demo` runs it: the platform admin (the loop promotes).
+    env = {**platform.env_as("admin"), **DEMO_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
     with patched_environ(env):
         server = serve_process({**os.environ}, MODEL, log)
         with patched_environ({"MLOPS_SERVE_URL": server.url}):

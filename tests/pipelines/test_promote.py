@@ -109,7 +109,8 @@ class Registered:
 
 @pytest.fixture(scope="module")
 def gate_env(platform_env: dict[str, str], platform, patched_environ) -> dict[str, str]:  # noqa: ANN001
-    env = {**platform_env, **GATE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
+    # The gate's own login (role model-gate): it trains here too, and it moves the champion.
+    env = {**platform.env_as("svc-gate"), **GATE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
     with patched_environ(env):
         yield env
 

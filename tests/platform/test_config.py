@@ -59,6 +59,7 @@ def test_status_is_unhealthy_when_any_service_fails():
     assert not report.healthy
     assert "FAILING" in render_status(report)
     assert not PlatformStatus("https://x/", []).healthy
+    assert not PlatformStatus("https://x/", [ok], auth="MLflow: anonymous API call NOT refused", auth_ok=False).healthy
 
 
 @pytest.mark.parametrize(("body", "refused"), [

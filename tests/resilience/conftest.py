@@ -73,8 +73,8 @@ class Health:
 
 @pytest.fixture(scope="session")
 def client_env(platform, patched_environ) -> Iterator[dict[str, str]]:  # noqa: ANN001
-    """The environment a notebook on this host has (local.env), plus the gate's test thresholds."""
-    env = {**platform.env, **GATE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
+    """local.env with the gate's login (it trains and promotes the champion), plus its test thresholds."""
+    env = {**platform.env_as("svc-gate"), **GATE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
     with patched_environ(env):
         yield {**os.environ}
 

@@ -91,7 +91,8 @@ def _register_copy(config: TrainConfig, model: CustomVGG, name: str, scale: floa
 
 @pytest.fixture(scope="module")
 def serving_env(platform_env: dict[str, str], platform, patched_environ) -> Iterator[dict[str, str]]:  # noqa: ANN001
-    env = {**platform_env, **SERVE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
+    # The gate's login: these tests register versions and move the champion serving follows.
+    env = {**platform.env_as("svc-gate"), **SERVE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
     with patched_environ(env):
         yield {**os.environ}
 

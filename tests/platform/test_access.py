@@ -1,0 +1,204 @@
+"""Team access on the real platform: people and service identities with the platform's roles (MLflow's
+auth app with mlops.mlflow_auth's rules), reached through nginx as users reach it.
+
+`make up` provisions one person (the inventory's data scientist) and every service identity; a
+second person, a viewer, is added here with `mlops users`, as an admin would.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.integration
+
+PERSON = "data-scientist"
+VIEWER = "viewer-it"
+SERVICES = {"svc-gate": "model-gate", "svc-retrain": "retrain", "svc-serving": "serving", "svc-trainer": "trainer",
+            "svc-prometheus": "monitor"}
+
+
+def _cli(platform, *args: str):  # noqa: ANN001, ANN202
+    from mlops_cli.cli import app
+
+    return CliRunner().invoke(app, ["users", *args], env={"MLOPS_STATE_DIR": str(platform.state_dir)})
+
+
+@pytest.fixture(scope="module")
+def as_user(platform, patched_environ):  # noqa: ANN001, ANN201 - a context manager factory
+    """``with as_user(name) as client:`` an MLflow client through nginx with that login."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def login(name: str) -> Iterator[MlflowClient]:
+        env = platform.env_as(name)
+        with patched_environ(env):
+            yield MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+
+    return login
+
+
+@pytest.fixture(scope="module")
+def viewer(platform) -> str:  # noqa: ANN001
+    result = _cli(platform, "add", VIEWER, "--role", "viewer")
+    assert result.exit_code == 0, result.output
+    assert f"mlflow-{VIEWER}" in result.output and platform.password(VIEWER) not in result.output
+    return VIEWER
+
+
+@pytest.fixture(scope="module")
+def model(as_user) -> tuple[str, str, str]:  # noqa: ANN001
+    """A run of the data scientist's and a registered version of it: (run id, model name, version)."""
+    name = f"access-it-{uuid.uuid4().hex[:6]}"
+    with as_user(PERSON) as client:
+        experiment = client.create_experiment(f"access-it-{uuid.uuid4().hex[:6]}")
+        # The client says it is someone else; the server records who logged in.
+        run = client.create_run(experiment, tags={"mlflow.user": "somebody-else"})
+        client.log_metric(run.info.run_id, "accuracy", 0.9)
+        client.set_terminated(run.info.run_id)
+        client.create_registered_model(name)
+        version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    return run.info.run_id, name, version.version
+
+
+def _refused(call, status: int = 403) -> str:  # noqa: ANN001
+    with pytest.raises(MlflowException) as info:
+        call()
+    assert f"{status}" in str(info.value) or info.value.error_code in {"PERMISSION_DENIED", "UNAUTHENTICATED"}
+    return str(info.value)
+
+
+def test_make_up_provisions_the_person_and_every_service_identity(platform, viewer) -> None:  # noqa: ANN001
+    result = _cli(platform, "list")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[1:]}
+    assert rows[PERSON] == ["data-scientist", "no"] and rows[viewer] == ["viewer", "no"]
+    assert rows["admin"][-1] == "yes"
+    for name, role in SERVICES.items():
+        assert rows[name] == [role, "no"], name
+    for name in (PERSON, "admin", *SERVICES):
+        assert (platform.state_dir / "credentials" / f"mlflow-{name}").stat().st_mode & 0o777 == 0o600
+    assert (platform.state_dir / "admin.env").stat().st_mode & 0o777 == 0o600
+    assert platform.env["MLFLOW_TRACKING_USERNAME"] == PERSON
+
+
+def test_a_run_records_the_person_who_logged_in(as_user, model) -> None:  # noqa: ANN001
+    run_id, _, _ = model
+    with as_user(VIEWER) as client:
+        run = client.get_run(run_id)
+    assert run.info.user_id == PERSON and run.data.tags["mlflow.user"] == PERSON
+
+
+def test_a_viewer_reads_everything_and_changes_nothing(as_user, viewer, model) -> None:  # noqa: ANN001
+    run_id, name, version = model
+    with as_user(viewer) as client:
+        assert client.get_run(run_id).data.metrics["accuracy"] == 0.9
+        assert client.get_model_version(name, version).version == version
+        message = _refused(lambda: client.create_experiment(f"viewer-{uuid.uuid4().hex[:6]}"))
+        assert "may not create experiments" in message
+        _refused(lambda: client.delete_run(run_id))
+        _refused(lambda: client.log_metric(run_id, "accuracy", 0.1))
+        _refused(lambda: client.set_registered_model_alias(name, "champion", version))
+        _refused(lambda: client.create_registered_model(f"viewer-{uuid.uuid4().hex[:6]}"))
+
+
+def test_only_the_gate_moves_the_champion(as_user, model) -> None:  # noqa: ANN001
+    _, name, version = model
+    with as_user(PERSON) as client:
+        message = _refused(lambda: client.set_registered_model_alias(name, "champion", version))
+        assert "PERMISSION_DENIED" in message and "model-gate" in message, message
+        _refused(lambda: client.transition_model_version_stage(name, version, "Production"))
+        client.set_registered_model_alias(name, "candidate", version)  # other aliases are the team's
+    with as_user("svc-gate") as client:
+        client.set_registered_model_alias(name, "champion", version)
+        assert client.get_model_version_by_alias(name, "champion").version == version
+    with as_user(PERSON) as client:
+        _refused(lambda: client.delete_registered_model_alias(name, "champion"))
+
+
+def test_serving_reads_its_model_and_writes_nothing(as_user, model, platform, viewer) -> None:  # noqa: ANN001
+    run_id, name, version = model
+    with as_user("svc-serving") as client:
+        assert client.get_run(run_id).info.run_id == run_id
+        _refused(lambda: client.create_experiment(f"serving-{uuid.uuid4().hex[:6]}"))
+        _refused(lambda: client.log_metric(run_id, "accuracy", 0.1))
+        _refused(lambda: client.set_registered_model_alias(name, "champion", version))
+    # ...and cannot call the serving endpoint nor open Prometheus (those are people's).
+    for path, allowed in (("/serve/health", {PERSON}), ("/prometheus/-/ready", {PERSON, VIEWER, "svc-prometheus"})):
+        for user in ("svc-serving", PERSON, VIEWER, "svc-prometheus"):
+            status = requests.get(f"{platform.https}{path}", auth=(user, platform.password(user)),
+                                  verify=platform.ca_cert, timeout=30).status_code
+            assert (status in {200, 503}) == (user in allowed), (path, user, status)
+
+
+def test_missing_or_wrong_logins_are_401_everywhere(platform) -> None:  # noqa: ANN001
+    for path in ("/api/2.0/mlflow/experiments/search?max_results=1", "/serve/health", "/prometheus/-/ready",
+                 "/metrics"):
+        for auth in (None, (PERSON, "wrong-password")):
+            answer = requests.get(f"{platform.https}{path}", auth=auth, verify=platform.ca_cert, timeout=30)
+            assert answer.status_code == 401, (path, auth and auth[0], answer.status_code)
+            assert answer.headers.get("WWW-Authenticate", "").startswith("Basic"), path
+
+
+def test_users_cli_refuses_bad_input_in_one_line(platform) -> None:  # noqa: ANN001
+    for args, words in ((["add", "bad name", "--role", "viewer"], "invalid user name"),
+                        (["add", "x-it", "--role", "wizard"], "unknown role 'wizard'"),
+                        (["set-role", "nobody-it", "viewer"], "no user 'nobody-it'"),
+                        (["remove", "admin"], "is an admin")):
+        result = _cli(platform, *args)
+        assert result.exit_code == 2, result.output
+        assert words in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_removed_person_is_refused_and_their_runs_stay(platform, as_user) -> None:  # noqa: ANN001
+    name = f"leaver-{uuid.uuid4().hex[:6]}"
+    assert _cli(platform, "add", name, "--role", "data-scientist").exit_code == 0
+    with as_user(name) as client:
+        experiment = client.create_experiment(f"leaver-{uuid.uuid4().hex[:6]}")
+        run_id = client.create_run(experiment).info.run_id
+    result = _cli(platform, "remove", name)
+    assert result.exit_code == 0, result.output
+    assert not (platform.state_dir / "credentials" / f"mlflow-{name}").exists()
+    answer = requests.get(f"{platform.https}/api/2.0/mlflow/users/current", auth=(name, "whatever-it-was"),
+                          verify=platform.ca_cert, timeout=30)
+    assert answer.status_code == 401
+    with as_user("admin") as client:
+        assert client.get_run(run_id).info.user_id == name
+
+
+def test_a_rotated_password_replaces_the_old_one(platform) -> None:  # noqa: ANN001
+    """`mlops users reset-password`: the new password works at once; the old one is refused as soon as
+    every worker's credential cache (auth_cache_ttl_seconds, 60 s) has let it go."""
+    name = f"rotate-{uuid.uuid4().hex[:6]}"
+    assert _cli(platform, "add", name, "--role", "viewer").exit_code == 0
+    old = platform.password(name)
+    url = f"{platform.https}/api/2.0/mlflow/users/current"
+
+    def status(password: str) -> int:
+        return requests.get(url, auth=(name, password), verify=platform.ca_cert, timeout=30).status_code
+
+    assert status(old) == 200
+    result = _cli(platform, "reset-password", name)
+    assert result.exit_code == 0 and old not in result.output, result.output
+    new = platform.password(name)
+    assert new != old and status(new) == 200
+    deadline = time.monotonic() + 90
+    while any(status(old) != 401 for _ in range(4)):  # both workers, several tries each
+        assert time.monotonic() < deadline, "the old password still works after the cache period"
+        time.sleep(5)
+    assert _cli(platform, "remove", name).exit_code == 0
+
+
+def test_status_reports_the_auth_mode(platform) -> None:  # noqa: ANN001
+    from mlops_cli.status import platform_status, render_status
+
+    report = platform_status(platform.state_dir / "platform.json")
+    assert report.auth_ok and "anonymous API call refused (401)" in report.auth, report.auth
+    assert "Logins: MLflow auth app mlops-auth" in render_status(report)

@@ -1,0 +1,68 @@
+"""The platform's roles and its MLflow app's rules, offline: what they name exists in the MLflow the
+project pins, and the failed-login window counts as it says."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlops.access import PROMOTION_ALIASES, ROLES, AccessError, check_role
+from mlops.mlflow_auth import _RULES, CAPABILITIES, FailedLogins
+
+
+def test_every_grant_is_one_mlflow_accepts() -> None:
+    from mlflow.server.auth.permissions import RESOURCE_GRANTABLE_PERMISSIONS, TYPE
+
+    for role in ROLES.values():
+        for kind, pattern, permission in role.mlflow_grants("some-model"):
+            assert kind in TYPE and permission in RESOURCE_GRANTABLE_PERMISSIONS, (role.name, kind, permission)
+            assert pattern == "*" or kind in {"experiment", "registered_model"}, (role.name, kind, pattern)
+
+
+def test_roles_keep_the_separation_the_platform_promises() -> None:
+    promoters = {name for name, role in ROLES.items() if role.promote}
+    assert promoters == {"model-gate"}
+    assert not any(role.create or role.predict for role in (ROLES["viewer"], ROLES["serving"], ROLES["monitor"]))
+    assert ROLES["serving"].mlflow_grants("pill-quality") >= {("registered_model", "pill-quality", "READ")}
+    assert all(permission == "READ" for _, _, permission in ROLES["viewer"].grants)
+    assert set(PROMOTION_ALIASES) == {"champion", "previous-champion"}
+    assert set(CAPABILITIES) == {"create", "promote", "predict", "monitor"}
+
+
+def test_an_unknown_role_is_refused_by_name() -> None:
+    with pytest.raises(AccessError, match="unknown role 'wizard'"):
+        check_role("wizard")
+
+
+def test_the_rules_match_routes_mlflow_serves() -> None:
+    """Each rule of the platform's app matches a route of the installed MLflow (a rename upstream would
+    otherwise silently turn a rule off)."""
+    from mlflow.server import app
+
+    routes = {(rule.rule, method) for rule in app.url_map.iter_rules() for method in rule.methods}
+    for pattern, methods, kind in _RULES:
+        hits = {(path, m) for path, m in routes if m in methods and pattern.search(path)}
+        assert {m for _, m in hits} == methods, (kind, pattern.pattern)
+        prefixes = {path.split("/")[1] for path, _ in hits}
+        assert prefixes >= {"api", "ajax-api"}, (kind, prefixes)
+
+
+def test_failed_logins_are_limited_per_user_and_per_address() -> None:
+    limits = FailedLogins(per_user=3, window_s=60)
+    for t in range(3):
+        assert limits.retry_after("10.0.0.1", "ann", now=t) == 0
+        limits.record("10.0.0.1", "ann", now=t)
+    assert limits.retry_after("10.0.0.1", "ann", now=3) == pytest.approx(57)
+    assert limits.retry_after("10.0.0.1", "bob", now=3) == 0  # another user from there: not yet
+    assert limits.retry_after("10.0.0.2", "ann", now=3) == 0  # the same user from elsewhere
+    assert limits.retry_after("10.0.0.1", "ann", now=61) == 0  # the window moved on
+    for t in range(15):
+        limits.record("10.0.0.3", f"user{t}", now=100 + t)
+    assert limits.retry_after("10.0.0.3", "anyone", now=115) > 0  # credential stuffing from one address
+    assert FailedLogins(per_user=0).retry_after("10.0.0.1", "ann") == 0  # off
+
+
+def test_the_failed_login_memory_is_bounded() -> None:
+    limits = FailedLogins(per_user=5, max_keys=100)
+    for i in range(1000):
+        limits.record(f"10.0.{i // 250}.{i % 250}", "ann", now=1.0)
+    assert len(limits._seen) <= 100
