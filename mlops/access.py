@@ -77,6 +77,8 @@ ROLES: dict[str, Role] = {role.name: role for role in (
     Role("serving", "serving: reads the served model and the runs its versions come from",
          ((REGISTERED_MODEL, MODEL_PLACEHOLDER, "READ"), (EXPERIMENT, "*", "READ")), service=True),
     Role("monitor", "Prometheus: scrapes MLflow's /metrics, nothing else", monitor=True, service=True),
+    Role("gc", "the gc job: deletes the artifacts of runs deleted long ago (through MLflow's artifact proxy)",
+         ((EXPERIMENT, "*", "MANAGE"),), service=True),
 )}
 
 

@@ -17,7 +17,9 @@ service's environment). On top of MLflow's permission checks, for every user but
 - failed logins are counted per client address and per (address, user) over a sliding minute: past
   ``[mlops] failed_logins_per_minute`` (five times that per address) the client gets 429 with
   ``Retry-After`` before any password is checked; each failure is logged with the user name and the
-  address, never the password.
+  address, never the password. The address is nginx's ``X-Real-IP`` when the peer is a trusted proxy
+  (``[mlops] trusted_proxies``: loopback, or ``any`` on a private container network); programs that
+  call MLflow directly from such an address (the platform's own services) are not limited.
 
 Every refusal, MLflow's own included, is a 403 with MLflow's JSON error body
 (``PERMISSION_DENIED``) and a sentence that says who may.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import ipaddress
 import json
 import logging
 import os
@@ -53,7 +56,7 @@ _RULES = (
 )
 CAPABILITIES = ("create", "promote", "predict", "monitor")
 _BOOTSTRAPPED = "_MLFLOW_AUTH_ADMIN_BOOTSTRAPPED"
-_LOOPBACK = {"127.0.0.1", "::1"}
+_LOOPBACK = ("127.0.0.1/32", "::1/128")
 log = logging.getLogger(__name__)
 
 
@@ -97,12 +100,27 @@ class FailedLogins:
 
 
 _failed_logins = FailedLogins(0)
+_trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = [
+    ipaddress.ip_network(n) for n in _LOOPBACK]
+"""Peers whose X-Real-IP is believed (nginx's address); None: every peer (a private container network)."""
 
 
-def _client_address() -> str:
-    """nginx's X-Real-IP when the request came through it (loopback), else the peer's address."""
+def trusted_proxies(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
+    """``[mlops] trusted_proxies``: comma-separated addresses or networks, or ``any``."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    return None if items == ["any"] else [ipaddress.ip_network(item, strict=False) for item in items]
+
+
+def _client_address() -> str | None:
+    """nginx's X-Real-IP when the request came through it (a trusted proxy), else the peer's address;
+    None for a program calling MLflow directly from a trusted address (the platform's own services on
+    the MLflow host, or its containers: never locked out)."""
     peer = request.remote_addr or ""
-    return (request.headers.get("X-Real-IP") or peer) if peer in _LOOPBACK else peer
+    try:
+        trusted = _trusted_proxies is None or any(ipaddress.ip_address(peer) in n for n in _trusted_proxies)
+    except ValueError:
+        trusted = False
+    return request.headers.get("X-Real-IP") if trusted else peer
 
 
 def _basic_user() -> str | None:
@@ -189,8 +207,10 @@ def _after(response: Response) -> Response:
     """Count and log a failed login; MLflow's own 403 (plain text) becomes its JSON error with the user's name."""
     if response.status_code == 401 and (user := _basic_user()) is not None:
         client = _client_address()
-        _failed_logins.record(client, user)
-        log.warning("failed login for user %r from %s (%s %s)", user, client, request.method, request.path)
+        if client:
+            _failed_logins.record(client, user)
+        log.warning("failed login for user %r from %s (%s %s)", user, client or "this host", request.method,
+                    request.path)
     if response.status_code == 403 and response.mimetype != "application/json":
         name = getattr(g, "mlflow_authenticated_user", None)
         who = f"user {name!r}" if name else "this user"
@@ -208,8 +228,8 @@ def _front() -> Response | None:
     """
     from mlflow.server import auth
 
-    user = _basic_user()
-    if user is not None and (wait := _failed_logins.retry_after(_client_address(), user)) > 0:
+    user, client = _basic_user(), _client_address()
+    if user is not None and client and (wait := _failed_logins.retry_after(client, user)) > 0:
         response = _error(429, "REQUEST_LIMIT_EXCEEDED", "too many failed logins from this address: try again later")
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
@@ -251,12 +271,13 @@ def backend_health() -> Response:
 def _configure() -> None:
     """Read the platform's section of the auth configuration: the Flask secret key's file (its key goes
     where MLflow reads it) and the failed-login limit."""
-    global _failed_logins
+    global _failed_logins, _trusted_proxies
     from mlflow.environment_variables import MLFLOW_AUTH_CONFIG_PATH
 
     config = configparser.ConfigParser()
     config.read(MLFLOW_AUTH_CONFIG_PATH.get() or "")
     _failed_logins = FailedLogins(config.getint("mlops", "failed_logins_per_minute", fallback=0))
+    _trusted_proxies = trusted_proxies(config.get("mlops", "trusted_proxies", fallback=",".join(_LOOPBACK)))
     key_file = config.get("mlops", "secret_key_file", fallback="")
     if key_file and not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
         # Set in this worker only (after exec: not in /proc/<pid>/environ); no child process runs.

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -246,4 +247,22 @@ def run_demo(config: DemoConfig, say: Say) -> DemoResult:
     say(f"   tick: [{outcome.after.action}] {outcome.after.reason}")
     say(f"See it in the UI at {ui.rstrip('/')}: experiments '{s.drift_experiment}' (drift runs with plots), "
         f"'{s.experiment_name}' (training runs), 'model-promotion' (gate decisions), Models > {config.model_name}.")
+    for line in login_lines(s.state_dir):
+        say(line)
     return outcome
+
+
+def login_lines(state_dir: Path) -> list[str]:
+    """How to log in as the person, the admin and a service identity `make up` made (no password shown)."""
+    from mlops.tracking import read_env_file
+
+    lines = []
+    for label, env_file in (("a person", state_dir / "local.env"), ("the admin", state_dir / "admin.env")):
+        if env_file.is_file():
+            user = read_env_file(env_file).get("MLFLOW_TRACKING_USERNAME", "?")
+            lines.append(f"Log in as {label}: user '{user}', password in {state_dir}/credentials/mlflow-{user} "
+                         f"(notebooks: `set -a; . {env_file}; set +a`).")
+    services = sorted(p.name.removeprefix("mlflow-") for p in (state_dir / "credentials").glob("mlflow-svc-*"))
+    if services:
+        lines.append(f"Service identities (each job logs in as itself): {', '.join(services)}; see `mlops users list`.")
+    return lines

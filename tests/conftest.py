@@ -132,6 +132,8 @@ class Platform:
     instance: str = INSTANCE
     ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
     server_name: str = SERVER_NAME
+    up_output: str = ""
+    """What the first `make up` printed."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -226,7 +228,7 @@ def provisioned_platform(extra_vars: dict[str, object] | None = None) -> Iterato
     vars_file.write_text("\n".join(lines) + "\n")
     instance = Platform(root=root, state_dir=state_dir, vars_file=vars_file)
     try:
-        instance.make("up")
+        instance.up_output = instance.make("up").stdout
         yield instance
     finally:
         run_make("down", vars_file=vars_file, timeout=300, check=False)

@@ -66,3 +66,13 @@ def test_the_failed_login_memory_is_bounded() -> None:
     for i in range(1000):
         limits.record(f"10.0.{i // 250}.{i % 250}", "ann", now=1.0)
     assert len(limits._seen) <= 100
+
+
+def test_trusted_proxies_are_addresses_networks_or_any() -> None:
+    from mlops.mlflow_auth import trusted_proxies
+
+    assert trusted_proxies("any") is None
+    nets = trusted_proxies("127.0.0.1, ::1, 10.0.0.0/8")
+    assert [str(n) for n in nets] == ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]
+    with pytest.raises(ValueError):
+        trusted_proxies("not-an-address")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -202,3 +203,45 @@ def test_status_reports_the_auth_mode(platform) -> None:  # noqa: ANN001
     report = platform_status(platform.state_dir / "platform.json")
     assert report.auth_ok and "anonymous API call refused (401)" in report.auth, report.auth
     assert "Logins: MLflow auth app mlops-auth" in render_status(report)
+
+
+def test_failed_logins_are_limited_and_logged_without_the_password(platform) -> None:  # noqa: ANN001
+    """From one address (as nginx reports it: X-Real-IP), past 10 failed logins a minute for one user in
+    a worker the address gets 429 before any password is checked; the user from elsewhere, and the right
+    password from elsewhere, still get in. The log names the user and address, never the password."""
+    mlflow = f"http://127.0.0.1:{platform.ports['mlflow_port']}/api/2.0/mlflow/users/current"
+    name, wrong = PERSON, f"wrong-{uuid.uuid4().hex}"
+
+    def status(password: str, address: str) -> int:
+        return requests.get(mlflow, auth=(name, password), headers={"X-Real-IP": address}, timeout=30).status_code
+
+    statuses = [status(wrong, "192.0.2.10") for _ in range(30)]
+    assert statuses[0] == 401 and statuses.count(401) <= 20 and statuses[-1] == 429, statuses
+    assert status(platform.password(name), "192.0.2.10") == 429  # locked out for the minute, right or wrong
+    assert status(platform.password(name), "192.0.2.11") == 200
+    assert status(wrong, "192.0.2.11") == 401
+    log = (platform.path("log") / "mlflow.log").read_text(errors="replace")
+    assert f"failed login for user '{name}' from 192.0.2.10" in log
+    assert wrong not in log
+
+
+def test_no_login_secret_in_processes_logs_or_ansible_output(platform) -> None:  # noqa: ANN001
+    secrets = [path.read_text().strip().encode() for path in (platform.state_dir / "credentials").glob("mlflow-*")]
+    assert len(secrets) >= 7 and all(len(secret) >= 24 for secret in secrets)
+    seen = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline, environ = (proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(platform.root).encode() not in cmdline:
+            continue
+        seen += 1
+        for secret in secrets:
+            assert secret not in cmdline and secret not in environ, f"a login secret in process {proc.name}"
+    assert seen >= 5, "the instance's processes were not found"
+    for path in platform.path("log").rglob("*"):
+        if path.is_file():
+            text = path.read_bytes()
+            assert not any(secret in text for secret in secrets), f"a login secret in {path}"
+    assert platform.up_output and not any(secret.decode() in platform.up_output for secret in secrets)

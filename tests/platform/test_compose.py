@@ -4,7 +4,8 @@ No Docker engine runs here, so the compose file is read, never started. The chec
 "follows the same design" render the Ansible roles with Ansible itself (a probe playbook that
 loads every role with `when: false`, the repository's group_vars and the local inventory, then
 evaluates the roles' own definitions: the mlops_service and mlops_timer includes, the
-`mlflow db upgrade` task, the backup settings, the certificate request, the nginx template) under
+`mlflow db upgrade` task, the backup settings, the certificate request, the nginx template, MLflow's
+auth configuration and logins) under
 COMPOSE_PROFILE, the Ansible variables that say where things are in the compose network. Every
 command line, environment, cron line, job script and setting that Ansible renders must then be
 equal to compose's, once compose's own `${VAR:-default}` interpolation is applied.
@@ -12,6 +13,7 @@ equal to compose's, once compose's own `${VAR:-default}` interpolation is applie
 
 from __future__ import annotations
 
+import configparser
 import fnmatch
 import json
 import os
@@ -37,7 +39,7 @@ SERVICES = COMPOSE["services"]
 # The monitoring and node_exporter roles' programs (upstream images) and Grafana (profile).
 MONITORING = {"prometheus", "alertmanager", "node-exporter", "nginx-exporter", "postgres-exporter"}
 LONG_RUNNING = {"postgres", "minio", "mlflow", "serving", "scheduler", "nginx", *MONITORING, "grafana"}
-ONE_SHOT = {"postgres-init", "minio-init", "mlflow-db-upgrade", "nginx-init"}
+ONE_SHOT = {"postgres-init", "minio-init", "mlflow-db-upgrade", "mlflow-auth-bootstrap", "nginx-init", "mlflow-users"}
 # Long-running services without a healthcheck, and why (nothing may wait for their health).
 WITHOUT_HEALTHCHECK = {
     "nginx-exporter": "its image is FROM scratch (no shell, no wget); Prometheus's up{job=\"nginx\"} watches it",
@@ -45,7 +47,7 @@ WITHOUT_HEALTHCHECK = {
 # Optional services and the compose profile that starts them.
 PROFILES = {"grafana": ["grafana"]}
 # Services that run the project's programs (read their secrets from files, like the roles).
-APP_SERVICES = {"mlflow", "mlflow-db-upgrade", "serving", "scheduler"}
+APP_SERVICES = {"mlflow", "mlflow-db-upgrade", "mlflow-auth-bootstrap", "mlflow-users", "serving", "scheduler"}
 
 # Stands in for ${MLOPS_SERVER_NAME} on both sides (a name that is not compose's default, so a
 # value hard-coded on one side shows).
@@ -59,6 +61,9 @@ COMPOSE_PROFILE: dict[str, Any] = {
     "serving_listen_address": "0.0.0.0",  # noqa: S104
     "mlops_mlflow_client_environment": {"MLFLOW_TRACKING_URI": "http://mlflow:5000"},
     "mlflow_gc_tracking_uri": "http://mlflow:5000",
+    # nginx is another container: MLflow, reachable from this private network alone, believes any
+    # peer's X-Real-IP (the services' direct calls carry none).
+    "mlflow_auth_trusted_proxies": ["any"],
     # Host headers MLflow accepts: the public name and the service name clients use inside the
     # network (MLflow rejects any other Host on API calls, also under gunicorn).
     "mlflow_allowed_hosts": [SERVER_NAME, "mlflow"],
@@ -112,6 +117,21 @@ DASHBOARD_METRICS = {
     "node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes", "ALERTS",
 }
 GRAFANA = REPO / "prometheus/grafana"
+# MLflow's logins: the service identities (mlops_service_identities) compose makes no login for, and
+# why; the roles that give a program its own login (mlops_client's tasks_from: service) and where
+# compose runs that program (its HOME is the compose service's or the job script's).
+IDENTITIES_LEFT_OUT = {
+    "retrain": "the retrain job runs the promotion gate in-process and logs in as the gate (the retrain role's choice)",
+    "trainer": "compose runs no trainer hosts",
+}
+CLIENT_LOGIN_PROGRAMS = {"serving": ("service", "serving"), "retrain": ("job", "job-retrain"),
+                         "mlflow_gc": ("job", "job-gc")}
+# The users the images run as (mlops: the Dockerfile's; Prometheus: the prom/prometheus image's nobody).
+MLOPS_UID = 10001
+PROMETHEUS_UID = 65534
+# Stand-ins for the passwords in what the roles render (the probe never resolves a real one).
+ADMIN_PASSWORD = "@ADMIN_PASSWORD@"
+LOGIN_PASSWORD = "@PASSWORD@"
 WEBHOOK_URL = "https://hooks.example.org/services/T0KEN"
 
 
@@ -180,6 +200,7 @@ _TASK_KEYS = ("block", "rescue", "always")
 _INCLUDE_ROLE = ("ansible.builtin.include_role", "include_role", "ansible.builtin.import_role", "import_role")
 _COMMAND = ("ansible.builtin.command", "command", "ansible.builtin.shell", "shell")
 _COPY = ("ansible.builtin.copy", "copy")
+_TEMPLATE = ("ansible.builtin.template", "template")
 # Only the probe's tasks run: the roles are loaded for their variables (and skipped besides).
 _PROBE_TAG = "compose_probe"
 # How the nginx role makes its self-signed certificate (community.crypto): key, request, signature.
@@ -317,6 +338,49 @@ def _probe_playbook() -> list[dict]:
     if len(nginx_templates) != 1:
         pytest.fail(f"expected one ansible/roles/*/templates/mlops.conf.j2, found {nginx_templates}")
     render("nginx.conf", nginx_templates[0], NGINX_UPSTREAM_NAMES)
+    # MLflow's auth app: its configuration and secret key (paths, owners, modes), the bootstrap, the
+    # users sync and the logins each program gets. Passwords are stand-ins: the roles' password
+    # lookups would generate files on this machine.
+    admin_login = ("{{ {mlops_mlflow_admin_user: {'name': mlops_mlflow_admin_user, 'password': '"
+                   + ADMIN_PASSWORD + "'}} }}")
+    all_logins = ("{{ dict(__mlflow_login_entries | map(attribute='name') | zip(__mlflow_login_entries"
+                  " | map('combine', {'password': '" + LOGIN_PASSWORD + "'}))) }}")
+    auth_templates = sorted((ANSIBLE / "roles").glob("*/templates/auth.ini.j2"))
+    if len(auth_templates) != 1:
+        pytest.fail(f"expected one ansible/roles/*/templates/auth.ini.j2, found {auth_templates}")
+    render("auth.ini", auth_templates[0], {"__mlflow_logins": admin_login})
+    auth_files = {}
+    for name, variable, modules in (("config", "__mlflow_auth_config", _TEMPLATE),
+                                    ("secret_key", "__mlflow_secret_key_file", _COPY)):
+        _role, task = _find_task(f"writes {variable}", lambda t, m=modules, v=variable: isinstance(
+            _module(t, m), dict) and v in str(_module(t, m).get("dest", "")))
+        module = _module(task, modules)
+        auth_files[name] = {key: module[key] for key in ("dest", "owner", "group", "mode")}
+    dump("mlflow-auth-files", auth_files, {})
+    _role, bootstrap = _find_task("runs `python -m mlops.mlflow_auth bootstrap`", lambda t: isinstance(
+        _module(t, _COMMAND), dict) and "mlops.mlflow_auth" in str(_module(t, _COMMAND).get("argv", "")))
+    dump("auth-bootstrap", {"argv": _module(bootstrap, _COMMAND)["argv"], "environment": bootstrap["environment"],
+                            "user": bootstrap["become_user"]}, bootstrap.get("vars", {}))
+    _role, users = _find_task("runs `python -m mlops.access sync`", lambda t: isinstance(
+        _module(t, _COMMAND), dict) and "mlops.access" in str(_module(t, _COMMAND).get("argv", "")))
+    dump("users-sync", {"argv": _module(users, _COMMAND)["argv"], "stdin": _module(users, _COMMAND)["stdin"]},
+         {**users.get("vars", {}), "__mlflow_logins": all_logins})
+    dump("mlflow-logins", {"identities": "{{ mlops_service_identities }}", "people": "{{ mlops_users }}",
+                           "password_length": "{{ mlops_mlflow_password_length }}",
+                           "packages": "{{ __mlflow_packages }}"}, {})
+    _role, ready = _find_task("waits for MLflow's backend store (/health/backend)", lambda t: "/health/" in str(
+        (t.get("ansible.builtin.uri") or t.get("uri") or {}).get("url", "")))
+    dump("mlflow-ready", (ready.get("ansible.builtin.uri") or ready.get("uri"))["url"], {})
+    _role, credentials = _find_task("writes a service's ~/.mlflow/credentials", lambda t: isinstance(
+        _module(t, _COPY), dict) and ".mlflow/credentials" in str(_module(t, _COPY).get("dest", "")))
+    for identity, (role, job) in sorted(_definitions("mlops_client", "mlops_client_service_identity").items()):
+        copy = _module(credentials, _COPY)
+        dump(f"client-login-{role}", {
+            "identity": identity, "name": "{{ mlops_service_identities[mlops_client_service_identity].name }}",
+            "home": "{{ mlops_client_service_home }}", "dest": copy["dest"], "content": copy["content"],
+            "owner": copy["owner"], "mode": copy["mode"],
+        }, {**job, "mlops_mlflow_logins": "{{ {mlops_service_identities[mlops_client_service_identity].name: "
+                                          "{'password': '" + LOGIN_PASSWORD + "'}} }}"})
     roles = sorted(p.name for p in (ANSIBLE / "roles").iterdir() if (p / "defaults").is_dir() or (p / "vars").is_dir())
     return [{
         "name": "Render the Ansible single node as compose runs it",
@@ -402,8 +466,11 @@ def test_compose_services_without_healthcheck_are_waited_for_by_none(name):
 def test_compose_dependencies_wait_for_health_and_init():
     assert SERVICES["mlflow"]["depends_on"] == {
         "mlflow-db-upgrade": {"condition": "service_completed_successfully"},
+        "mlflow-auth-bootstrap": {"condition": "service_completed_successfully"},
         "minio-init": {"condition": "service_completed_successfully"},
     }
+    assert SERVICES["mlflow-auth-bootstrap"]["depends_on"] == {
+        "mlflow-db-upgrade": {"condition": "service_completed_successfully"}}
     assert SERVICES["mlflow-db-upgrade"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert SERVICES["mlflow-db-upgrade"]["depends_on"]["postgres-init"]["condition"] == "service_completed_successfully"
     assert SERVICES["postgres-init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -412,6 +479,9 @@ def test_compose_dependencies_wait_for_health_and_init():
     for name in ("serving", "scheduler"):
         assert SERVICES[name]["depends_on"]["mlflow"]["condition"] == "service_healthy"
         assert SERVICES[name]["depends_on"]["postgres-init"]["condition"] == "service_completed_successfully"
+        # Their MLflow logins (~/.mlflow/credentials) exist and MLflow knows them.
+        assert SERVICES[name]["depends_on"]["mlflow-users"]["condition"] == "service_completed_successfully"
+    assert SERVICES["mlflow-users"]["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
     for name in ONE_SHOT:
         assert SERVICES[name]["restart"] == "no"
     for name, svc in SERVICES.items():
@@ -596,6 +666,170 @@ def test_compose_mlflow_db_upgrade_matches_ansible(ansible):
     assert RSERVICES["mlflow-db-upgrade"]["environment"] == upgrade["environment"]
 
 
+# --- MLflow's auth app and logins: the mlflow, mlops_client and monitoring roles --------------------
+
+def _ini(text: str) -> dict[str, dict[str, str]]:
+    """An ini file's settings (as MLflow's configparser reads them; comments and order do not matter)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    return {section: dict(parser[section]) for section in parser.sections()}
+
+
+def _compose_logins() -> dict[str, dict[str, Any]]:
+    """The logins mlflow-users makes (config mlflow-users), by name."""
+    return {user["name"]: user for user in json.loads(_config("mlflow-users"))["users"]}
+
+
+def _volume_at(service: str, path: str) -> str:
+    """The named volume a compose service mounts at `path` (the directory itself)."""
+    found = [v.split(":")[0] for v in SERVICES[service].get("volumes", []) if v.split(":")[1] == path]
+    assert len(found) == 1, f"{service} mounts no (or more than one) volume at {path}"
+    return found[0]
+
+
+def _mlops_gid(group: str) -> int:
+    found = re.search(rf"groupadd --system --gid (\d+) {group}\b", _dockerfile())
+    assert found, f"the image makes no group {group}"
+    return int(found.group(1))
+
+
+def test_compose_mlflow_runs_the_auth_app_the_project_installs(ansible):
+    """`--app-name` (compared with the role's argv above) is an `mlflow.app` entry point of the
+    project, which the image installs from /src with the packages the role installs beside MLflow."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    command = _argv(RSERVICES["mlflow"]["command"])
+    app = command[command.index("--app-name") + 1]
+    entry = project["entry-points"]["mlflow.app"][app]
+    assert (REPO / (entry.split(":")[0].replace(".", "/") + ".py")).is_file(), entry
+    # Every package the role installs into MLflow's venv (flask-wtf for the auth app, ...) is a
+    # dependency of the project as pinned there.
+    packages = ansible["mlflow-logins"]["packages"]
+    assert any(p.startswith("flask-wtf") for p in packages)
+    assert set(packages) <= set(project["dependencies"])
+
+
+def test_compose_mlflow_auth_config_matches_ansible(ansible):
+    """postgres-init writes the role's auth.ini: the config mlflow-auth and the admin's password
+    line from MLOPS_ADMIN_PASSWORD ('%' doubled: MLflow's configparser interpolates), at the path
+    MLFLOW_AUTH_CONFIG_PATH names, with the role's owner, group and mode; and the Flask secret key
+    (generated once, the role's length) at the path the configuration names."""
+    files = ansible["mlflow-auth-files"]
+    config, key = files["config"], files["secret_key"]
+    assert RSERVICES["mlflow"]["environment"]["MLFLOW_AUTH_CONFIG_PATH"] == config["dest"]
+    staged = next(c["target"] for c in SERVICES["postgres-init"]["configs"] if c["source"] == "mlflow-auth")
+    script = RSERVICES["postgres-init"]["command"][0]
+    ours = _ini(_config("mlflow-auth") + f"admin_password = {ADMIN_PASSWORD}\n")
+    assert ours == _ini(ansible["auth.ini"])
+    assert ours["mlops"]["secret_key_file"] == key["dest"]
+    # The admin's password comes from .env through postgres-init's environment (an init's), on stdin.
+    assert RSERVICES["postgres-init"]["environment"]["MLOPS_ADMIN_PASSWORD"] == "<MLOPS_ADMIN_PASSWORD>"
+    assert (f"  cat {staged}\n  printf 'admin_password = '\n"
+            """  printf '%s\\n' "$MLOPS_ADMIN_PASSWORD" | sed 's/%/%%/g'\n""" f"}} > {config['dest']}.new\n") in script
+    assert f"mv {config['dest']}.new {config['dest']}\n" in script
+    # Both files: the role's owner, group and mode (root:mlops 0640; the image's group id).
+    for spec, path in ((config, f"{config['dest']}.new"), (key, '"$key"')):
+        assert (spec["owner"], spec["group"]) == ("root", "mlops")
+        assert f"chown 0:{_mlops_gid(spec['group'])} {path} && chmod {spec['mode']} {path}" in script, spec["dest"]
+    assert f"key={key['dest']}\n" in script
+    length = re.search(r"length=(\d+)", json.dumps(_find_task("writes the Flask secret key", lambda t: isinstance(
+        _module(t, _COPY), dict) and "__mlflow_secret_key_file" in str(_module(t, _COPY).get("dest")))[1]))
+    assert f"head -c {length.group(1)}" in script
+    # In the volume MLflow, its bootstrap and its users sync read, which only postgres-init writes.
+    directory = str(Path(config["dest"]).parent)
+    assert Path(key["dest"]).parent == Path(directory)
+    for name in ("mlflow", "mlflow-auth-bootstrap", "mlflow-users"):
+        assert f"mlflow-credentials:{directory}:ro" in SERVICES[name]["volumes"], name
+
+
+def test_compose_mlflow_auth_bootstrap_matches_ansible(ansible):
+    """The auth tables migrate and the admin is made once, after the schema upgrade and before the
+    server starts: the role's argv, environment and user."""
+    bootstrap = ansible["auth-bootstrap"]
+    assert _argv(RSERVICES["mlflow-auth-bootstrap"]["command"]) == _argv(bootstrap["argv"])
+    assert RSERVICES["mlflow-auth-bootstrap"]["environment"] == bootstrap["environment"]
+    assert SERVICES["mlflow-auth-bootstrap"]["user"] == bootstrap["user"]
+
+
+def test_compose_mlflow_users_match_ansible(ansible):
+    """mlflow-users runs the role's `mlops.access sync` (its argv; MLflow by service name) once MLflow
+    answers as the role waits for it, with the role's spec: the served model, the admin of auth.ini,
+    and the role's logins (name and role) but for the identities compose runs no program of."""
+    sync = ansible["users-sync"]
+    ours, theirs = _argv(RSERVICES["mlflow-users"]["command"]), _argv(sync["argv"])
+    assert ours[:-1] == theirs[:-1] and _hostless(ours[-1]) == _hostless(theirs[-1])
+    assert urlsplit(ours[-1]).hostname == "mlflow"
+    # MLflow is healthy when it answers where the role waits for it (its backend store; no login).
+    assert urlsplit(ansible["mlflow-ready"]).path in json.dumps(SERVICES["mlflow"]["healthcheck"]["test"])
+    spec = json.loads(sync["stdin"])
+    config = json.loads(_config("mlflow-users"))
+    assert _mount("mlflow-users", "/etc/mlops/init/mlflow-users.json") == "mlflow-users"
+    script = SERVICES["mlflow-users"]["entrypoint"][2]
+    assert 'json.loads(Path("/etc/mlops/init/mlflow-users.json").read_text())' in script
+    assert config["model"] == spec["model"]
+    identities = ansible["mlflow-logins"]["identities"]
+    assert set(IDENTITIES_LEFT_OUT) <= set(identities)
+    left_out = {identities[key]["name"] for key in IDENTITIES_LEFT_OUT}
+    assert {n: u["role"] for n, u in _compose_logins().items()} == {
+        u["name"]: u["role"] for u in spec["users"] if u["name"] not in left_out}
+    # The admin is the one auth.ini bootstraps, read from the file MLflow reads.
+    assert spec["admin"]["name"] == _ini(_config("mlflow-auth"))["mlflow"]["admin_username"]
+    assert f'auth.read("{ansible["mlflow-auth-files"]["config"]["dest"]}")' in script
+    assert 'admin = {"name": auth["mlflow"]["admin_username"], "password": auth["mlflow"]["admin_password"]}' in script
+    # The spec goes on stdin to the command (compared above), never on a command line.
+    assert "subprocess.run(sys.argv[1:], input=json.dumps(spec)" in script
+    assert SERVICES["mlflow-users"]["entrypoint"][:2] == ["/opt/mlops/venv/bin/python", "-c"]
+
+
+def test_compose_mlflow_login_passwords_come_from_files(ansible):
+    """A person's password is a secret file from .env (a person must know it); a service's is
+    generated once (letters and digits, the role's length) into its program's own file, of the
+    program's user (owner) only."""
+    people = {person["name"] for person in ansible["mlflow-logins"]["people"]}
+    mounts = {f"/run/secrets/{s['target']}": s for s in SERVICES["mlflow-users"]["secrets"]}
+    example = read_env_file(REPO / ".env.example")
+    for name, login in _compose_logins().items():
+        if name in people:
+            assert "owner" not in login and "mlflow_credentials" not in login, name
+            secret = mounts[login["password_file"]]
+            assert COMPOSE["secrets"][secret["source"]]["environment"] in example, name
+            assert (secret["uid"], oct(secret["mode"])) == ("0", "0o400"), name
+        else:
+            assert login["owner"] in (MLOPS_UID, PROMETHEUS_UID), name
+            assert ("mlflow_credentials" in login) != ("password_file" in login), name
+    script = SERVICES["mlflow-users"]["entrypoint"][2]
+    assert f"LENGTH = {ansible['mlflow-logins']['password_length']}\n" in script
+    assert "ALPHABET = string.ascii_letters + string.digits\n" in script
+    assert "os.chmod(tmp, 0o600)" in script and "os.umask(0o077)" in script
+
+
+def test_compose_programs_log_in_to_mlflow_as_the_roles_have_them(ansible):
+    """Serving and the retrain job each log in with the identity its role gives it, in
+    ~/.mlflow/credentials of the HOME it runs with (the mlops_client role's file: same keys, user
+    mlops, 0600), in the volume the program mounts there."""
+    logins = _compose_logins()
+    script = SERVICES["mlflow-users"]["entrypoint"][2]
+    found = {name.removeprefix("client-login-") for name in ansible if name.startswith("client-login-")}
+    assert found == set(CLIENT_LOGIN_PROGRAMS), f"roles give logins to {found}: update CLIENT_LOGIN_PROGRAMS"
+    for role, (kind, where) in CLIENT_LOGIN_PROGRAMS.items():
+        client = ansible[f"client-login-{role}"]
+        if kind == "service":
+            home = RSERVICES[where]["environment"]["HOME"]
+            program = where
+        else:
+            home = next(w[0].split("=", 1)[1] for w in _shell_lines(_config(where)) if w[0].startswith("HOME="))
+            program = "scheduler"
+        assert home == client["home"], role
+        login = logins[client["name"]]
+        assert login["mlflow_credentials"] == client["dest"] == f"{home}/.mlflow/credentials", role
+        assert login["owner"] == MLOPS_UID and client["owner"] == "mlops" and client["mode"] == "0600", role
+        assert _volume_at("mlflow-users", home) == _volume_at(program, home), role
+        # The same settings as the role's file (the password is the generated one).
+        written = f"[mlflow]\nmlflow_tracking_username = {client['name']}\nmlflow_tracking_password = {LOGIN_PASSWORD}"
+        assert _ini(written) == _ini(client["content"]), role
+    assert ('f"[mlflow]\\nmlflow_tracking_username = {name}\\nmlflow_tracking_password = {password}\\n"'
+            in script)
+
+
 @pytest.mark.parametrize("name", COMPOSE_SERVICES_OF_ROLES)
 def test_compose_service_runs_like_the_ansible_service(ansible, name):
     """Same account, working directory and stop (signal, then the time to stop before a kill)."""
@@ -648,7 +882,7 @@ def test_compose_backup_settings_match_ansible(ansible):
 
 def test_compose_nginx_config_matches_ansible(ansible):
     """The shared template filled with compose's values (as envsubst does) is the nginx role's
-    rendering: same ports behind the mapping, server name, TLS and htpasswd paths, upstreams."""
+    rendering: same ports behind the mapping, server name, TLS paths, upstreams."""
     env = RSERVICES["nginx"]["environment"]
     text = (REPO / "nginx/templates/mlops.conf.template").read_text()
     rendered = re.sub(r"\$\{(MLOPS_[A-Z_]+)\}", lambda m: str(env[m.group(1)]), text)
@@ -656,8 +890,10 @@ def test_compose_nginx_config_matches_ansible(ansible):
     assert strip(rendered) == strip(ansible["nginx.conf"])
     # nginx-init writes the files nginx reads, in the volume mounted at the role's prefix.
     script = RSERVICES["nginx-init"]["command"][0]
-    for key in ("MLOPS_TLS_CERT", "MLOPS_TLS_KEY", "MLOPS_HTPASSWD"):
+    for key in ("MLOPS_TLS_CERT", "MLOPS_TLS_KEY"):
         assert env[key] in script
+    # MLflow checks the logins: nginx has no password file any more.
+    assert "htpasswd" not in script and "PASSWORD" not in json.dumps(SERVICES["nginx-init"])
 
 
 def _openssl_request() -> dict[str, Any]:
@@ -707,15 +943,13 @@ def test_compose_nginx_config_passes_nginx_t(platform, tmp_path):
     env = dict(SERVICES["nginx"]["environment"])
     tls = platform.path("config") / "nginx" / "tls"
     env.update(
-        MLOPS_PUBLIC_HTTPS_PORT="8443", MLOPS_TLS_CERT=str(tls / "server.crt"),
-        MLOPS_TLS_KEY=str(tls / "server.key"), MLOPS_HTPASSWD=str(tmp_path / "htpasswd"),
+        MLOPS_PUBLIC_HTTPS_PORT="8443", MLOPS_TLS_CERT=str(tls / "server.crt"), MLOPS_TLS_KEY=str(tls / "server.key"),
     )
     # Every `service:port` value (MLflow, serving, Prometheus upstreams, ...) points at loopback instead.
     env.update({
         name: f"127.0.0.1:{value.split(':')[1]}" for name, value in env.items()
         if re.fullmatch(r"[a-z][a-z0-9_-]*:\d+", str(value)) and value.split(":")[0] in SERVICES
     })
-    (tmp_path / "htpasswd").write_text("admin:$6$salt$x\n")
     text = (REPO / "nginx/templates/mlops.conf.template").read_text()
     rendered = re.sub(r"\$\{(MLOPS_[A-Z_]+)\}", lambda m: str(env[m.group(1)]), text)
     (tmp_path / "conf.d.conf").write_text(rendered)
@@ -800,6 +1034,28 @@ def test_compose_prometheus_config_matches_ansible(ansible):
     volumes = SERVICES["prometheus"]["volumes"]
     assert "./prometheus/compose/prometheus.yml:/etc/mlops/prometheus/prometheus.yml:ro" in volumes
     assert _flags(SERVICES["prometheus"]["command"])["config.file"] == "/etc/mlops/prometheus/prometheus.yml"
+
+
+def test_compose_prometheus_logs_in_to_mlflow_as_the_role_does(ansible):
+    """The mlflow job's basic_auth is the role's: the monitoring identity, and the password file
+    mlflow-users generates for it (the image's user only), in a volume of its own that Prometheus
+    mounts read-only. The file keeps the role's name; its directory is a volume (the role's
+    directory is where compose mounts the repository's files)."""
+    theirs = next(j for j in yaml.safe_load(ansible["prometheus.yml"])["scrape_configs"] if j["job_name"] == "mlflow")
+    ours = next(j for j in yaml.safe_load((REPO / "prometheus/compose/prometheus.yml").read_text())["scrape_configs"]
+                if j["job_name"] == "mlflow")
+    assert set(ours.get("basic_auth", {})) == set(theirs["basic_auth"]) == {"username", "password_file"}
+    name = theirs["basic_auth"]["username"]
+    assert ours["basic_auth"]["username"] == name == ansible["mlflow-logins"]["identities"]["prometheus"]["name"]
+    path = Path(ours["basic_auth"]["password_file"])
+    assert path.name == Path(theirs["basic_auth"]["password_file"]).name
+    login = _compose_logins()[name]
+    assert login["password_file"] == str(path) and login["owner"] == PROMETHEUS_UID
+    volume = _volume_at("prometheus", str(path.parent))
+    assert f"{volume}:{path.parent}:ro" in SERVICES["prometheus"]["volumes"]
+    assert _volume_at("mlflow-users", str(path.parent)) == volume
+    users = {s for s, svc in SERVICES.items() for v in svc.get("volumes", []) if v.split(":")[0] == volume}
+    assert users == {"prometheus", "mlflow-users"}, f"only Prometheus reads its login ({users})"
 
 
 def test_compose_prometheus_reads_the_repository_rules_and_consoles(ansible):
@@ -967,7 +1223,7 @@ def test_grafana_provisioning_matches_compose():
     providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/platform.yml").read_text())["providers"]
     path = providers[0]["options"]["path"]
     assert f"./prometheus/grafana/dashboards:{path}:ro" in grafana["volumes"]
-    # Its admin password is the admin password of nginx, as a secret file.
+    # Its admin password is MLflow's admin's (MLOPS_ADMIN_PASSWORD), as a secret file.
     assert COMPOSE["secrets"]["grafana-admin-password"] == {"environment": "MLOPS_ADMIN_PASSWORD"}
     assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana-admin-password"
     assert not re.search(r"PASSWORD\"?: [^/]", json.dumps(grafana["environment"]))
