@@ -53,6 +53,7 @@ def _instance_ports(offset: int) -> dict[str, int]:
 
 PORTS = _instance_ports(PORT_OFFSET)
 SERVER_NAME = "mlops-test.internal"
+AUTH_CACHE_TTL_S = 10
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -222,6 +223,9 @@ def provisioned_platform(extra_vars: dict[str, object] | None = None) -> Iterato
         f"nginx_server_name: {SERVER_NAME}",
         # The test name does not resolve: clients use the loopback address (also in the certificate).
         "mlops_client_host: 127.0.0.1",
+        # A removed user or an old password stops working within this many seconds in every MLflow
+        # worker (the credential cache; 60 s by default): the tests that check it wait less.
+        f"mlflow_auth_cache_ttl_seconds: {AUTH_CACHE_TTL_S}",
         *(f"{key}: {value}" for key, value in PORTS.items()),
         *(f"{key}: {value}" for key, value in (extra_vars or {}).items()),
     ]

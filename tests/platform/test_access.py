@@ -164,19 +164,26 @@ def test_a_removed_person_is_refused_and_their_runs_stay(platform, as_user) -> N
     with as_user(name) as client:
         experiment = client.create_experiment(f"leaver-{uuid.uuid4().hex[:6]}")
         run_id = client.create_run(experiment).info.run_id
+    password = platform.password(name)
     result = _cli(platform, "remove", name)
     assert result.exit_code == 0, result.output
     assert not (platform.state_dir / "credentials" / f"mlflow-{name}").exists()
-    answer = requests.get(f"{platform.https}/api/2.0/mlflow/users/current", auth=(name, "whatever-it-was"),
-                          verify=platform.ca_cert, timeout=30)
-    assert answer.status_code == 401
+
+    def status() -> int:
+        return requests.get(f"{platform.https}/api/2.0/mlflow/users/current", auth=(name, password),
+                            verify=platform.ca_cert, timeout=30).status_code
+
+    deadline = time.monotonic() + 40  # each worker's credential cache lets the login go (10 s here)
+    while any(status() != 401 for _ in range(4)):
+        assert time.monotonic() < deadline, "a removed user still logs in after the cache period"
+        time.sleep(2)
     with as_user("admin") as client:
         assert client.get_run(run_id).info.user_id == name
 
 
 def test_a_rotated_password_replaces_the_old_one(platform) -> None:  # noqa: ANN001
     """`mlops users reset-password`: the new password works at once; the old one is refused as soon as
-    every worker's credential cache (auth_cache_ttl_seconds, 60 s) has let it go."""
+    every worker's credential cache (auth_cache_ttl_seconds: 10 s on test instances) has let it go."""
     name = f"rotate-{uuid.uuid4().hex[:6]}"
     assert _cli(platform, "add", name, "--role", "viewer").exit_code == 0
     old = platform.password(name)
@@ -190,10 +197,10 @@ def test_a_rotated_password_replaces_the_old_one(platform) -> None:  # noqa: ANN
     assert result.exit_code == 0 and old not in result.output, result.output
     new = platform.password(name)
     assert new != old and status(new) == 200
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 40
     while any(status(old) != 401 for _ in range(4)):  # both workers, several tries each
         assert time.monotonic() < deadline, "the old password still works after the cache period"
-        time.sleep(5)
+        time.sleep(2)
     assert _cli(platform, "remove", name).exit_code == 0
 
 
