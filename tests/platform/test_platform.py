@@ -273,7 +273,9 @@ def test_artifact_paths_cannot_leave_the_artifact_root(platform, logged_run, tem
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed (make test-deps)")
 def test_browser_shows_the_logged_experiment(platform, logged_run, artifacts_dir, chromium_page):
-    with chromium_page("admin", platform.admin_password) as page:
+    # A person's own login (local.env's), in the browser as MLflow asks for it.
+    person = platform.env["MLFLOW_TRACKING_USERNAME"]
+    with chromium_page(person, platform.password(person)) as page:
         page.goto(f"{platform.https}/#/experiments/{logged_run['experiment_id']}/runs", timeout=60_000)
         page.get_by_text(EXPERIMENT).first.wait_for(timeout=60_000)
         # The run's name in the runs table (exact: the experiment's name contains it too).
