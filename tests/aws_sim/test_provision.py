@@ -271,9 +271,9 @@ def test_app_database_created_on_rds_by_the_playbook(aws_sim) -> None:
 
 
 def test_serving_host_reaches_mlflow_through_nginx_and_monitoring_on_rds(aws_sim) -> None:
-    """serving-0 (serving_servers) runs the app with MLflow through nginx (TLS + basic auth from
-    its ~/.mlflow/credentials, never in its environment) and the monitoring DSN of the "RDS";
-    /serve/health through the MLflow host's nginx reports monitoring ok."""
+    """serving-0 (serving_servers) runs the app with MLflow through nginx (TLS, its own login svc-serving
+    from its ~/.mlflow/credentials, never in its environment) and the monitoring DSN of the "RDS";
+    /serve/health through the MLflow host's nginx (as the person, who may predict) reports monitoring ok."""
     env = _program_environment(aws_sim, "serving")
     nginx_url = aws_sim.client_env["MLFLOW_TRACKING_URI"]
     assert env["MLFLOW_TRACKING_URI"] == nginx_url and nginx_url.startswith("https://")
@@ -284,7 +284,10 @@ def test_serving_host_reaches_mlflow_through_nginx_and_monitoring_on_rds(aws_sim
     assert "MLFLOW_TRACKING_PASSWORD" not in env
     credentials = Path(env["HOME"]) / ".mlflow" / "credentials"
     assert credentials.stat().st_mode & 0o777 == 0o600 and credentials.owner() == "mlops"
-    assert aws_sim.client_env["MLFLOW_TRACKING_PASSWORD"] in credentials.read_text()
+    login = credentials.read_text()
+    own = (aws_sim.state_dir / "credentials" / "mlflow-svc-serving").read_text().strip()
+    assert "mlflow_tracking_username = svc-serving" in login and own in login
+    assert aws_sim.client_env["MLFLOW_TRACKING_PASSWORD"] not in login
 
     deadline = time.monotonic() + 120
     while True:
