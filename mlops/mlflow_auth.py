@@ -203,8 +203,41 @@ def _platform_rules() -> Response | None:
     return None
 
 
+_MODEL_ROUTE = re.compile(_API + r"(?:registered-models|model-versions)/")
+
+
+def _missing_model(username: str) -> Response | None:
+    """MLflow refuses (403) any request on a registered model that does not exist, so that names cannot be
+    probed. A user who could read the model if it existed (a grant on every model or on that name) learns
+    nothing from a 404 instead, and clients that ask "is there a champion yet?" get MLflow's usual answer."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server import auth
+    from mlflow.server.auth.permissions import get_permission
+    from mlflow.server.handlers import _get_model_registry_store
+
+    if not _MODEL_ROUTE.search(request.path):
+        return None
+    body = request.get_json(force=True, silent=True) if request.method != "GET" else None
+    name = request.args.get("name") or (body.get("name") if isinstance(body, dict) else None)
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        _get_model_registry_store().get_registered_model(name)
+        return None  # it exists: MLflow's refusal stands
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            return None
+    user = auth.store.get_user(username)
+    readable = user.is_admin or any(
+        grant.resource_type == "registered_model" and grant.resource_pattern in ("*", name)
+        and get_permission(grant.permission).can_read
+        for role in auth.store.list_user_roles(user.id) for grant in role.permissions)
+    return _error(404, "RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found") if readable else None
+
+
 def _after(response: Response) -> Response:
-    """Count and log a failed login; MLflow's own 403 (plain text) becomes its JSON error with the user's name."""
+    """Count and log a failed login; MLflow's own 403 (plain text) becomes its JSON error with the user's name
+    (or, for a model that does not exist and that the user could read, MLflow's 404)."""
     if response.status_code == 401 and (user := _basic_user()) is not None:
         client = _client_address()
         if client:
@@ -213,6 +246,8 @@ def _after(response: Response) -> Response:
                     request.path)
     if response.status_code == 403 and response.mimetype != "application/json":
         name = getattr(g, "mlflow_authenticated_user", None)
+        if name and (missing := _missing_model(name)) is not None:
+            return missing
         who = f"user {name!r}" if name else "this user"
         return _deny(f"{who} lacks the permission for {request.method} {request.path} "
                      f"(ask an admin: `mlops users set-role`)")
@@ -284,21 +319,26 @@ def _configure() -> None:
         os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = Path(key_file).read_text().strip()
 
 
-def create_app(app: Flask | None = None) -> Flask:
-    """The ``mlflow.app`` entry point: MLflow's auth app with the platform's rules added after its checks."""
+def create_app(app: Flask | None = None):  # noqa: ANN201 - Flask under gunicorn, MLflow's FastAPI wrapper under uvicorn
+    """The ``mlflow.app`` entry point: MLflow's auth app with the platform's rules around its checks.
+
+    The rules are Flask hooks on MLflow's Flask app, which serves every route they concern under
+    gunicorn (the platform's server) and inside MLflow's FastAPI wrapper under uvicorn.
+    """
     from mlflow.server import app as mlflow_app
     from mlflow.server import auth
 
     _configure()
     os.environ[_BOOTSTRAPPED] = "true"  # `bootstrap` ran before the server: the workers only connect
-    app = auth.create_app(app or mlflow_app)
-    app.before_request_funcs.setdefault(None, []).insert(0, _front)
-    app.before_request(_platform_rules)
-    app.after_request(_after)
+    flask_app = app or mlflow_app
+    served = auth.create_app(flask_app)
+    flask_app.before_request_funcs.setdefault(None, []).insert(0, _front)
+    flask_app.before_request(_platform_rules)
+    flask_app.after_request(_after)
     # Answered by _front before MLflow's check; the rule makes the path a known route.
-    app.add_url_rule("/mlops-auth/check/<capability>", "mlops_auth_check", check_capability, methods=["GET"])
-    app.add_url_rule("/health/backend", "mlops_backend_health", backend_health, methods=["GET"])
-    return app
+    flask_app.add_url_rule("/mlops-auth/check/<capability>", "mlops_auth_check", check_capability, methods=["GET"])
+    flask_app.add_url_rule("/health/backend", "mlops_backend_health", backend_health, methods=["GET"])
+    return served
 
 
 def bootstrap() -> None:

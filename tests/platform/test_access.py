@@ -252,3 +252,16 @@ def test_no_login_secret_in_processes_logs_or_ansible_output(platform) -> None: 
             text = path.read_bytes()
             assert not any(secret in text for secret in secrets), f"a login secret in {path}"
     assert platform.up_output and not any(secret.decode() in platform.up_output for secret in secrets)
+
+
+def test_a_missing_model_is_404_to_whoever_could_read_it_and_403_to_others(as_user) -> None:  # noqa: ANN001
+    """MLflow refuses requests on models that do not exist (no probing of names); the platform answers
+    "not found" to users who could read any model of that name ("no champion yet" stays a 404)."""
+    name = f"never-registered-{uuid.uuid4().hex[:6]}"
+    for user in (PERSON, "svc-gate"):
+        with as_user(user) as client, pytest.raises(MlflowException) as info:
+            client.get_model_version_by_alias(name, "champion")
+        assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST", (user, str(info.value))
+    with as_user("svc-prometheus") as client, pytest.raises(MlflowException) as info:
+        client.get_model_version_by_alias(name, "champion")
+    assert info.value.error_code == "PERMISSION_DENIED", str(info.value)
