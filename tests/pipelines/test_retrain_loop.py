@@ -78,7 +78,8 @@ def loop_env(request: pytest.FixtureRequest, patched_environ) -> dict[str, str]:
         backend = request.getfixturevalue("local_backend")
     else:
         platform = request.getfixturevalue("platform")
-        backend = {**platform.env, "MLOPS_STATE_DIR": str(platform.state_dir)}
+        # As the platform's retrain job logs in: the gate's identity (the tick promotes).
+        backend = {**platform.env_as("svc-gate"), "MLOPS_STATE_DIR": str(platform.state_dir)}
     model = f"{MODEL}-{request.param}"
     env = {**backend, **LOOP_ENV, "MLOPS_MODEL_NAME": model}
     with patched_environ(env):
@@ -304,7 +305,10 @@ def test_the_scheduled_job_runs_one_tick(platform) -> None:  # noqa: ANN001 - co
     """The job script the retrain role installed (what cron or the systemd timer runs) does one tick."""
     job = platform.path("home") / "bin" / "job-retrain"
     assert job.is_file(), f"the retrain role did not install {job}"
-    result = subprocess.run([str(job)], capture_output=True, text=True, timeout=300, check=False)
+    # As cron starts it: no client variables of this session; the job logs in with its own
+    # ~/.mlflow/credentials (the gate's identity) from the HOME its script sets.
+    result = subprocess.run([str(job)], capture_output=True, text=True, timeout=300, check=False,
+                            env={"PATH": "/usr/bin:/bin"})
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert "retrain: finished (exit status 0)" in out
