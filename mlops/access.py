@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,17 @@ ROLES: dict[str, Role] = {role.name: role for role in (
 
 class AccessError(RuntimeError):
     """A request the platform cannot carry out (message says what and why; no secret in it)."""
+
+
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+"""A login name (the mlflow role's check of the inventory's names uses the same expression)."""
+
+
+def check_name(name: str) -> str:
+    if not USER_NAME.match(name):
+        raise AccessError(f"invalid user name {name[:80]!r}: 1-64 letters, digits, '.', '_', '@' or '-', "
+                          "starting with a letter or digit")
+    return name
 
 
 @dataclass
@@ -203,6 +215,7 @@ def sync(client: AccessClient, model: str, users: list[dict[str, str]]) -> dict[
     with ``mlops users add`` stay). Returns what changed, by kind (names only).
     """
     for entry in users:
+        check_name(entry["name"])
         check_role(entry["role"])
     changes: dict[str, list[str]] = {"roles": [], "users_created": [], "passwords_set": [], "roles_assigned": []}
     for role in ROLES.values():

@@ -8,18 +8,16 @@ reads for the users it manages, so both ways agree. Passwords are never printed.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import string
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops.access import ROLES, AccessClient, AccessError, check_role
+from mlops.access import ROLES, AccessClient, AccessError, check_name, check_role
 from mlops.settings import get_settings
 from mlops.tracking import read_env_file
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 PASSWORD_LENGTH = 24
 
 
@@ -28,13 +26,6 @@ class UserRow:
     name: str
     role: str
     admin: bool
-
-
-def check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise AccessError(f"invalid user name {name[:80]!r}: 1-64 letters, digits, '.', '_', '@' or '-', "
-                          "starting with a letter or digit")
-    return name
 
 
 def admin_client(env_file: Path | None = None) -> AccessClient:
