@@ -19,7 +19,11 @@ service's environment). On top of MLflow's permission checks, for every user but
   ``Retry-After`` before any password is checked; each failure is logged with the user name and the
   address, never the password. The address is nginx's ``X-Real-IP`` when the peer is a trusted proxy
   (``[mlops] trusted_proxies``: loopback, or ``any`` on a private container network); programs that
-  call MLflow directly from such an address (the platform's own services) are not limited.
+  call MLflow directly from such an address (the platform's own services) are not limited;
+- nginx's questions (``/mlops-auth/check/...``) are answered from this worker's memory of the auth
+  store while the store is unreachable (logins it verified and decisions it took up to ``[mlops]
+  stale_login_seconds`` ago; never the password itself): /serve/ keeps answering the people who were
+  using it while PostgreSQL is down, and nobody new gets in (503).
 
 Every refusal, MLflow's own included, is a 403 with MLflow's JSON error body
 (``PERMISSION_DENIED``) and a sentence that says who may.
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import hashlib
 import ipaddress
 import json
 import logging
@@ -41,6 +46,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask, Response, current_app, g, request
@@ -162,9 +168,74 @@ def _user_roles(username: str) -> tuple[bool, set[str]]:
     return bool(user.is_admin), roles & set(ROLES)
 
 
+class Memory:
+    """What this worker last learnt from the auth store: logins it verified (by a salted digest of the
+    password, never the password) and capability decisions, each with when.
+
+    Fresh answers (younger than ``fresh_s``) save a store query per request; older ones are used only
+    while the store is unreachable, and only up to ``stale_s`` old: with PostgreSQL down, people who
+    were just predicting keep predicting through /serve/, and nobody new gets in."""
+
+    def __init__(self, fresh_s: float, stale_s: float, max_entries: int = 10_000) -> None:
+        self.fresh_s, self.stale_s, self.max_entries = fresh_s, stale_s, max_entries
+        self._salt = os.urandom(16)
+        self._logins: OrderedDict[tuple[str, bytes], float] = OrderedDict()
+        self._decisions: OrderedDict[tuple[str, str], tuple[bool, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _digest(self, password: str) -> bytes:
+        return hashlib.sha256(self._salt + password.encode("utf-8", "surrogatepass")).digest()
+
+    def _put(self, table: OrderedDict, key: tuple, value: object) -> None:
+        with self._lock:
+            table[key] = value
+            table.move_to_end(key)
+            while len(table) > self.max_entries:
+                table.popitem(last=False)
+
+    def verified(self, username: str, password: str, now: float | None = None) -> None:
+        self._put(self._logins, (username, self._digest(password)), time.monotonic() if now is None else now)
+
+    def stale_login(self, username: str, password: str, now: float | None = None) -> bool:
+        at = self._logins.get((username, self._digest(password)))
+        return at is not None and (time.monotonic() if now is None else now) - at < self.stale_s
+
+    def decide(self, username: str, capability: str, compute: Callable[[], bool], now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        known = self._decisions.get((username, capability))
+        if known is not None and now - known[1] < self.fresh_s:
+            return known[0]
+        try:
+            allowed = compute()
+        except Exception:
+            if known is not None and now - known[1] < self.stale_s:
+                log.warning("auth store unreachable: %r may %s as %.0f s ago", username, capability, now - known[1])
+                return known[0]
+            raise
+        self._put(self._decisions, (username, capability), (allowed, now))
+        return allowed
+
+
+_memory = Memory(0, 0)
+
+
 def user_may(username: str, capability: str) -> bool:
-    is_admin, roles = _user_roles(username)
-    return is_admin or any(getattr(ROLES[name], capability) for name in roles)
+    def compute() -> bool:
+        is_admin, roles = _user_roles(username)
+        return is_admin or any(getattr(ROLES[name], capability) for name in roles)
+
+    return _memory.decide(username, capability, compute)
+
+
+def _basic_login() -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
+    except ValueError:
+        return None
+    return user, password
 
 
 def _stamp_run_user(username: str) -> Response | None:
@@ -274,11 +345,25 @@ def _front() -> Response | None:
         capability = request.path.removeprefix("/mlops-auth/check/")
     else:
         return None
-    authorization = auth.authenticate_request()
-    if isinstance(authorization, Response):
-        return authorization
-    g.mlflow_authenticated_user = authorization.username
-    answer = check_capability(capability)
+    login = _basic_login()
+    try:
+        authorization = auth.authenticate_request()
+    except Exception:  # the auth store is unreachable: a login this worker verified lately still counts
+        if login is None or not _memory.stale_login(*login):
+            log.warning("auth store unreachable: a login could not be checked (%s)", request.path)
+            return _error(503, "TEMPORARILY_UNAVAILABLE", "logins cannot be checked right now: try again shortly")
+        g.mlflow_authenticated_user = login[0]
+    else:
+        if isinstance(authorization, Response):
+            return authorization
+        if login is not None and login[0] == authorization.username:
+            _memory.verified(*login)
+        g.mlflow_authenticated_user = authorization.username
+    try:
+        answer = check_capability(capability)
+    except Exception:
+        log.warning("auth store unreachable: %s for %r could not be decided", capability, g.mlflow_authenticated_user)
+        return _error(503, "TEMPORARILY_UNAVAILABLE", "permissions cannot be checked right now: try again shortly")
     if request.path == "/metrics" and answer.status_code == 204 and request.url_rule is not None:
         return current_app.view_functions[request.url_rule.endpoint](**(request.view_args or {}))
     return answer
@@ -306,12 +391,14 @@ def backend_health() -> Response:
 def _configure() -> None:
     """Read the platform's section of the auth configuration: the Flask secret key's file (its key goes
     where MLflow reads it) and the failed-login limit."""
-    global _failed_logins, _trusted_proxies
+    global _failed_logins, _memory, _trusted_proxies
     from mlflow.environment_variables import MLFLOW_AUTH_CONFIG_PATH
 
     config = configparser.ConfigParser()
     config.read(MLFLOW_AUTH_CONFIG_PATH.get() or "")
     _failed_logins = FailedLogins(config.getint("mlops", "failed_logins_per_minute", fallback=0))
+    _memory = Memory(config.getint("mlflow", "auth_cache_ttl_seconds", fallback=0),
+                     config.getint("mlops", "stale_login_seconds", fallback=0))
     _trusted_proxies = trusted_proxies(config.get("mlops", "trusted_proxies", fallback=",".join(_LOOPBACK)))
     key_file = config.get("mlops", "secret_key_file", fallback="")
     if key_file and not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):

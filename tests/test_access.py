@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mlops.access import PROMOTION_ALIASES, ROLES, AccessError, check_role
-from mlops.mlflow_auth import _RULES, CAPABILITIES, FailedLogins
+from mlops.mlflow_auth import _RULES, CAPABILITIES, FailedLogins, Memory
 
 
 def test_every_grant_is_one_mlflow_accepts() -> None:
@@ -76,3 +76,30 @@ def test_trusted_proxies_are_addresses_networks_or_any() -> None:
     assert [str(n) for n in nets] == ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]
     with pytest.raises(ValueError):
         trusted_proxies("not-an-address")
+
+
+def test_memory_answers_fresh_then_only_while_the_store_is_down() -> None:
+    memory = Memory(fresh_s=10, stale_s=600)
+    calls = []
+
+    def store(answer: bool):  # noqa: ANN202
+        def compute() -> bool:
+            calls.append(answer)
+            return answer
+        return compute
+
+    def down() -> bool:
+        raise ConnectionError("PostgreSQL is down")
+
+    assert memory.decide("ann", "predict", store(True), now=0) is True
+    assert memory.decide("ann", "predict", store(False), now=5) is True and calls == [True]  # fresh: no query
+    assert memory.decide("ann", "predict", store(False), now=20) is False  # asked again: the store changed its mind
+    assert memory.decide("ann", "predict", down, now=300) is False  # store down: the last answer, 280 s old
+    with pytest.raises(ConnectionError):
+        memory.decide("ann", "predict", down, now=700)  # too old to stand in
+    with pytest.raises(ConnectionError):
+        memory.decide("bob", "predict", down, now=30)  # never asked: nothing to fall back on
+    memory.verified("ann", "s3cret", now=0)
+    assert memory.stale_login("ann", "s3cret", now=599) and not memory.stale_login("ann", "s3cret", now=601)
+    assert not memory.stale_login("ann", "wrong", now=1) and not memory.stale_login("bob", "s3cret", now=1)
+    assert all(b"s3cret" not in key[1] for key in memory._logins)  # a salted digest, not the password

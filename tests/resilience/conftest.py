@@ -73,15 +73,17 @@ class Health:
 
 @pytest.fixture(scope="session")
 def client_env(platform, patched_environ) -> Iterator[dict[str, str]]:  # noqa: ANN001
-    """local.env with the gate's login (it trains and promotes the champion), plus its test thresholds."""
-    env = {**platform.env_as("svc-gate"), **GATE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
+    """The environment a notebook on this host has (local.env: the person, who tracks and predicts), plus
+    the gate's test thresholds."""
+    env = {**platform.env, **GATE_ENV, "MLOPS_STATE_DIR": str(platform.state_dir)}
     with patched_environ(env):
         yield {**os.environ}
 
 
 @pytest.fixture(scope="session")
-def health(platform, client_env) -> Health:  # noqa: ANN001
-    """The instance with a champion promoted and loaded by its serving program."""
+def health(platform, client_env, patched_environ) -> Health:  # noqa: ANN001
+    """The instance with a champion (trained by the person, promoted by the gate's login) loaded by its
+    serving program."""
     from mlops.settings import get_settings
     from pipelines.promote import promote
     from training.train import TrainConfig, train
@@ -90,7 +92,9 @@ def health(platform, client_env) -> Health:  # noqa: ANN001
         epochs=3, batch_size=16, image_size=32, width=0.0625, n_train=256, n_val=64, calibration_images=64,
         int8_max_drop_points=100.0, experiment_name="resilience", model_name=get_settings().model_name)
     result = train(config, show_progress=False)
-    assert promote(config.model_name, result.registered_version).promoted
+    gate = platform.env_as("svc-gate")
+    with patched_environ({key: gate[key] for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}):
+        assert promote(config.model_name, result.registered_version).promoted
     h = Health(platform)
     h.wait(300)
     return h
