@@ -52,14 +52,17 @@ def test_prometheus_is_behind_the_platform_login(platform, prometheus):
 def test_mlflow_metrics_count_every_gunicorn_worker(platform):
     """MLflow's /metrics sums its workers (two by default): 40 requests are 40, whichever worker took them."""
     url = f"http://127.0.0.1:{platform.ports['mlflow_port']}"
+    scraper = ("svc-prometheus", platform.password("svc-prometheus"))  # /metrics is for roles that may monitor
+    person = platform.env["MLFLOW_TRACKING_USERNAME"]
 
     def total() -> float:
-        text = httpx.get(f"{url}/metrics", timeout=10).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+        answer = httpx.get(f"{url}/metrics", auth=scraper, timeout=10)
+        assert answer.status_code == 200, answer.text[:300]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in answer.text.splitlines()
                    if line.startswith("mlflow_http_request_total{") and 'method="GET"' in line)
 
     before = total()
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, auth=(person, platform.password(person))) as client:
         for _ in range(40):
             client.get(f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "Default"})
     # Other GETs may land meanwhile (the UI, nginx's health probe is a POST): at least the 40, not far above.
