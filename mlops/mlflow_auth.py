@@ -130,13 +130,11 @@ def _client_address() -> str | None:
 
 
 def _basic_user() -> str | None:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Basic "):
+    """The user name a Basic login names (cut to 128 characters; "" for a malformed one), None without one."""
+    if not request.headers.get("Authorization", "").startswith("Basic "):
         return None
-    try:
-        return base64.b64decode(header[6:], validate=True).decode("utf-8", "replace").partition(":")[0][:128]
-    except ValueError:
-        return ""
+    login = _basic_login()
+    return login[0][:128] if login else ""
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -228,6 +226,7 @@ def user_may(username: str, capability: str) -> bool:
 
 
 def _basic_login() -> tuple[str, str] | None:
+    """(user, password) of a well-formed Basic login, else None."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Basic "):
         return None
