@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # --- platform (written by `make up`) -------------------------------------------------
     state_dir: Path = Path(".mlops")
     """Where `make up` writes `local.env` (client variables) and `platform.json` (service map)."""
+    admin_env: Path | None = None
+    """The admin's login file `mlops users` uses; unset: `<state_dir>/admin.env` (`make up` on this machine;
+    `make provision` writes `<state_dir>/<MLflow host>-admin.env`)."""
     client_env: Path | None = None
     """The MLflow login the CLI and notebooks load (a `local.env`-style file); unset: `<state_dir>/local.env`
     (the first person of the inventory). `make demo` uses `<state_dir>/admin.env`: it promotes, which
@@ -179,7 +182,7 @@ class Settings(BaseSettings):
     @property
     def admin_env_file(self) -> Path:
         """The platform admin's client settings (`make up` writes it; `mlops users` logs in with it)."""
-        return self.state_dir / "admin.env"
+        return self.admin_env or self.state_dir / "admin.env"
 
     @property
     def credentials_dir(self) -> Path:
