@@ -54,7 +54,8 @@ def test_scheduled_gc_removes_old_deleted_runs_and_their_artifacts(
 
 def test_gc_job_reaches_the_tracking_server_directly(platform):
     """Proxied artifacts (mlflow-artifacts:/) are deleted through the server: the job sets
-    MLFLOW_TRACKING_URI to the server's loopback address (no basic auth, no password)."""
+    MLFLOW_TRACKING_URI to the server's loopback address (its login is in its HOME's credentials file, never
+    in the script)."""
     script = (platform.path("home") / "bin" / "job-gc").read_text()
     assert f"MLFLOW_TRACKING_URI=http://127.0.0.1:{platform.ports['mlflow_port']}" in script
     assert "--older-than 30d" in script
