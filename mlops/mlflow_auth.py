@@ -48,6 +48,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
@@ -157,13 +158,18 @@ def _username() -> str:
     return name or auth.authenticate_request().username
 
 
-def _user_roles(username: str) -> tuple[bool, set[str]]:
-    """(is admin, the platform roles the user holds)."""
+def _stored_user(username: str) -> tuple[Any, list[Any]]:
+    """The user and the MLflow roles (with their grants) it holds, from the auth store."""
     from mlflow.server import auth
 
     user = auth.store.get_user(username)
-    roles = {role.name for role in auth.store.list_user_roles(user.id)}
-    return bool(user.is_admin), roles & set(ROLES)
+    return user, auth.store.list_user_roles(user.id)
+
+
+def _user_roles(username: str) -> tuple[bool, set[str]]:
+    """(is admin, the platform roles the user holds)."""
+    user, roles = _stored_user(username)
+    return bool(user.is_admin), {role.name for role in roles} & set(ROLES)
 
 
 class Memory:
@@ -281,7 +287,6 @@ def _missing_model(username: str) -> Response | None:
     probed. A user who could read the model if it existed (a grant on every model or on that name) learns
     nothing from a 404 instead, and clients that ask "is there a champion yet?" get MLflow's usual answer."""
     from mlflow.exceptions import MlflowException
-    from mlflow.server import auth
     from mlflow.server.auth.permissions import get_permission
     from mlflow.server.handlers import _get_model_registry_store
 
@@ -297,11 +302,11 @@ def _missing_model(username: str) -> Response | None:
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             return None
-    user = auth.store.get_user(username)
+    user, roles = _stored_user(username)
     readable = user.is_admin or any(
         grant.resource_type == "registered_model" and grant.resource_pattern in ("*", name)
         and get_permission(grant.permission).can_read
-        for role in auth.store.list_user_roles(user.id) for grant in role.permissions)
+        for role in roles for grant in role.permissions)
     return _error(404, "RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found") if readable else None
 
 

@@ -10,10 +10,11 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+# The promotion aliases (only the gate moves them), re-exported for the layers above.
+from mlops.access import CHAMPION as CHAMPION
+from mlops.access import PREVIOUS_CHAMPION as PREVIOUS_CHAMPION
 from mlops.tracking import retry
 
-CHAMPION = "champion"
-PREVIOUS_CHAMPION = "previous-champion"
 CHALLENGER = "challenger"
 
 

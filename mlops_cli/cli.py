@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from mlops.access import ROLES
 from mlops.log import configure_logging
 
 app = typer.Typer(
@@ -263,7 +264,8 @@ def rollback(
 users_app = typer.Typer(help="People and service identities on MLflow, with the platform's roles (as its admin).",
                         no_args_is_help=True)
 app.add_typer(users_app, name="users")
-_ROLE_HELP = "Role: viewer, data-scientist, predictor (people); retrain, trainer, model-gate, serving, monitor (jobs)."
+_ROLE_HELP = (f"Role: {', '.join(n for n, r in ROLES.items() if not r.service)} (people); "
+              f"{', '.join(n for n, r in ROLES.items() if r.service)} (jobs).")
 
 
 def _users(action):  # noqa: ANN001, ANN202 - a small wrapper: AccessError -> one line, exit 2
