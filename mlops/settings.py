@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     dropped, counted in ``mlops_serving_monitoring_rows_dropped_total`` and logged."""
     serve_sample_rate: float = 0.1
     """Share of requests (0..1, chosen by a hash of the request id) whose images go to monitoring.samples."""
+    serve_login_cache_s: float = Field(10.0, ge=0)
+    """Requests nginx forwards to serving are checked with MLflow (``serving.logins``); a yes is kept this long
+    per login in each worker (0: ask MLflow every time)."""
+    serve_login_stale_s: float = Field(600.0, ge=0)
+    """While MLflow cannot be asked, a yes up to this old still counts (predictions go on; nobody new gets in)."""
     serve_metrics_dir: Path | None = None
     """Where each ``mlops serve`` start keeps its workers' Prometheus metric files (multiprocess mode): a private
     directory per start, named by the gunicorn master's pid, removed at exit. Default: <state_dir>/serving-metrics."""

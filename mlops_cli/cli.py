@@ -421,6 +421,45 @@ def bench_serve(
         typer.echo(f"wrote {json_out}")
 
 
+@bench_app.command("auth")
+def bench_auth(
+    requests: int = typer.Option(2000, "--requests", min=1, help="log_metric calls per target (fixed count)."),
+    serve_requests: int = typer.Option(2000, "--serve-requests", min=1, help="Predictions per target."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Concurrent connections of the client."),
+    rounds: int = typer.Option(5, "--rounds", min=1, help="Interleaved slices per target."),
+    tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Measure tracking (log_metric)."),
+    serving: bool = typer.Option(True, "--serving/--no-serving", help="Measure serving (/serve/predict)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write results and summary here."),
+) -> None:
+    """What auth costs: tracking and predictions through nginx as a person vs loopback without auth, interleaved.
+
+    Runs on the MLflow host of a `make up` deployment, as root (it starts MLflow without its auth app on the
+    platform's store, on loopback, for the baseline) with a person's login (local.env) who may create
+    experiments and predict. Exit 1 if a call failed or an acknowledged metric was not stored.
+    """
+    import json
+
+    from mlops_cli.bench_auth import BenchAuthConfig, BenchAuthError, render
+    from mlops_cli.bench_auth import bench_auth as run_bench
+
+    if not (tracking or serving):
+        typer.echo("bench auth: nothing to measure (--no-tracking and --no-serving)", err=True)
+        raise typer.Exit(code=2)
+    cfg = BenchAuthConfig(requests=requests, serve_requests=serve_requests, concurrency=concurrency, rounds=rounds,
+                          tracking=tracking, serving=serving)
+    try:
+        result = run_bench(cfg, progress=lambda line: typer.echo(line, err=True))
+    except BenchAuthError as exc:
+        typer.echo(f"bench auth: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(render(result))
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2))
+        typer.echo(f"wrote {json_out}")
+    if result["summary"]["failed"] or result["summary"]["lost"]:
+        raise typer.Exit(code=1)
+
+
 @bench_app.command("soak")
 def bench_soak(
     minutes: float = typer.Option(5.0, "--minutes", callback=_positive, help="How long the load runs."),

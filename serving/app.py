@@ -44,6 +44,7 @@ from starlette.requests import ClientDisconnect
 
 from mlops.settings import get_settings
 from mlops.tracking import load_client_env
+from serving.logins import LoginCheck, LoginMiddleware
 from serving.models import Served, load_served
 from serving.monitor import MonitoringWriter, Record
 from training.data import CLASS_NAMES, preprocess
@@ -444,6 +445,9 @@ def create_app() -> FastAPI:
     metrics = Metrics()
     writer: MonitoringWriter | None = None
     monitoring_status = "disabled (MLOPS_SERVE_MONITORING=false)"
+    logins = LoginCheck(os.environ.get("MLFLOW_TRACKING_URI", ""),
+                        os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True, s.serve_login_cache_s,
+                        s.serve_login_stale_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -468,6 +472,7 @@ def create_app() -> FastAPI:
         await app.state.batcher.stop()
         if writer is not None:
             writer.close()
+        await logins.close()
 
     app = FastAPI(
         title="Pill quality model serving",
@@ -475,6 +480,7 @@ def create_app() -> FastAPI:
         version="1",
         lifespan=lifespan,
     )
+    app.add_middleware(LoginMiddleware, check=logins)
 
     def error(status: int, detail: str, request_id: str | None = None) -> JSONResponse:
         headers = {"X-Request-ID": request_id} if request_id else None

@@ -3,7 +3,7 @@
 
 MODEL ?= pill-quality
 
-.PHONY: promote rollback serve bench-serve serving-test
+.PHONY: promote rollback serve bench-serve bench-auth serving-test
 
 promote: $(VENV_STAMP) ## Gate the latest version of MODEL against the champion (mlops promote, as the admin)
 	$(AS_ADMIN) $(BIN)/mlops promote --model $(MODEL)
@@ -18,6 +18,10 @@ bench-serve: $(VENV_STAMP) ## Serving throughput/p99 per variant vs mlflow model
 	mkdir -p build
 	@# As the admin: the kit-size bench model gets its own champion.
 	$(AS_ADMIN) $(BIN)/mlops bench serve --model $(MODEL) --json build/bench-serve.json
+
+bench-auth: $(VENV_STAMP) ## What logins cost: tracking and predictions through nginx vs loopback without auth (writes build/bench-auth.json)
+	mkdir -p build
+	$(BIN)/mlops bench auth --json build/bench-auth.json
 
 serving-test: $(VENV_STAMP) ## Promotion and serving integration tests (a private platform instance)
 	$(BIN)/pytest tests/pipelines/test_promote.py tests/serving

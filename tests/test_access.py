@@ -103,3 +103,50 @@ def test_memory_answers_fresh_then_only_while_the_store_is_down() -> None:
     assert memory.stale_login("ann", "s3cret", now=599) and not memory.stale_login("ann", "s3cret", now=601)
     assert not memory.stale_login("ann", "wrong", now=1) and not memory.stale_login("bob", "s3cret", now=1)
     assert all(b"s3cret" not in key[1] for key in memory._logins)  # a salted digest, not the password
+
+
+def test_the_store_memo_keeps_reads_while_fresh_and_runs_for_good() -> None:
+    from mlops.mlflow_auth import StoreMemo
+
+    memo, calls = StoreMemo(fresh_s=10), []
+
+    def read(value: str) -> str:
+        calls.append(value)
+        return value
+
+    assert memo.read(("user", "ann"), lambda: read("a"), now=0) == "a"
+    assert memo.read(("user", "ann"), lambda: read("b"), now=9) == "a"  # fresh: the store is not asked
+    assert memo.read(("user", "ann"), lambda: read("c"), now=10) == "c"  # stale: asked again
+    memo.forget_users()
+    assert memo.read(("user", "ann"), lambda: read("d"), now=11) == "d"  # a change to users: asked at once
+    with pytest.raises(RuntimeError):
+        memo.read(("user", "bob"), lambda: (_ for _ in ()).throw(RuntimeError("store down")), now=12)
+    assert memo.read(("user", "bob"), lambda: read("e"), now=12) == "e"  # an error is not kept
+    assert calls == ["a", "c", "d", "e"]
+
+    class Run:
+        def __init__(self, experiment_id: str) -> None:
+            self.info = type("Info", (), {"experiment_id": experiment_id})()
+
+    fetched: list[str] = []
+    assert memo.experiment_of("r1", lambda: fetched.append("r1") or Run("7")) == "7"
+    assert memo.experiment_of("r1", lambda: fetched.append("again") or Run("8")) == "7"  # a run never moves
+    assert memo.experiment_of("nope", lambda: None) is None
+    assert memo.experiment_of("nope", lambda: Run("9")) == "9"  # "no such run" was not kept
+    assert fetched == ["r1"]
+    assert StoreMemo(fresh_s=0).read(("user", "x"), lambda: read("f")) == "f"
+    assert StoreMemo(fresh_s=0).read(("user", "x"), lambda: read("g")) == "g"  # off: always asked
+
+
+def test_the_memo_is_in_front_of_mlflows_auth_store_seams() -> None:
+    """The seams :func:`mlops.mlflow_auth._memoise_auth_store` wraps exist in the pinned MLflow."""
+    import inspect
+
+    from mlflow.server import auth
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    assert "get_run" in inspect.getsource(auth._run_requirement)
+    assert "_fetch_or_none" in inspect.getsource(auth._run_requirement)
+    assert list(inspect.signature(SqlAlchemyStore.list_grants).parameters)[1:] == ["user_id", "workspace",
+                                                                                  "resource_types"]
+    assert list(inspect.signature(SqlAlchemyStore.get_user).parameters)[1:] == ["username"]

@@ -116,3 +116,20 @@ def test_drift_check_with_a_garbage_window_exits_2_naming_it(window: str) -> Non
     result = CliRunner().invoke(app, ["drift", "check", "--window", window])
     assert result.exit_code == 2, result.output
     assert "--window" in result.output and "Traceback" not in result.output, result.output
+
+
+def test_bench_auth_where_nothing_is_provisioned_is_one_line_and_exit_2(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from mlops.settings import get_settings
+
+    monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path))
+    for name in ("MLFLOW_TRACKING_URI", "MLOPS_CLIENT_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["bench", "auth"])
+        assert result.exit_code == 2, result.output
+        assert "platform.json not found" in result.output and "Traceback" not in result.output, result.output
+        result = CliRunner().invoke(app, ["bench", "auth", "--no-tracking", "--no-serving"])
+        assert result.exit_code == 2 and "nothing to measure" in result.output, result.output
+    finally:
+        get_settings.cache_clear()
