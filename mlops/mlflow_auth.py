@@ -56,6 +56,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 
 from mlops.access import CHECK_PATH, PROMOTION_ALIASES, ROLES
+from mlops.memo import BoundedTable
 
 _API = r"^/(?:ajax-)?api/[23]\.0/mlflow/"
 _RULES = (
@@ -187,22 +188,14 @@ class Memory:
     def __init__(self, fresh_s: float, stale_s: float, max_entries: int = 10_000) -> None:
         self.fresh_s, self.stale_s, self.max_entries = fresh_s, stale_s, max_entries
         self._salt = os.urandom(16)
-        self._logins: OrderedDict[tuple[str, bytes], float] = OrderedDict()
-        self._decisions: OrderedDict[tuple[str, str], tuple[bool, float]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._logins: BoundedTable[tuple[str, bytes], float] = BoundedTable(max_entries)
+        self._decisions: BoundedTable[tuple[str, str], tuple[bool, float]] = BoundedTable(max_entries)
 
     def _digest(self, password: str) -> bytes:
         return hashlib.sha256(self._salt + password.encode("utf-8", "surrogatepass")).digest()
 
-    def _put(self, table: OrderedDict, key: tuple, value: object) -> None:
-        with self._lock:
-            table[key] = value
-            table.move_to_end(key)
-            while len(table) > self.max_entries:
-                table.popitem(last=False)
-
     def verified(self, username: str, password: str, now: float | None = None) -> None:
-        self._put(self._logins, (username, self._digest(password)), time.monotonic() if now is None else now)
+        self._logins.put((username, self._digest(password)), time.monotonic() if now is None else now)
 
     def stale_login(self, username: str, password: str, now: float | None = None) -> bool:
         at = self._logins.get((username, self._digest(password)))
@@ -220,7 +213,7 @@ class Memory:
                 log.warning("auth store unreachable: %r may %s as %.0f s ago", username, capability, now - known[1])
                 return known[0]
             raise
-        self._put(self._decisions, (username, capability), (allowed, now))
+        self._decisions.put((username, capability), (allowed, now))
         return allowed
 
 
@@ -239,17 +232,9 @@ class StoreMemo:
     Without it, logging a metric cost 11 queries for the check beside the 5 of the write itself."""
 
     def __init__(self, fresh_s: float, max_entries: int = 10_000) -> None:
-        self.fresh_s, self.max_entries = fresh_s, max_entries
-        self._reads: OrderedDict[tuple, tuple[object, float]] = OrderedDict()
-        self._experiments: OrderedDict[str, str] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _keep(self, table: OrderedDict, key: object, value: object) -> None:
-        with self._lock:
-            table[key] = value
-            table.move_to_end(key)
-            while len(table) > self.max_entries:
-                table.popitem(last=False)
+        self.fresh_s = fresh_s
+        self._reads: BoundedTable[tuple, tuple[object, float]] = BoundedTable(max_entries)
+        self._experiments: BoundedTable[str, str] = BoundedTable(max_entries)
 
     def read(self, key: tuple, compute: Callable[[], object], now: float | None = None) -> object:
         """``compute()``'s value, from memory while younger than ``fresh_s``; errors are not kept."""
@@ -260,7 +245,7 @@ class StoreMemo:
         if known is not None and now - known[1] < self.fresh_s:
             return known[0]
         value = compute()
-        self._keep(self._reads, key, (value, now))
+        self._reads.put(key, (value, now))
         return value
 
     def experiment_of(self, run_id: str, fetch_run: Callable[[], Any]) -> str | None:
@@ -271,13 +256,12 @@ class StoreMemo:
         run = fetch_run()
         if run is None:
             return None
-        self._keep(self._experiments, run_id, run.info.experiment_id)
+        self._experiments.put(run_id, run.info.experiment_id)
         return run.info.experiment_id
 
     def forget_users(self) -> None:
         """After a change to users or roles served by this worker."""
-        with self._lock:
-            self._reads.clear()
+        self._reads.clear()
 
 
 _store_memo = StoreMemo(0)

@@ -24,15 +24,14 @@ import hmac
 import json
 import logging
 import os
-import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 import httpx
 from starlette.responses import Response
 
 from mlops.access import CHECK_PATH, LOGIN_CHECK_HEADER
+from mlops.memo import BoundedTable
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +52,15 @@ class LoginCheck:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = tracking_uri.rstrip("/") + CHECK_PATH
         self.verify, self.fresh_s, self.stale_s = verify, fresh_s, max(stale_s, fresh_s)
-        self.max_entries, self.timeout_s = max_entries, timeout_s
+        self.timeout_s = timeout_s
         self._key = os.urandom(32)
-        self._allowed: OrderedDict[bytes, float] = OrderedDict()
-        self._lock = threading.Lock()
+        self._allowed: BoundedTable[bytes, float] = BoundedTable(max_entries)
         self._client: httpx.AsyncClient | None = None
         self._transport = transport
 
     def _digest(self, capability: str, authorization: str) -> bytes:
         return hmac.new(self._key, f"{capability}\0{authorization}".encode("utf-8", "surrogateescape"),
                         hashlib.sha256).digest()
-
-    def _remember(self, key: bytes, now: float) -> None:
-        with self._lock:
-            self._allowed[key] = now
-            self._allowed.move_to_end(key)
-            while len(self._allowed) > self.max_entries:
-                self._allowed.popitem(last=False)
 
     async def _ask(self, capability: str, authorization: str | None, client: str | None) -> httpx.Response:
         if self._client is None:
@@ -95,7 +86,7 @@ class LoginCheck:
         else:
             reason = f"HTTP {answer.status_code}"
         if answer is not None and answer.status_code == 204:
-            self._remember(key, now)  # type: ignore[arg-type] - a 204 always had a login
+            self._allowed.put(key, now)  # type: ignore[arg-type] - a 204 always had a login
             return None
         if answer is not None and answer.status_code < 500:
             headers = {k: v for k, v in answer.headers.items() if k.lower() in _PASSED_BACK}

@@ -150,3 +150,16 @@ def test_the_memo_is_in_front_of_mlflows_auth_store_seams() -> None:
     assert list(inspect.signature(SqlAlchemyStore.list_grants).parameters)[1:] == ["user_id", "workspace",
                                                                                   "resource_types"]
     assert list(inspect.signature(SqlAlchemyStore.get_user).parameters)[1:] == ["username"]
+
+
+def test_a_bounded_table_lets_the_oldest_go_first() -> None:
+    from mlops.memo import BoundedTable
+
+    table: BoundedTable[str, int] = BoundedTable(max_entries=2)
+    table.put("a", 1)
+    table.put("b", 2)
+    table.put("a", 3)  # put again: the newest now
+    table.put("c", 4)
+    assert list(table) == ["a", "c"] and table.get("b") is None and table.get("a") == 3 and len(table) == 2
+    table.clear()
+    assert len(table) == 0
