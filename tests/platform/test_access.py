@@ -7,6 +7,10 @@ second person, a viewer, is added here with `mlops users`, as an admin would.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -210,6 +214,23 @@ def test_status_reports_the_auth_mode(platform) -> None:  # noqa: ANN001
     report = platform_status(platform.state_dir / "platform.json")
     assert report.auth_ok and "anonymous API call refused (401)" in report.auth, report.auth
     assert "Logins: MLflow auth app mlops-auth" in render_status(report)
+
+
+def test_bench_auth_compares_tracking_through_nginx_with_loopback_and_loses_nothing(platform, tmp_path) -> None:  # noqa: ANN001
+    """`mlops bench auth` on a `make up` host: the person through nginx vs MLflow without its auth app started
+    on the platform's store (platform.json's mlflow_server), every acknowledged metric read back. A short run:
+    the figures themselves are the benchmark's (README), not a test's."""
+    out = tmp_path / "bench-auth.json"
+    result = subprocess.run([sys.executable, "-m", "mlops_cli", "bench", "auth", "--no-serving", "--requests", "200",
+                             "--rounds", "2", "--json", str(out)], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "MLOPS_STATE_DIR": str(platform.state_dir)}, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    bench = json.loads(out.read_text())
+    through, loopback = bench["tracking"]["results"]
+    assert through["target"].startswith("log_metric through nginx") and PERSON in through["target"]
+    for row in (through, loopback):
+        assert row["ok"] == row["stored"] == 200 and row["failed"] == 0 and row["lost"] == 0, row
+    assert bench["summary"]["tracking_ratio"] > 0 and "serving_ratio" not in bench["summary"]
 
 
 def test_failed_logins_are_limited_and_logged_without_the_password(platform) -> None:  # noqa: ANN001
