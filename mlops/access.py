@@ -28,13 +28,13 @@ import requests
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
 PROMOTION_ALIASES = (CHAMPION, PREVIOUS_CHAMPION)
+"""Aliases only a role that may promote (or an admin) can set, move or delete."""
 CHECK_PATH = "/mlops-auth/check/"
 """MLflow's (the platform's auth app) answer to "may this login <capability>?": GET CHECK_PATH + capability with
 the login, 204 / 401 / 403 / 429. Asked by nginx (/prometheus/) and by serving (/serve/)."""
 LOGIN_CHECK_HEADER = "X-Mlops-Login-Check"
 """Set by nginx (never the client's) on what it forwards to serving: check this request's login for the named
 capability."""
-"""Aliases only a role that may promote (or an admin) can set, move or delete."""
 
 WORKSPACE = "default"
 MODEL_PLACEHOLDER = "{model}"
