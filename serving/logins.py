@@ -86,7 +86,8 @@ class LoginCheck:
         else:
             reason = f"HTTP {answer.status_code}"
         if answer is not None and answer.status_code == 204:
-            self._allowed.put(key, now)  # type: ignore[arg-type] - a 204 always had a login
+            if key is not None:
+                self._allowed.put(key, now)
             return None
         if answer is not None and answer.status_code < 500:
             headers = {k: v for k, v in answer.headers.items() if k.lower() in _PASSED_BACK}
