@@ -35,7 +35,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import numpy as np
 
 from mlops.settings import get_settings
 from mlops.tracking import load_client_env
@@ -78,18 +77,10 @@ class _Side:
     load: LoadResult
 
     def drive(self, bodies: list[bytes], concurrency: int) -> None:
-        got = post(self.url, bodies, len(bodies), concurrency, auth=self.auth, verify=self.verify)
-        self.load.latencies_s += got.latencies_s
-        self.load.failures += got.failures
-        self.load.seconds += got.seconds
+        self.load.add(post(self.url, bodies, len(bodies), concurrency, auth=self.auth, verify=self.verify))
 
     def result(self) -> dict[str, Any]:
-        lat = np.asarray(self.load.latencies_s or [np.nan]) * 1000.0
-        return {"target": self.name, "url": self.url, "ok": len(self.load.latencies_s),
-                "failed": len(self.load.failures), "seconds": round(self.load.seconds, 3),
-                "calls_per_s": round(len(self.load.latencies_s) / max(self.load.seconds, 1e-9), 2),
-                "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
-                "first_errors": self.load.failures[:3]}
+        return {"target": self.name, "url": self.url, **self.load.figures(), "calls_per_s": round(self.load.rate, 2)}
 
 
 def _interleave(sides: list[_Side], bodies: Callable[[_Side, int, int], list[bytes]], total: int,
@@ -100,7 +91,7 @@ def _interleave(sides: list[_Side], bodies: Callable[[_Side, int, int], list[byt
         for side in sides:
             side.drive(bodies(side, r * per_round, per_round), cfg.concurrency)
         progress(f"round {r + 1}/{cfg.rounds}: " + ", ".join(
-            f"{s.name.split(' (')[0]} {len(s.load.latencies_s) / max(s.load.seconds, 1e-9):.0f}/s" for s in sides))
+            f"{s.name.split(' (')[0]} {s.load.rate:.0f}/s" for s in sides))
 
 
 def _platform() -> dict[str, Any]:

@@ -95,9 +95,7 @@ class _Target:
     bodies: list[bytes]
     client_kwargs: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    load: LoadResult = field(default_factory=LoadResult)
 
 
 def _drive(target: _Target, count: int, cfg: BenchServeConfig, warm: bool) -> None:
@@ -106,21 +104,14 @@ def _drive(target: _Target, count: int, cfg: BenchServeConfig, warm: bool) -> No
     kw = {"auth": target.client_kwargs.get("auth"), "verify": target.client_kwargs.get("verify", True)}
     if warm and cfg.warmup:
         post(target.url, target.bodies, cfg.warmup, cfg.concurrency, **kw)
-    got = post(target.url, target.bodies, count, cfg.concurrency, **kw)
-    target.latencies += got.latencies_s
-    target.failures += got.failures
-    target.seconds += got.seconds
+    target.load.add(post(target.url, target.bodies, count, cfg.concurrency, **kw))
 
 
 def _result(target: _Target, requests: int, cfg: BenchServeConfig) -> dict[str, Any]:
-    lat = np.asarray(target.latencies) * 1000.0 if target.latencies else np.asarray([np.nan])
     result = {"target": target.name, "url": target.url, "requests": requests, "concurrency": cfg.concurrency,
-              "ok": len(target.latencies), "failed": len(target.failures), "seconds": round(target.seconds, 3),
-              "throughput_rps": round(len(target.latencies) / max(target.seconds, 1e-9), 2),
-              "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
-              "first_errors": target.failures[:3], **target.info}
+              **target.load.figures(), "throughput_rps": round(target.load.rate, 2), **target.info}
     log.info("%s: %.1f req/s, p50 %.1f ms, p99 %.1f ms, %d failed", target.name, result["throughput_rps"],
-             result["p50_ms"], result["p99_ms"], len(target.failures))
+             result["p50_ms"], result["p99_ms"], result["failed"])
     return result
 
 
@@ -466,7 +457,7 @@ def summarise_scrape(interval_s: float, rounds: list[ScrapeRound]) -> dict[str, 
         "scrapes_verified": bool(on_rounds) and all(r.scrapes >= 1 and r.scrapes == r.attempted for r in on_rounds),
         "rounds": [{"prometheus": r.prometheus, "seconds": round(r.load.seconds, 2), "ok": len(r.load.latencies_s),
                     "failed": len(r.load.failures),
-                    "throughput_rps": round(len(r.load.latencies_s) / max(r.load.seconds, 1e-9), 2),
+                    "throughput_rps": round(r.load.rate, 2),
                     **({"scrapes": r.scrapes, "scrapes_attempted": r.attempted} if r.prometheus else {})}
                    for r in rounds],
     }
@@ -478,9 +469,7 @@ def _drive_for(url: str, bodies: list[bytes], seconds: float, concurrency: int) 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         got = post(url, bodies, count, concurrency)
-        total.latencies_s += got.latencies_s
-        total.failures += got.failures
-        total.seconds += got.seconds
+        total.add(got)
         if got.seconds > 0:  # next slice: about a second, never past the deadline by much
             rate = len(got.latencies_s) / got.seconds
             left = deadline - time.monotonic()
@@ -562,7 +551,7 @@ def bench_scrape(cfg: BenchServeConfig, name: str, bodies: list[bytes]) -> dict[
                                                                          start, end)
                     rounds.append(result)
                     log.info("Scrape round %d (%s): %.1f req/s%s", i + 1, "on" if on else "off",
-                             len(load.latencies_s) / max(load.seconds, 1e-9),
+                             load.rate,
                              f", {result.scrapes} scrapes" if on else "")
                 finally:
                     if prom is not None:

@@ -14,7 +14,10 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
+
+import numpy as np
 
 
 @dataclass
@@ -24,6 +27,24 @@ class LoadResult:
     failures: list[str] = field(default_factory=list)
     """One per failed request: the status and the start of the body, or the connection error."""
     seconds: float = 0.0
+
+    def add(self, other: LoadResult) -> None:
+        """Count ``other`` (a later slice of the same load) in this one."""
+        self.latencies_s += other.latencies_s
+        self.failures += other.failures
+        self.seconds += other.seconds
+
+    @property
+    def rate(self) -> float:
+        """Successful requests per second of load."""
+        return len(self.latencies_s) / max(self.seconds, 1e-9)
+
+    def figures(self) -> dict[str, Any]:
+        """ok, failed, seconds, p50_ms, p99_ms (NaN without a success) and the first three failures."""
+        lat = np.asarray(self.latencies_s or [np.nan]) * 1000.0
+        return {"ok": len(self.latencies_s), "failed": len(self.failures), "seconds": round(self.seconds, 3),
+                "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
+                "first_errors": self.failures[:3]}
 
 
 async def _response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:

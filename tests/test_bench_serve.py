@@ -178,3 +178,17 @@ def test_asking_for_the_scrape_cost_without_prometheus_is_refused(monkeypatch: p
     assert skipped.exit_code == 0, skipped.output
     assert "Scrape cost not measured" in skipped.output and ran[0].scrape_interval_s == 0  # type: ignore[attr-defined]
     assert CliRunner().invoke(app, ["bench", "serve", "--scrape-interval", "0.5"]).exit_code == 2
+
+
+def test_load_slices_add_up_to_one_row_of_figures() -> None:
+    from mlops_cli.loadgen import LoadResult
+
+    total = LoadResult()
+    total.add(LoadResult([0.010, 0.020], ["HTTP 503: busy"], 1.0))
+    total.add(LoadResult([0.030, 0.040], [], 1.0))
+    assert total.rate == 2.0
+    figures = total.figures()
+    assert figures == {"ok": 4, "failed": 1, "seconds": 2.0, "p50_ms": 25.0, "p99_ms": 39.7,
+                       "first_errors": ["HTTP 503: busy"]}
+    empty = LoadResult().figures()
+    assert empty["ok"] == 0 and empty["p99_ms"] != empty["p99_ms"]  # NaN without a success
