@@ -8,7 +8,9 @@ service's environment). On top of MLflow's permission checks, for every user but
 - a run records who created it: ``runs/create``'s ``user_id`` and the ``mlflow.user`` tag become the
   logged-in user, whatever the client sent;
 - only roles that may create (:data:`mlops.access.ROLES`) create experiments and registered models;
-- only roles that may promote (the gate) set, move or delete the promotion aliases, or transition stages;
+- only roles that may promote (the gate) set, move or delete the promotion aliases, or transition stages,
+  and write the gate's ``promotion_*`` tags on versions; anyone else who may edit a version asks for its
+  promotion by tagging it ``promotion_requested_by`` with their own name (:mod:`pipelines.gate`);
 - ``GET /mlops-auth/check/<capability>`` answers serving (``predict``: :mod:`serving.logins`, for what nginx
   forwards to ``/serve/``) and nginx's ``auth_request`` for ``/prometheus/`` (``monitor``): 204, or MLflow's
   401, or 403;
@@ -57,6 +59,7 @@ from flask import Flask, Response, current_app, g, request
 
 from mlops.access import CHECK_PATH, PROMOTION_ALIASES, ROLES
 from mlops.memo import BoundedTable
+from mlops.tags import VERSION_TAG_PREFIX, VERSION_TAG_REQUESTED_BY
 
 _API = r"^/(?:ajax-)?api/[23]\.0/mlflow/"
 _RULES = (
@@ -64,6 +67,7 @@ _RULES = (
     (re.compile(_API + r"(?:experiments|registered-models)/create$"), {"POST"}, "create"),
     (re.compile(_API + r"registered-models/alias$"), {"POST", "DELETE"}, "alias"),
     (re.compile(_API + r"model-versions/transition-stage$"), {"POST"}, "stage"),
+    (re.compile(_API + r"model-versions/(?:set-tag|delete-tag|create)$"), {"POST", "DELETE"}, "version_tag"),
 )
 _ACCOUNT_ROUTE = re.compile(_API + r"(?:users/|roles/|[a-z-]+/permissions/)")
 CAPABILITIES = ("create", "promote", "predict", "monitor")
@@ -347,6 +351,8 @@ def _platform_rules() -> Response | None:
             what = "experiments" if "/experiments/" in request.path else "registered models"
             return _deny(f"user {username!r} may not create {what}: only {_who_may('create')} may")
         return None
+    if kind == "version_tag":
+        return _gate_records(username)
     if kind == "alias":
         body = request.get_json(force=True, silent=True)
         alias = (body.get("alias") if isinstance(body, dict) else None) or request.args.get("alias")
@@ -355,8 +361,33 @@ def _platform_rules() -> Response | None:
     if not user_may(username, "promote"):
         what = f"move alias {alias!r}" if kind == "alias" else "transition model stages"
         return _deny(f"user {username!r} may not {what}: only the promotion gate ({_who_may('promote')}) may; "
-                     "the retrain job promotes as the gate, an admin with `make promote`")
+                     "ask it with `mlops promote` (it judges the version and moves the aliases itself)")
     return None
+
+
+def _gate_records(username: str) -> Response | None:
+    """The gate's ``promotion_*`` tags on a version are its record: only a login that may promote writes or
+    removes them. Anyone who may edit the version may ask for a promotion, in their own name only."""
+    body = request.get_json(force=True, silent=True)
+    body = body if isinstance(body, dict) else {}
+    if request.path.endswith("/create"):
+        tags = [t for t in body.get("tags") or [] if isinstance(t, dict)]
+        keys = [str(t.get("key", "")) for t in tags]
+        if not any(k.startswith(VERSION_TAG_PREFIX) for k in keys) or user_may(username, "promote"):
+            return None
+        return _deny(f"user {username!r} may not create a version with the promotion gate's tags "
+                     f"({', '.join(k for k in keys if k.startswith(VERSION_TAG_PREFIX))}): only "
+                     f"{_who_may('promote')} may")
+    key = str(body.get("key") or request.args.get("key") or "")
+    if not key.startswith(VERSION_TAG_PREFIX) or user_may(username, "promote"):
+        return None
+    if key == VERSION_TAG_REQUESTED_BY and request.method == "POST":
+        if body.get("value") == username:
+            return None
+        return _deny(f"user {username!r} may ask for a promotion only in their own name "
+                     f"({VERSION_TAG_REQUESTED_BY} = {username!r})")
+    return _deny(f"user {username!r} may not change the promotion gate's record {key!r} on a version: only "
+                 f"{_who_may('promote')} may (ask for a promotion with `mlops promote`)")
 
 
 _MODEL_ROUTE = re.compile(_API + r"(?:registered-models|model-versions)/")

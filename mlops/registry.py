@@ -22,6 +22,10 @@ class RegistryError(RuntimeError):
     """A model, version or alias the command needs does not exist (message says which)."""
 
 
+class PromotionError(RuntimeError):
+    """Promotion or rollback could not run (missing model, alias, lock or login); the message says why."""
+
+
 def _not_found(exc: MlflowException) -> bool:
     return exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
@@ -37,7 +41,8 @@ def _get_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion:
 
 
 @retry
-def _search_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+def search_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+    """Every version of the registered model (none when it does not exist)."""
     return list(client.search_model_versions(f"name = '{name}'"))
 
 
@@ -54,7 +59,7 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
 def resolve_version(client: MlflowClient, name: str, candidate: str = "latest") -> ModelVersion:
     """``latest`` (highest version number), a version number, or an alias → the ModelVersion."""
     if candidate == "latest":
-        versions = _search_versions(client, name)
+        versions = search_versions(client, name)
         if not versions:
             raise RegistryError(f"registered model {name!r} has no versions (train one with `mlops train`)")
         return max(versions, key=lambda v: int(v.version))

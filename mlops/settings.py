@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     """Also move registry stages (candidate -> Production, old -> Archived) for MLflow UI users."""
     promote_experiment_name: str = "model-promotion"
     promote_lock_timeout_s: float = 600.0
+    promote_wait_s: float = 600.0
+    """How long `mlops promote` (and the retrain job) waits for the gate job to decide a promotion request,
+    when its login may not promote itself."""
+    promote_poll_s: float = 2.0
+    """How often the asker looks whether the gate has decided."""
 
     # Serving (serving.app)
     serve_host: str = "127.0.0.1"

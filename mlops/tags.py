@@ -28,3 +28,11 @@ VERSION_TAG_PROMOTION_RUN = "promotion_run_id"
 VERSION_TAG_VERDICT = "promotion_verdict"
 VERSION_TAG_CHAMPION = "promotion_champion"
 VERSION_TAG_REASON = "promotion_reason"
+VERSION_TAG_REQUESTED_BY = "promotion_requested_by"
+"""A pending promotion request: the login that asked (MLflow's auth app lets a login set only its own
+name here, and only the gate remove it); the gate removes it once it has decided (pipelines.gate)."""
+VERSION_TAG_PREFIX = "promotion_"
+"""The gate's records on a version: only a login that may promote sets or deletes these (the request
+tag above excepted)."""
+TAG_REQUESTED_BY = "mlops.requested_by"
+"""On a promotion run: the person or job that asked for it."""

@@ -221,23 +221,60 @@ def promote(
                                      callback=_name, help="Registered model name (default: MLOPS_MODEL_NAME)."),
     candidate: str = typer.Option("latest", "--candidate",
                                   callback=_name, help="Version number, 'latest' or an alias."),
+    wait: float | None = typer.Option(None, "--wait", min=0,
+                                      help="Seconds to wait for the gate when your login asks it (default: "
+                                           "MLOPS_PROMOTE_WAIT_S)."),
 ) -> None:
-    """Gate a candidate version against the champion; make it champion if it wins (exit 1 if refused)."""
+    """Gate a candidate version against the champion; make it champion if it wins (exit 1 if refused).
+
+    The gate's login and admins judge in-process; any other login asks the gate job, which decides as
+    itself within a minute, and waits for its verdict (exit 1 if none came within --wait).
+    """
+    from mlops.registry import PromotionError, RegistryError
     from mlops.settings import get_settings
-    from pipelines.promote import PromotionError, RegistryError
-    from pipelines.promote import promote as run_promote
+    from pipelines.gate import ask
 
     name = model or get_settings().model_name
     try:
-        decision = run_promote(name, candidate)
+        decision = ask(name, candidate, wait_s=wait, say=typer.echo)
     except (PromotionError, RegistryError) as exc:
         typer.echo(f"Promotion failed: {exc}", err=True)
         raise typer.Exit(code=2) from exc
+    if decision is None:
+        typer.echo("The gate has not decided yet: the request stays, and the gate job will decide it (see the "
+                   "version's tags in the MLflow UI, or run `mlops promote` again to wait for it).", err=True)
+        raise typer.Exit(code=1)
     typer.echo(decision.reason)
     if decision.evaluation_run_id:
         typer.echo(f"Evaluation run: {decision.evaluation_run_id}")
     if not decision.promoted:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def gate(
+    model: str | None = typer.Option(None, "--model",
+                                     callback=_name, help="Registered model name (default: MLOPS_MODEL_NAME)."),
+) -> None:
+    """The promotion gate's job: judge every pending promotion request once, as this login (exit 1 if one failed)."""
+    from mlops.registry import PromotionError, RegistryError
+    from mlops.settings import get_settings
+    from pipelines.gate import decide_requests
+
+    name = model or get_settings().model_name
+    try:
+        handled = decide_requests(name)
+    except (PromotionError, RegistryError) as exc:
+        typer.echo(f"Gate failed: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    for h in handled:
+        outcome = h.decision.reason if h.decision else f"not judged, the request stays ({h.error})"
+        typer.echo(f"{name} version {h.version}, asked by {h.requested_by}: {outcome}")
+    if not handled:
+        typer.echo(f"No pending promotion request for {name}.")
+    if any(h.decision is None for h in handled):
+        raise typer.Exit(code=1)
+
 
 @app.command()
 def rollback(

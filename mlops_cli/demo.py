@@ -188,7 +188,7 @@ def run_demo(config: DemoConfig, say: Say) -> DemoResult:
     from mlops.settings import get_settings
     from mlops.tracking import load_client_env
     from pipelines.drift.windows import parse_duration
-    from pipelines.promote import promote
+    from pipelines.gate import ask
     from pipelines.retrain import tick
     from training.train import TrainConfig, train
 
@@ -202,7 +202,9 @@ def run_demo(config: DemoConfig, say: Say) -> DemoResult:
                        show_progress=True)
         say(f"   run {result.run_id}, registered version {result.registered_version}")
         say(f"2. Promotion gate for version {result.registered_version} ...")
-        decision = promote(config.model_name, str(result.registered_version))
+        decision = ask(config.model_name, str(result.registered_version), say=lambda line: say(f"   {line}"))
+        if decision is None:
+            raise RuntimeError("the promotion gate gave no verdict in time (is its job scheduled? `mlops status`)")
         say(f"   {decision.reason}")
     client = MlflowClient()
     champion = str(client.get_model_version_by_alias(config.model_name, "champion").version)

@@ -39,9 +39,23 @@ import torch
 from mlflow import MlflowClient
 
 from mlops import monitoring
-from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, RegistryError, resolve_version, version_by_alias
+from mlops.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    PromotionError,
+    RegistryError,
+    resolve_version,
+    version_by_alias,
+)
 from mlops.settings import get_settings
-from mlops.tags import VERSION_TAG_CHAMPION, VERSION_TAG_PROMOTION_RUN, VERSION_TAG_REASON, VERSION_TAG_VERDICT
+from mlops.tags import (
+    TAG_REQUESTED_BY,
+    VERSION_TAG_CHAMPION,
+    VERSION_TAG_PROMOTION_RUN,
+    VERSION_TAG_REASON,
+    VERSION_TAG_VERDICT,
+)
 from mlops.tracking import experiment_id, load_client_env, retry
 from training.artifacts import LoadedVersion, load_version
 from training.cpu import detect_capabilities
@@ -52,10 +66,6 @@ from training.variants import select
 
 log = logging.getLogger(__name__)
 
-
-
-class PromotionError(RuntimeError):
-    """Promotion or rollback could not run (missing model, alias or lock); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -343,15 +353,27 @@ def _client() -> MlflowClient:
 # --- promote ---------------------------------------------------------------------------------
 
 
-def promote(model_name: str, candidate: str = "latest") -> PromotionDecision:
-    """Evaluate ``candidate`` (``latest``, a version number or an alias) against the champion; promote if it wins."""
+def promote(model_name: str, candidate: str = "latest", requested_by: str | None = None) -> PromotionDecision:
+    """Evaluate ``candidate`` (``latest``, a version number or an alias) against the champion; promote if it wins.
+
+    Runs with the caller's login, which must be allowed to move the promotion aliases (the gate's or an
+    admin's); ``requested_by`` (the person or job that asked) is recorded in the evaluation run.
+    """
     from pipelines.results import publish_promotion
 
     client = _client()
     with registry_lock(model_name):
-        decision = _promote_locked(client, model_name, candidate)
+        decision = _promote_locked(client, model_name, candidate, requested_by)
     publish_promotion(model_name, decision.candidate_version, decision.promoted)
     return decision
+
+
+def recorded_decision(name: str, version: str, tags: dict[str, str]) -> PromotionDecision:
+    """The gate's last decision on a version, from the tags it wrote on it."""
+    champion = tags.get(VERSION_TAG_CHAMPION)
+    return _recorded(name, version, None if champion in (None, "none") else champion, tags,
+                     tags.get(VERSION_TAG_VERDICT) == "promoted",
+                     tags.get(VERSION_TAG_REASON) or f"{name} version {version}: the gate recorded no reason")
 
 
 def _recorded(name: str, version: str, champion: str | None, tags: dict[str, str],
@@ -360,7 +382,7 @@ def _recorded(name: str, version: str, champion: str | None, tags: dict[str, str
                              evaluation_run_id=tags.get(VERSION_TAG_PROMOTION_RUN, ""), model_name=name, changed=False)
 
 
-def _promote_locked(client: MlflowClient, name: str, candidate: str) -> PromotionDecision:
+def _promote_locked(client: MlflowClient, name: str, candidate: str, requested_by: str | None) -> PromotionDecision:
     s = get_settings()
     thresholds = Thresholds.from_settings()
     cand_mv = resolve_version(client, name, candidate)
@@ -409,10 +431,11 @@ def _promote_locked(client: MlflowClient, name: str, candidate: str) -> Promotio
         "verdict": "promoted" if promoted else "refused",
         "candidate_variant": variants[0], "champion_variant": variants[1] if champ_mv else "none",
         "mlflow.note.content": reason,
+        **({TAG_REQUESTED_BY: requested_by} if requested_by else {}),
     }
     record = {"model_name": name, "candidate_version": version, "champion_version": champ_version,
               "candidate": asdict(cand_eval), "champion": asdict(champ_eval) if champ_eval else None,
-              "thresholds": asdict(thresholds), "promoted": promoted, "reason": reason,
+              "thresholds": asdict(thresholds), "promoted": promoted, "reason": reason, "requested_by": requested_by,
               "recent": {"note": recent.note, "candidate": asdict(recent_q[0]) if recent_q else None,
                          "champion": asdict(recent_q[1]) if recent_q else None} if recent else None}
     run_id = _log_run(client, f"promote-{name}-v{version}", run_tags, params, metrics, record)

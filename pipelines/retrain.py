@@ -11,11 +11,12 @@ A tick:
    over those windows shows accuracy below the floor;
 4. retrains at most once per window: the training run is created first, tagged with the window and
    the drift run, and training logs into it (``train(run_id=...)``); the model version registered from it
-   then goes through the promotion gate (:func:`pipelines.promote.promote`). Only a winner becomes
-   champion, and only after a complete evaluation; a tick that crashed anywhere is recovered by the
-   next one (a failed/unfinished training run is retrained, a registered but unjudged version is
-   sent to the gate). Training uses the reference data plus the labelled served images of the last
-   M windows (``monitoring.feedback`` joined with ``monitoring.samples``,
+   then goes through the promotion gate (:func:`pipelines.gate.ask`: the retrain job's own login may
+   not promote, so it asks the gate job and waits up to ``promote_wait_s`` for its verdict). Only a
+   winner becomes champion, and only after a complete evaluation; a tick that crashed anywhere is
+   recovered by the next one (a failed/unfinished training run is retrained, a registered but
+   unjudged version is sent to the gate again). Training uses the reference data plus the labelled
+   served images of the last M windows (``monitoring.feedback`` joined with ``monitoring.samples``,
    :func:`pipelines.feedback.labelled_examples`), appended to the training split, less a held-out
    share the promotion gate judges candidate and champion on (the run records ``labelled_examples``,
    ``labelled_holdout`` and the label window). With ``retrain_reference=recent`` the new model's
@@ -77,6 +78,7 @@ def accuracy_trigger(n: int, accuracy: float | None, floor: float, min_labels: i
 @dataclass
 class TickResult:
     action: str  # locked | no-drift | skipped | retrained | already-retrained | recovered
+    # (promoted None after retrained/recovered: the gate has not decided yet; the next tick asks again)
     reason: str
     window: str = ""
     drift_run_id: str = ""
@@ -312,9 +314,13 @@ def retrain_for_window(client: Any, model_name: str, window: Window, drift_run_i
 def _promote(client: Any, model_name: str, window: Window, drift_run_id: str, run_id: str, version: str,  # noqa: ANN401
              action: str, details: dict[str, Any]) -> TickResult:
     from mlops.tracking import retry
-    from pipelines.promote import promote
+    from pipelines.gate import ask
 
-    decision = promote(model_name, candidate=str(version))
+    decision = ask(model_name, candidate=str(version))
+    if decision is None:  # the gate has not decided yet: the next tick asks again (the "recovered" path)
+        log.info("Version %s: the gate has not decided yet; the next tick asks again", version)
+        return TickResult(action, f"asked the gate to judge version {version}; it has not decided yet", window.id,
+                          drift_run_id, run_id, str(version), None, details)
     verdict = "promoted" if decision.promoted else "refused"
     retry(client.set_tag)(run_id, TAG_PROMOTION_RUN, decision.evaluation_run_id or "")
     # Written last: its presence means this window's retraining is complete.

@@ -163,3 +163,34 @@ def test_a_bounded_table_lets_the_oldest_go_first() -> None:
     assert list(table) == ["a", "c"] and table.get("b") is None and table.get("a") == 3 and len(table) == 2
     table.clear()
     assert len(table) == 0
+
+
+@pytest.mark.parametrize(("who", "method", "path", "body", "allowed"), [
+    # Anyone who may edit a version asks for its promotion, in their own name only.
+    ("alice", "POST", "set-tag", {"key": "promotion_requested_by", "value": "alice"}, True),
+    ("alice", "POST", "set-tag", {"key": "promotion_requested_by", "value": "svc-gate"}, False),
+    ("alice", "DELETE", "delete-tag", {"key": "promotion_requested_by"}, False),
+    # The gate's records are the gate's.
+    ("alice", "POST", "set-tag", {"key": "promotion_verdict", "value": "promoted"}, False),
+    ("alice", "DELETE", "delete-tag", {"key": "promotion_run_id"}, False),
+    ("alice", "POST", "create", {"name": "m", "source": "s3://b/x", "tags": [{"key": "promotion_verdict",
+                                                                              "value": "promoted"}]}, False),
+    ("gate", "POST", "set-tag", {"key": "promotion_verdict", "value": "promoted"}, True),
+    ("gate", "DELETE", "delete-tag", {"key": "promotion_requested_by"}, True),
+    ("gate", "POST", "set-tag", {"key": "promotion_requested_by", "value": "alice"}, True),
+    # Every other tag is left to MLflow's own permissions.
+    ("alice", "POST", "set-tag", {"key": "notes", "value": "x"}, True),
+    ("alice", "POST", "create", {"name": "m", "source": "s3://b/x", "tags": [{"key": "team", "value": "x"}]}, True),
+])
+def test_only_the_gate_writes_its_records_on_versions(monkeypatch, who, method, path, body, allowed) -> None:  # noqa: ANN001
+    from flask import Flask
+
+    from mlops import mlflow_auth
+
+    monkeypatch.setattr(mlflow_auth, "user_may", lambda user, capability: user == "gate" and capability == "promote")
+    with Flask(__name__).test_request_context(f"/api/2.0/mlflow/model-versions/{path}", method=method, json=body):
+        monkeypatch.setattr(mlflow_auth, "_username", lambda: who)
+        answer = mlflow_auth._platform_rules()
+    assert (answer is None) == allowed, answer and answer.get_data(as_text=True)
+    if answer is not None:
+        assert answer.status_code == 403 and b"PERMISSION_DENIED" in answer.get_data()

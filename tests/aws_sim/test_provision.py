@@ -196,14 +196,16 @@ def test_run_logged_through_nginx_lands_in_rds_and_s3(aws_sim, monkeypatch: pyte
 
 
 def test_no_host_but_mlflow_holds_the_admin_login(aws_sim) -> None:
-    """Serving and the trainer's retrain job log in to MLflow with service identities of their own;
-    the admin's password is only in the MLflow host's auth configuration (and the controller's state)."""
+    """Serving and the trainer's retrain and promotion gate jobs log in to MLflow with service identities
+    of their own; the admin's password is only in the MLflow host's auth configuration (and the
+    controller's state)."""
     admin = (aws_sim.state_dir / "credentials" / "mlflow-admin").read_text().strip().encode()
     holders = [path for path in _files_holding(aws_sim, admin) if not path.is_relative_to(aws_sim.state_dir)]
     assert holders == [aws_sim.path("config") / "mlflow" / "auth.ini"], holders
     logins = {path.parent.parent.name: path.read_text() for path in aws_sim.path("data").rglob(".mlflow/credentials")}
     assert "mlflow_tracking_username = svc-serving" in logins["serving"], logins.keys()
-    assert "mlflow_tracking_username = svc-gate" in logins["retrain"]
+    assert "mlflow_tracking_username = svc-retrain" in logins["retrain"]
+    assert "mlflow_tracking_username = svc-gate" in logins["gate"], logins.keys()
     for text in logins.values():
         assert "= admin\n" not in text
 

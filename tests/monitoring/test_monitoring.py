@@ -77,8 +77,10 @@ def test_scheduled_job_results_reach_prometheus(platform, prometheus):
     assert found[0]["metric"]["job"] == "node"
     assert prometheus.query('time() - mlops_job_last_success_timestamp_seconds{timer="gc"} < 300')
     periods = {r["metric"]["timer"]: float(r["value"][1]) for r in prometheus.query("mlops_job_period_seconds")}
-    # Read from each job's schedule: daily gc and backup, the test's every-minute retrain tick.
+    # Read from each job's schedule: daily gc and backup, the test's every-minute retrain tick, the
+    # promotion gate's every minute (its default).
     assert periods["gc"] == 86400 and periods["backup"] == 86400 and periods["retrain"] == 60, periods
+    assert periods["gate"] == 60, periods
     assert prometheus.query("mlops_tls_certificate_not_after_timestamp_seconds - time() > 14 * 86400")
 
 

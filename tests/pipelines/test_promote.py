@@ -6,6 +6,7 @@ import copy
 import os
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,7 @@ def _stage(client: MlflowClient, name: str, version: str) -> str:
 
 
 @pytest.mark.integration
-def test_gate_promotes_better_refuses_worse_idempotent_and_rolls_back(trained) -> None:  # noqa: ANN001
+def test_gate_promotes_better_refuses_worse_idempotent_and_rolls_back(trained, platform) -> None:  # noqa: ANN001
     from mlops_cli.cli import app
 
     config, _ = trained
@@ -176,10 +177,26 @@ def test_gate_promotes_better_refuses_worse_idempotent_and_rolls_back(trained) -
     assert res.exit_code == 1, res.output
     assert "below the floor promote_min_accuracy" in res.output
 
-    res = runner.invoke(app, ["promote", "--model", reg.name, "--candidate", reg.good])
+    # A person (who may not move 'champion') asks; the gate's job judges as the gate and records who asked.
+    person = subprocess.Popen(
+        [sys.executable, "-m", "mlops_cli", "promote", "--model", reg.name, "--candidate", reg.good, "--wait", "300"],
+        cwd=REPO, env={**os.environ, **platform.env_as("data-scientist")}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while "promotion_requested_by" not in client.get_model_version(reg.name, reg.good).tags:
+        assert person.poll() is None and time.monotonic() < deadline, person.communicate()[0]
+        time.sleep(0.5)
+    res = runner.invoke(app, ["gate", "--model", reg.name])
     assert res.exit_code == 0, res.output
-    assert "no champion yet" in res.output
+    assert f"version {reg.good}, asked by data-scientist:" in res.output and "no champion yet" in res.output
+    output = person.communicate(timeout=120)[0]
+    assert person.returncode == 0, output
+    assert "Asked the promotion gate" in output and "no champion yet" in output, output
     assert client.get_model_version_by_alias(reg.name, "champion").version == reg.good
+    run = client.get_run(client.get_model_version(reg.name, reg.good).tags["promotion_run_id"])
+    assert run.data.tags["mlops.requested_by"] == "data-scientist" and run.info.user_id == "svc-gate"
+    assert "promotion_requested_by" not in client.get_model_version(reg.name, reg.good).tags
+    assert runner.invoke(app, ["gate", "--model", reg.name]).output.startswith("No pending promotion request")
     assert _stage(client, reg.name, reg.good) == "Production"
 
     # Worse than the champion: refused with the failed threshold, gets 'challenger'.

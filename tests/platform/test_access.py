@@ -128,6 +128,34 @@ def test_only_the_gate_moves_the_champion(as_user, model) -> None:  # noqa: ANN0
         _refused(lambda: client.delete_registered_model_alias(name, "champion"))
 
 
+def test_only_the_gate_writes_its_records_and_anyone_may_ask_in_their_own_name(as_user, model, platform) -> None:  # noqa: ANN001
+    from mlops_cli import jobs
+
+    _, name, version = model
+    with as_user(PERSON) as client:
+        message = _refused(lambda: client.set_model_version_tag(name, version, "promotion_requested_by", "svc-gate"))
+        assert "only in their own name" in message, message
+        _refused(lambda: client.set_model_version_tag(name, version, "promotion_verdict", "promoted"))
+        client.set_model_version_tag(name, version, "promotion_requested_by", PERSON)
+        _refused(lambda: client.delete_model_version_tag(name, version, "promotion_requested_by"))
+        client.set_model_version_tag(name, version, "notes", "the team's own tags stay the team's")
+    with as_user("svc-retrain") as client:  # the retrain job asks too (it may not promote either)
+        client.set_model_version_tag(name, version, "promotion_requested_by", "svc-retrain")
+        _refused(lambda: client.set_registered_model_alias(name, "champion", version))
+    with as_user("svc-gate") as client:
+        assert client.get_model_version(name, version).tags["promotion_requested_by"] == "svc-retrain"
+        client.delete_model_version_tag(name, version, "promotion_requested_by")
+    # The gate's scheduled job logs in as the gate (its own credentials file) and finds nothing to judge
+    # for the platform's model here.
+    log = platform.path("log") / "job-gate.log"
+    before = log.stat().st_size if log.exists() else 0
+    result = jobs.run_job(jobs.load_platform(platform.state_dir / "platform.json"), "gate", timeout=300)
+    assert result.returncode == 0, result.output
+    with log.open() as f:
+        f.seek(before)
+        assert "No pending promotion request" in f.read(), log.read_text()[-2000:]
+
+
 def test_serving_reads_its_model_and_writes_nothing(as_user, model, platform, viewer) -> None:  # noqa: ANN001
     run_id, name, version = model
     with as_user("svc-serving") as client:

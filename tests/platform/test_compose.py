@@ -93,7 +93,9 @@ NGINX_UPSTREAM_NAMES = {"mlflow_listen_address": "mlflow", "serving_listen_addre
 JOBS_LEFT_OUT = {
     "logrotate": "containers log to Docker's json-file driver, rotated by x-logging (20 MB x 5)",
 }
-COMPOSE_JOBS = {"retrain", "backup", "gc"}
+COMPOSE_JOBS = {"retrain", "gate", "backup", "gc"}
+# The order the scheduler installs them in (its `for job in ...` loop).
+COMPOSE_JOB_ORDER = ["retrain", "gate", "backup", "gc"]
 # Ansible services (mlops_service_name) that are compose services of the same name.
 COMPOSE_SERVICES_OF_ROLES = ("mlflow", "serving")
 # Ansible services that compose runs from upstream images (the image's own program and user):
@@ -118,14 +120,13 @@ DASHBOARD_METRICS = {
 }
 GRAFANA = REPO / "prometheus/grafana"
 # MLflow's logins: the service identities (mlops_service_identities) compose makes no login for, and
-# why; the roles that give a program its own login (mlops_client's tasks_from: service) and where
-# compose runs that program (its HOME is the compose service's or the job script's).
+# why; the identities the roles give a program of its own (mlops_client's tasks_from: service) and
+# where compose runs that program (its HOME is the compose service's or the job script's).
 IDENTITIES_LEFT_OUT = {
-    "retrain": "the retrain job runs the promotion gate in-process and logs in as the gate (the retrain role's choice)",
     "trainer": "compose runs no trainer hosts",
 }
 CLIENT_LOGIN_PROGRAMS = {"serving": ("service", "serving"), "retrain": ("job", "job-retrain"),
-                         "mlflow_gc": ("job", "job-gc")}
+                         "gate": ("job", "job-gate"), "gc": ("job", "job-gc")}
 # The users the images run as (mlops: the Dockerfile's; Prometheus: the prom/prometheus image's nobody).
 MLOPS_UID = 10001
 PROMETHEUS_UID = 65534
@@ -373,9 +374,10 @@ def _probe_playbook() -> list[dict]:
     dump("mlflow-ready", (ready.get("ansible.builtin.uri") or ready.get("uri"))["url"], {})
     _role, credentials = _find_task("writes a service's ~/.mlflow/credentials", lambda t: isinstance(
         _module(t, _COPY), dict) and ".mlflow/credentials" in str(_module(t, _COPY).get("dest", "")))
-    for identity, (role, job) in sorted(_definitions("mlops_client", "mlops_client_service_identity").items()):
+    # One dump per identity (a role may give two programs their logins: the retrain role's jobs).
+    for identity, (_role, job) in sorted(_definitions("mlops_client", "mlops_client_service_identity").items()):
         copy = _module(credentials, _COPY)
-        dump(f"client-login-{role}", {
+        dump(f"client-login-{identity}", {
             "identity": identity, "name": "{{ mlops_service_identities[mlops_client_service_identity].name }}",
             "home": "{{ mlops_client_service_home }}", "dest": copy["dest"], "content": copy["content"],
             "owner": copy["owner"], "mode": copy["mode"],
@@ -630,7 +632,7 @@ def test_compose_clients_reach_mlflow_by_a_host_it_accepts():
         for words in _shell_lines(content):
             if words and words[0].startswith("MLFLOW_TRACKING_URI="):
                 uris[name] = words[0].split("=", 1)[1]
-    assert {"serving", "job-retrain", "job-gc"} <= set(uris)
+    assert {"serving", "job-retrain", "job-gate", "job-gc"} <= set(uris)
     for name, uri in uris.items():
         host = urlsplit(uri).netloc
         assert any(fnmatch.fnmatch(host, pattern) for pattern in allowed), f"{name}: MLflow refuses Host {host}"
@@ -803,29 +805,30 @@ def test_compose_mlflow_login_passwords_come_from_files(ansible):
 
 
 def test_compose_programs_log_in_to_mlflow_as_the_roles_have_them(ansible):
-    """Serving and the retrain job each log in with the identity its role gives it, in
-    ~/.mlflow/credentials of the HOME it runs with (the mlops_client role's file: same keys, user
+    """Serving and the retrain, gate and gc jobs each log in with the identity its role gives it,
+    in ~/.mlflow/credentials of the HOME it runs with (the mlops_client role's file: same keys, user
     mlops, 0600), in the volume the program mounts there."""
     logins = _compose_logins()
     script = SERVICES["mlflow-users"]["entrypoint"][2]
     found = {name.removeprefix("client-login-") for name in ansible if name.startswith("client-login-")}
     assert found == set(CLIENT_LOGIN_PROGRAMS), f"roles give logins to {found}: update CLIENT_LOGIN_PROGRAMS"
-    for role, (kind, where) in CLIENT_LOGIN_PROGRAMS.items():
-        client = ansible[f"client-login-{role}"]
+    for identity, (kind, where) in CLIENT_LOGIN_PROGRAMS.items():
+        client = ansible[f"client-login-{identity}"]
+        assert client["identity"] == identity
         if kind == "service":
             home = RSERVICES[where]["environment"]["HOME"]
             program = where
         else:
             home = next(w[0].split("=", 1)[1] for w in _shell_lines(_config(where)) if w[0].startswith("HOME="))
             program = "scheduler"
-        assert home == client["home"], role
+        assert home == client["home"], identity
         login = logins[client["name"]]
-        assert login["mlflow_credentials"] == client["dest"] == f"{home}/.mlflow/credentials", role
-        assert login["owner"] == MLOPS_UID and client["owner"] == "mlops" and client["mode"] == "0600", role
-        assert _volume_at("mlflow-users", home) == _volume_at(program, home), role
+        assert login["mlflow_credentials"] == client["dest"] == f"{home}/.mlflow/credentials", identity
+        assert login["owner"] == MLOPS_UID and client["owner"] == "mlops" and client["mode"] == "0600", identity
+        assert _volume_at("mlflow-users", home) == _volume_at(program, home), identity
         # The same settings as the role's file (the password is the generated one).
         written = f"[mlflow]\nmlflow_tracking_username = {client['name']}\nmlflow_tracking_password = {LOGIN_PASSWORD}"
-        assert _ini(written) == _ini(client["content"]), role
+        assert _ini(written) == _ini(client["content"]), identity
     assert ('f"[mlflow]\\nmlflow_tracking_username = {name}\\nmlflow_tracking_password = {password}\\n"'
             in script)
 
@@ -854,7 +857,8 @@ def test_compose_runs_the_scheduled_jobs_ansible_defines(ansible):
     assert not missing, f"Ansible schedules {missing}: run them in compose's scheduler or list them in JOBS_LEFT_OUT"
     assert timers >= COMPOSE_JOBS, f"compose runs jobs Ansible does not define: {COMPOSE_JOBS - timers}"
     installed = SERVICES["scheduler"]["command"][0]
-    assert "for job in " + " ".join(sorted(COMPOSE_JOBS, key=["retrain", "backup", "gc"].index)) + ";" in installed
+    assert set(COMPOSE_JOB_ORDER) == COMPOSE_JOBS
+    assert "for job in " + " ".join(COMPOSE_JOB_ORDER) + ";" in installed
 
 
 @pytest.mark.parametrize("job", sorted(COMPOSE_JOBS))
@@ -1132,9 +1136,10 @@ def test_compose_metrics_volume_is_the_textfile_directory(ansible):
     assert mounts["scheduler"] == [f"job-metrics:{metrics}"]
     assert {n for n, m in mounts.items() if m} == {"node-exporter", "scheduler", "nginx-init"}
     # The retrain tick and the promotion gate publish there (mlops.textfile), the job scripts too.
-    job = {words[0].split("=", 1)[0]: words[0].split("=", 1)[1] for words in _shell_lines(_config("job-retrain"))
-           if len(words) == 1 and "=" in words[0]}
-    assert job["MLOPS_METRICS_TEXTFILE_DIR"] == metrics
+    for name in ("job-retrain", "job-gate"):
+        job = {words[0].split("=", 1)[0]: words[0].split("=", 1)[1] for words in _shell_lines(_config(name))
+               if len(words) == 1 and "=" in words[0]}
+        assert job["MLOPS_METRICS_TEXTFILE_DIR"] == metrics, name
     for name in COMPOSE_JOBS:
         assert f"metrics={metrics}" in _config(f"job-{name}")
     # The directory is the mlops role's (root:mlops 0775) in the image and whenever the scheduler starts.
