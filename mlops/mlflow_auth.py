@@ -57,6 +57,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
+from mlops import oidc
 from mlops.access import CHECK_PATH, PROMOTION_ALIASES, ROLES
 from mlops.memo import BoundedTable
 from mlops.tags import VERSION_TAG_PREFIX, VERSION_TAG_REQUESTED_BY
@@ -456,6 +457,8 @@ def _front() -> Response | None:
         response = _error(429, "REQUEST_LIMIT_EXCEEDED", "too many failed logins from this address: try again later")
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
+    if (page := oidc.answer(request.path)) is not None:
+        return page
     if request.path == "/metrics":
         capability = "monitor"
     elif request.path.startswith(CHECK_PATH):
@@ -518,6 +521,7 @@ def _configure() -> None:
     _memory = Memory(fresh_s, config.getint("mlops", "stale_login_seconds", fallback=0))
     _store_memo = StoreMemo(fresh_s)
     _trusted_proxies = trusted_proxies(config.get("mlops", "trusted_proxies", fallback=",".join(_LOOPBACK)))
+    oidc.configure(config, on_change=lambda: _store_memo.forget_users())
     key_file = config.get("mlops", "secret_key_file", fallback="")
     if key_file and not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
         # Set in this worker only (after exec: not in /proc/<pid>/environ); no child process runs.
@@ -544,6 +548,9 @@ def create_app(app: Flask | None = None):  # noqa: ANN201 - Flask under gunicorn
     # Answered by _front before MLflow's check; the rule makes the path a known route.
     flask_app.add_url_rule(CHECK_PATH + "<capability>", "mlops_auth_check", check_capability, methods=["GET"])
     flask_app.add_url_rule("/health/backend", "mlops_backend_health", backend_health, methods=["GET"])
+    # Single sign-on's pages (mlops.oidc), answered by _front before MLflow's login check.
+    flask_app.add_url_rule(oidc.PREFIX + "<page>", "mlops_oidc", lambda page: oidc.answer(oidc.PREFIX + page),
+                           methods=["GET"])
     return served
 
 

@@ -1,0 +1,107 @@
+"""Single sign-on's pieces, offline: role mapping, the platform's signed values, and ID-token checks with a key
+made here (tests/platform/test_oidc.py logs in through a real provider, in a real browser)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from mlops import oidc
+
+ISSUER = "https://id.example.test"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _token(key: rsa.RSAPrivateKey, claims: dict, alg: str = "RS256", kid: str = "k1") -> str:
+    head = _b64(json.dumps({"alg": alg, "kid": kid}).encode())
+    body = _b64(json.dumps(claims).encode())
+    signature = key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{head}.{body}.{_b64(signature)}"
+
+
+@pytest.fixture(scope="module")
+def key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def provider(key: rsa.RSAPrivateKey) -> oidc.Provider:
+    p = oidc.Provider(ISSUER)
+    p._meta = {"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks"}
+    p._keys, p._keys_at = {"k1": key.public_key()}, time.monotonic()
+    return p
+
+
+def _claims(**extra: object) -> dict:
+    return {"iss": ISSUER, "aud": "mlops", "sub": "u1", "preferred_username": "alice", "exp": time.time() + 300,
+            "groups": ["ml-team"], **extra}
+
+
+def test_an_id_token_of_the_provider_for_this_platform_is_accepted(provider, key) -> None:  # noqa: ANN001
+    claims = provider.verify(_token(key, _claims(nonce="n1")), "mlops", nonce="n1")
+    assert claims["preferred_username"] == "alice" and claims["groups"] == ["ml-team"]
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"aud": "another-app"}, "not issued by this platform's identity provider"),
+    ({"iss": "https://evil.example.test"}, "not issued by this platform's identity provider"),
+    ({"exp": time.time() - 3600}, "has expired"),
+    ({"nonce": "other"}, "nonce does not match"),
+])
+def test_a_token_for_someone_else_or_too_old_is_refused(provider, key, change, words) -> None:  # noqa: ANN001
+    with pytest.raises(oidc.OidcError, match=words):
+        provider.verify(_token(key, {**_claims(nonce="n1"), **change}), "mlops", nonce="n1")
+
+
+def test_a_forged_or_unsigned_token_is_refused(provider, key) -> None:  # noqa: ANN001
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(oidc.OidcError, match="signature is not the identity provider's"):
+        provider.verify(_token(other, _claims()), "mlops")
+    head, body, _ = _token(key, _claims()).split(".")
+    with pytest.raises(oidc.OidcError, match="RS256 only"):
+        provider.verify(f"{_b64(json.dumps({'alg': 'none'}).encode())}.{body}.", "mlops")
+    with pytest.raises(oidc.OidcError, match="not a signed token"):
+        provider.verify("not-a-jwt", "mlops")
+    tampered = _b64(json.dumps(_claims(preferred_username="admin")).encode())
+    with pytest.raises(oidc.OidcError, match="signature"):
+        provider.verify(f"{head}.{tampered}.{_token(key, _claims()).split('.')[2]}", "mlops")
+
+
+def test_signed_values_hold_only_for_their_kind_key_and_time() -> None:
+    value = oidc.sign(b"k" * 32, "session", {"sub": "alice"}, 60)
+    assert oidc.unsign(b"k" * 32, "session", value)["sub"] == "alice"
+    assert oidc.unsign(b"k" * 32, "token", value) is None  # a session is not a notebook token
+    assert oidc.unsign(b"x" * 32, "session", value) is None
+    body, _, mac = value.partition(".")
+    forged = base64.urlsafe_b64encode(json.dumps({"sub": "admin", "kind": "session", "exp": 9e9}).encode()).decode()
+    assert oidc.unsign(b"k" * 32, "session", f"{forged}.{mac}") is None
+    assert oidc.unsign(b"k" * 32, "session", oidc.sign(b"k" * 32, "session", {"sub": "a"}, -1)) is None
+    assert oidc.unsign(b"k" * 32, "session", "garbage") is None
+
+
+def test_groups_map_to_one_role_and_bad_mappings_are_named() -> None:
+    roles = oidc.parse_roles("ml-team=data-scientist, readers=viewer,\nplatform-admins=admin")
+    config = oidc.OidcConfig(ISSUER, "mlops", "s", "https://x/oidc/callback", roles)
+    assert config.role_of(["readers", "ml-team"]) == "data-scientist"
+    assert config.role_of(["readers", "platform-admins"]) == "admin"
+    assert config.role_of(["readers"]) == "viewer"
+    assert config.role_of(["strangers"]) is None
+    with pytest.raises(oidc.OidcError, match="'ml-team=wizard'"):
+        oidc.parse_roles("ml-team=wizard")
+    with pytest.raises(oidc.OidcError, match="GROUP=ROLE"):
+        oidc.parse_roles("ml-team")
+
+
+def test_after_login_only_a_path_on_this_site() -> None:
+    assert oidc._local("/#/experiments/1") == "/#/experiments/1"
+    assert oidc._local("/oidc/token?") == "/oidc/token"
+    for target in ("https://evil.example.test/", "//evil.example.test/x", "javascript:alert(1)", None, ""):
+        assert oidc._local(target) == "/"
