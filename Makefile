@@ -45,6 +45,9 @@ test-deps: $(VENV_STAMP) ## System packages the tests need beyond what the roles
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@# promtool checks and unit-tests the alert rules (tests/monitoring/test_rules.py) before any instance exists.
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@# The OpenID provider the OIDC login tests start on loopback (tests/oidc: oidc-provider under node, the
+	@# versions package-lock.json pins).
+	@test -d tests/oidc/node_modules/oidc-provider || npm ci --prefix tests/oidc --no-audit --no-fund --silent
 
 test-python: test-deps ## Unit and integration tests (starts a private platform instance on loopback)
 	$(BIN)/pytest -m "not ipex and not infra and not resilience and not monitoring" --durations=15

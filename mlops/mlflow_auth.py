@@ -433,7 +433,8 @@ def _after(response: Response) -> Response:
             _failed_logins.record(client, user)
         log.warning("failed login for user %r from %s (%s %s)", user, client or "this host", request.method,
                     request.path)
-    if response.status_code == 403 and response.mimetype != "application/json":
+    if response.status_code == 403 and response.mimetype != "application/json" and \
+            not request.path.startswith(oidc.PREFIX):
         name = getattr(g, "mlflow_authenticated_user", None)
         if name and (missing := _missing_model(name)) is not None:
             return missing

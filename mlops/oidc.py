@@ -291,6 +291,20 @@ def provision(name: str, groups: list[str]) -> str:
     return role
 
 
+def _existing(name: str) -> str:
+    """A session or token counts only while its user exists (an admin's `mlops users remove` ends them)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth import store
+
+    try:
+        store.get_user(name)  # memoised per worker (mlops.mlflow_auth.StoreMemo)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise OidcError(f"user {name!r} no longer exists on the platform") from exc
+    return name
+
+
 def _bearer_user(token: str) -> str:
     if token.startswith(TOKEN_PREFIX):
         payload = unsign(_key(), "token", token.removeprefix(TOKEN_PREFIX))
@@ -314,11 +328,11 @@ def authenticate_request():  # noqa: ANN201 - MLflow's Authorization or a Respon
         return auth.authenticate_request_basic_auth()
     try:
         if header.startswith("Bearer "):
-            return Authorization("bearer", {"username": _bearer_user(header[7:].strip())})
+            return Authorization("bearer", {"username": _existing(_bearer_user(header[7:].strip()))})
         cookie = request.cookies.get(SESSION_COOKIE)
         session = unsign(_key(), "session", cookie) if cookie else None
         if session is not None:
-            return Authorization("cookie", {"username": str(session["sub"])})
+            return Authorization("cookie", {"username": _existing(str(session["sub"]))})
     except OidcError as exc:
         log.warning("single sign-on refused a request (%s %s): %s", request.method, request.path, exc)
         return _unauthenticated(str(exc))
@@ -398,9 +412,19 @@ def callback():  # noqa: ANN201 - a redirect into the UI, or a page that says wh
 
 
 def logout():  # noqa: ANN201
+    """End the platform's session, then the provider's (RP-initiated logout, where the provider offers it)."""
     from flask import redirect
 
-    response = redirect(f"{PREFIX}logged-out")
+    assert _config is not None and _provider is not None
+    target = f"{PREFIX}logged-out"
+    try:
+        end = _provider.meta().get("end_session_endpoint")
+    except OidcError:
+        end = None
+    if end:
+        back = _config.redirect_uri.removesuffix("callback") + "logged-out"
+        target = f"{end}?{urlencode({'client_id': _config.client_id, 'post_logout_redirect_uri': back})}"
+    response = redirect(target)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
@@ -453,3 +477,26 @@ def answer(path: str):  # noqa: ANN201 - flask.Response or None
     if view is None:
         return _page(404, "Not found", "no such login page")
     return view()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlops.oidc check-roles`` (mapping on stdin): what Ansible runs before writing it."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["check-roles"]:
+        print("usage: python -m mlops.oidc check-roles < 'group=role, ...'", file=sys.stderr)
+        return 2
+    try:
+        roles = parse_roles(sys.stdin.read())
+    except OidcError as exc:
+        print(f"mlops.oidc: {exc}", file=sys.stderr)
+        return 2
+    if not roles:
+        print("mlops.oidc: no group is mapped to a role", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,8 +8,10 @@ user already runs on this machine. It is stopped with `make down` at the end of 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -52,6 +54,11 @@ def _instance_ports(offset: int) -> dict[str, int]:
 
 
 PORTS = _instance_ports(PORT_OFFSET)
+# Single sign-on: every test instance names an OpenID provider on this loopback port (tests/oidc: the npm
+# `oidc-provider`), which tests/platform/test_oidc.py starts; MLflow asks it only when someone logs in there.
+OIDC_PORT = 14000 + PORT_OFFSET
+OIDC_CLIENT_ID = "mlops-test"
+OIDC_ROLES = {"ml-team": "data-scientist", "ml-readers": "viewer"}
 SERVER_NAME = "mlops-test.internal"
 AUTH_CACHE_TTL_S = 10
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -162,6 +169,13 @@ class Platform:
         return {**self.env, "MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": self.password(user)}
 
     @property
+    def oidc_client_secret(self) -> str:
+        """The secret `make up` gave MLflow for the test OpenID provider's client (in the vars file)."""
+        import yaml
+
+        return str(yaml.safe_load(self.vars_file.read_text())["mlflow_oidc_client_secret"])
+
+    @property
     def db_password(self) -> str:
         return (self.state_dir / "credentials" / "postgresql-mlflow").read_text().strip()
 
@@ -227,6 +241,11 @@ def provisioned_platform(extra_vars: dict[str, object] | None = None) -> Iterato
         # worker (the credential cache; 60 s by default): the tests that check it wait less.
         f"mlflow_auth_cache_ttl_seconds: {AUTH_CACHE_TTL_S}",
         *(f"{key}: {value}" for key, value in PORTS.items()),
+        f"mlflow_oidc_issuer: http://127.0.0.1:{OIDC_PORT}",
+        f"mlflow_oidc_client_id: {OIDC_CLIENT_ID}",
+        f"mlflow_oidc_client_secret: {secrets.token_urlsafe(24)}",
+        f"mlflow_oidc_redirect_uri: https://127.0.0.1:{PORTS['nginx_https_port']}/oidc/callback",
+        f"mlflow_oidc_roles: {json.dumps(OIDC_ROLES)}",
         *(f"{key}: {value}" for key, value in (extra_vars or {}).items()),
     ]
     vars_file.write_text("\n".join(lines) + "\n")
@@ -254,6 +273,15 @@ def platform_factory():  # noqa: ANN201 - the context manager itself
 def platform() -> Iterator[Platform]:
     with provisioned_platform() as instance:
         yield instance
+
+
+@pytest.fixture(scope="session")
+def oidc_test_client(platform: Platform) -> tuple[int, dict[str, object]]:
+    """(port, client) of the OpenID provider this session's instance trusts: the port to start it on and the
+    client registration (id, the secret `make up` gave MLflow, the redirect URI) it must know."""
+    return OIDC_PORT, {"client_id": OIDC_CLIENT_ID, "client_secret": platform.oidc_client_secret,
+                       "redirect_uris": [f"{platform.https}/oidc/callback"],
+                       "post_logout_redirect_uris": [f"{platform.https}/oidc/logged-out"]}
 
 
 @pytest.fixture(scope="session")
@@ -285,8 +313,9 @@ def wait_until():  # noqa: ANN201 - the function itself
 
 
 @contextlib.contextmanager
-def _chromium_page(username: str, password: str, height: int = 900) -> Iterator[object]:
-    """A page of Debian's headless Chromium (Playwright) that logs in with basic auth and accepts the test CA."""
+def _chromium_page(username: str | None, password: str | None, height: int = 900) -> Iterator[object]:
+    """A page of Debian's headless Chromium (Playwright) that logs in with basic auth (unless ``username`` is
+    None) and accepts the test CA."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -296,8 +325,9 @@ def _chromium_page(username: str, password: str, height: int = 900) -> Iterator[
                   "--disable-component-update", "--no-first-run", "--disable-sync"],
         )
         try:
-            context = browser.new_context(http_credentials={"username": username, "password": password},
-                                          ignore_https_errors=True, viewport={"width": 1400, "height": height})
+            credentials = {"username": username, "password": password} if username is not None else None
+            context = browser.new_context(http_credentials=credentials, ignore_https_errors=True,
+                                          viewport={"width": 1400, "height": height})
             yield context.new_page()
         finally:
             browser.close()

@@ -242,6 +242,7 @@ def test_status_reports_the_auth_mode(platform) -> None:  # noqa: ANN001
     report = platform_status(platform.state_dir / "platform.json")
     assert report.auth_ok and "anonymous API call refused (401)" in report.auth, report.auth
     assert "Logins: MLflow auth app mlops-auth" in render_status(report)
+    assert "single sign-on through http://127.0.0.1:" in report.auth, report.auth  # the test instance's provider
 
 
 def test_bench_auth_compares_tracking_through_nginx_with_loopback_and_loses_nothing(platform, tmp_path) -> None:  # noqa: ANN001
