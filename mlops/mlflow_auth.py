@@ -549,9 +549,9 @@ def create_app(app: Flask | None = None):  # noqa: ANN201 - Flask under gunicorn
     # Answered by _front before MLflow's check; the rule makes the path a known route.
     flask_app.add_url_rule(CHECK_PATH + "<capability>", "mlops_auth_check", check_capability, methods=["GET"])
     flask_app.add_url_rule("/health/backend", "mlops_backend_health", backend_health, methods=["GET"])
-    # Single sign-on's pages (mlops.oidc), answered by _front before MLflow's login check.
-    flask_app.add_url_rule(oidc.PREFIX + "<page>", "mlops_oidc", lambda page: oidc.answer(oidc.PREFIX + page),
-                           methods=["GET"])
+    if oidc.enabled():  # single sign-on's pages (mlops.oidc), answered by _front before MLflow's login check
+        flask_app.add_url_rule(oidc.PREFIX + "<page>", "mlops_oidc", lambda page: oidc.answer(oidc.PREFIX + page),
+                               methods=["GET"])
     return served
 
 

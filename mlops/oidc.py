@@ -233,6 +233,10 @@ def configure(config: configparser.ConfigParser, on_change: Callable[[], None] |
     return _config
 
 
+def enabled() -> bool:
+    return _config is not None
+
+
 def _key() -> bytes:
     from flask import current_app
 

@@ -105,3 +105,40 @@ def test_after_login_only_a_path_on_this_site() -> None:
     assert oidc._local("/oidc/token?") == "/oidc/token"
     for target in ("https://evil.example.test/", "//evil.example.test/x", "javascript:alert(1)", None, ""):
         assert oidc._local(target) == "/"
+
+
+@pytest.fixture
+def sso(monkeypatch):  # noqa: ANN001, ANN201 - a Flask app with single sign-on configured
+    from flask import Flask
+
+    config = oidc.OidcConfig(ISSUER, "mlops", "s", "https://mlops.example.test/oidc/callback",
+                             {"ml-team": "data-scientist"})
+    monkeypatch.setattr(oidc, "_config", config)
+    monkeypatch.setattr(oidc, "_provider", oidc.Provider(ISSUER))
+    monkeypatch.setattr(oidc, "_existing", lambda name: name)
+    app = Flask(__name__)
+    app.secret_key = "k" * 32
+    return app
+
+
+def _authenticate(app, path: str = "/api/2.0/mlflow/experiments/search", **kwargs):  # noqa: ANN001, ANN202
+    with app.test_request_context(path, **kwargs):
+        return oidc.authenticate_request()
+
+
+def test_sessions_and_notebook_tokens_name_the_person_and_nothing_else_passes(sso) -> None:  # noqa: ANN001
+    with sso.test_request_context("/"):
+        key = oidc._key()
+    session = oidc.sign(key, "session", {"sub": "alice"}, 60)
+    token = oidc.TOKEN_PREFIX + oidc.sign(key, "token", {"sub": "alice"}, 60)
+    assert _authenticate(sso, headers={"Cookie": f"{oidc.SESSION_COOKIE}={session}"}).username == "alice"
+    assert _authenticate(sso, headers={"Authorization": f"Bearer {token}"}).username == "alice"
+    # A session is no bearer token, a token no session; an API call without either is 401 (never a redirect).
+    for headers in ({"Authorization": f"Bearer {oidc.TOKEN_PREFIX}{session}"},
+                    {"Cookie": f"{oidc.SESSION_COOKIE}={token.removeprefix(oidc.TOKEN_PREFIX)}"},
+                    {"Accept": "text/html"}):
+        answer = _authenticate(sso, headers=headers)
+        assert answer.status_code == 401 and "Basic" in answer.headers["WWW-Authenticate"], headers
+    # Only a browser opening the UI is sent to the login, and it comes back to where it was.
+    answer = _authenticate(sso, "/?x=1", headers={"Accept": "text/html"})
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("/oidc/login?next=")

@@ -125,6 +125,21 @@ def test_api_accepts_right_credentials_with_the_public_host_name(platform):
     assert response.status_code == 200, response.text
 
 
+def test_mlflows_security_middleware_is_on_under_gunicorn(platform):
+    """MLflow 3.17 applies its Flask security middleware under gunicorn too (mlflow.server.security): a Host the
+    platform does not serve (DNS rebinding) and a state change from a foreign Origin are refused before any
+    login is looked at, and pages may not be framed by other sites."""
+    api = f"{platform.https}/api/2.0/mlflow/experiments"
+    foreign = requests.get(f"{api}/search?max_results=1", headers={"Host": "rebound.example.test"},
+                           auth=_auth(platform), verify=False, timeout=10)  # noqa: S501 - the Host differs on purpose
+    assert foreign.status_code == 403 and "Invalid Host header" in foreign.text, foreign.text
+    cross = requests.post(f"{api}/create", json={"name": "cross-origin"}, auth=_auth(platform),
+                          headers={"Origin": "https://elsewhere.example.test"}, verify=platform.ca_cert, timeout=10)
+    assert cross.status_code == 403 and "Cross-origin request blocked" in cross.text, cross.text
+    page = requests.get(f"{api}/search?max_results=1", auth=_auth(platform), verify=platform.ca_cert, timeout=10)
+    assert page.status_code == 200 and page.headers.get("X-Frame-Options") == "SAMEORIGIN", dict(page.headers)
+
+
 def test_http_redirects_to_https(platform):
     http = f"http://127.0.0.1:{platform.ports['nginx_http_port']}/some/page?x=1"
     response = requests.get(http, allow_redirects=False, timeout=10)
@@ -294,10 +309,37 @@ def _instance_processes(platform) -> list[str]:
 
 
 def test_down_leaves_no_process_and_up_loses_nothing(platform, logged_run):
+    from typer.testing import CliRunner
+
+    from mlops_cli.cli import app
+
+    # A service credential rotated meanwhile (one command) is what serving logs in with once it is back.
+    old = platform.password("svc-serving")
+    rotated = CliRunner().invoke(app, ["users", "reset-password", "svc-serving"],
+                                 env={"MLOPS_STATE_DIR": str(platform.state_dir)})
+    assert rotated.exit_code == 0 and old not in rotated.output, rotated.output
+    new = platform.password("svc-serving")
     platform.make("down")
     leftovers = _instance_processes(platform)
     assert not leftovers, leftovers
     platform.make("up")
+
+    current = f"{platform.https}/api/2.0/mlflow/users/current"
+    for password, status in ((old, 401), (new, 200)):
+        answer = requests.get(current, auth=("svc-serving", password), verify=platform.ca_cert, timeout=30)
+        assert answer.status_code == status, (status, answer.text[:200])
+    serving_login = (platform.path("data") / "serving/.mlflow/credentials").read_text()
+    assert f"mlflow_tracking_password = {new}" in serving_login and old not in serving_login
+    # Serving asked the registry for its champion with the new login: an answer, not a refusal.
+    deadline, health = time.monotonic() + 120, {}
+    while time.monotonic() < deadline:
+        answer = requests.get(f"{platform.https}/serve/health", auth=("data-scientist", platform.password(
+            "data-scientist")), verify=platform.ca_cert, timeout=30)
+        health = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+        if health.get("model_version") or health.get("load_error"):
+            break
+        time.sleep(2)
+    assert health.get("model_version") or "alias yet" in str(health.get("load_error")), health
 
     import mlflow
 
