@@ -422,9 +422,14 @@ def _missing_model(username: str) -> Response | None:
     return _error(404, "RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found") if readable else None
 
 
+# The body of the auth app's refusal (mlflow.server.auth.make_forbidden_response); other 403s (the security
+# middleware's refused Host or Origin) keep their own words.
+_MLFLOW_FORBIDDEN = b"Permission denied"
+
+
 def _after(response: Response) -> Response:
-    """Count and log a failed login; MLflow's own 403 (plain text) becomes its JSON error with the user's name
-    (or, for a model that does not exist and that the user could read, MLflow's 404)."""
+    """Count and log a failed login; the auth app's own 403 (plain text) becomes MLflow's JSON error with the
+    user's name (or, for a model that does not exist and that the user could read, MLflow's 404)."""
     if request.method != "GET" and _ACCOUNT_ROUTE.search(request.path):
         _store_memo.forget_users()
     if response.status_code == 401 and (user := _basic_user()) is not None:
@@ -433,7 +438,7 @@ def _after(response: Response) -> Response:
             _failed_logins.record(client, user)
         log.warning("failed login for user %r from %s (%s %s)", user, client or "this host", request.method,
                     request.path)
-    if response.status_code == 403 and response.mimetype != "application/json" and \
+    if response.status_code == 403 and response.get_data() == _MLFLOW_FORBIDDEN and \
             not request.path.startswith(oidc.PREFIX):
         name = getattr(g, "mlflow_authenticated_user", None)
         if name and (missing := _missing_model(name)) is not None:

@@ -7,7 +7,8 @@ Turned on by ``[mlops] oidc_issuer`` in MLflow's auth configuration (Ansible: ``
 - ``Authorization: Bearer <token>``: a *notebook token* the platform issued to a person who logged in
   (``/oidc/token``; ``MLFLOW_TRACKING_TOKEN``), or an ID token of the provider itself (signature, issuer,
   audience and expiry checked against the provider's published keys);
-- the session cookie the login sets (the UI in a browser).
+- the session cookie the login sets (the UI in a browser); ``/oidc/password`` sets the same cookie for a local
+  account (MLflow's password, asked by the browser) where a browser is not to go to the provider.
 
 A browser without any of these is sent to ``/oidc/login``: the authorization code flow with PKCE, state
 and nonce; ``/oidc/callback`` checks the ID token and maps the person's provider groups to one platform
@@ -367,13 +368,15 @@ def _cookie_options(max_age: float) -> dict[str, Any]:
 
 def login():  # noqa: ANN201 - a redirect to the provider
     from flask import redirect, request
+    from markupsafe import escape
 
     assert _config is not None and _provider is not None
     verifier, state, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     try:
         endpoint = _provider.meta()["authorization_endpoint"]
     except OidcError as exc:
-        return _page(503, "Login is not available", str(exc))
+        return _page(503, "Login is not available", f"{escape(str(exc))}. A local account logs in with its password "
+                     f"at <a href=\"{PREFIX}password\">{PREFIX}password</a>.", html=True)
     query = urlencode({
         "response_type": "code", "client_id": _config.client_id, "redirect_uri": _config.redirect_uri,
         "scope": _config.scopes, "state": state, "nonce": nonce,
@@ -412,6 +415,24 @@ def callback():  # noqa: ANN201 - a redirect into the UI, or a page that says wh
     response.set_cookie(SESSION_COOKIE, sign(_key(), "session", {"sub": name}, _config.session_s),
                         **_cookie_options(_config.session_s))
     response.delete_cookie(FLOW_COOKIE, path="/")
+    return response
+
+
+def password():  # noqa: ANN201 - a redirect into the UI, or the browser's password prompt
+    """A local login in a browser while sign-on is on (the admin, a person the provider does not know): the
+    browser asks for MLflow's own password (Basic, counted and limited like any failed login) once, and the
+    same session cookie as a provider login carries it from then on."""
+    from flask import redirect, request
+    from mlflow.server import auth
+    from werkzeug.datastructures import Authorization
+
+    assert _config is not None
+    checked = auth.authenticate_request_basic_auth()
+    if not isinstance(checked, Authorization):  # MLflow's 401 and Basic challenge: the browser's prompt
+        return checked
+    response = redirect(_local(request.args.get("next")))
+    response.set_cookie(SESSION_COOKIE, sign(_key(), "session", {"sub": checked.username}, _config.session_s),
+                        **_cookie_options(_config.session_s))
     return response
 
 
@@ -470,7 +491,8 @@ def _page(status: int, title: str, text: str, html: bool = False):  # noqa: ANN2
     return response
 
 
-ROUTES = {"login": login, "callback": callback, "logout": logout, "logged-out": logged_out, "token": token}
+ROUTES = {"login": login, "password": password, "callback": callback, "logout": logout, "logged-out": logged_out,
+          "token": token}
 
 
 def answer(path: str):  # noqa: ANN201 - flask.Response or None

@@ -194,3 +194,21 @@ def test_only_the_gate_writes_its_records_on_versions(monkeypatch, who, method, 
     assert (answer is None) == allowed, answer and answer.get_data(as_text=True)
     if answer is not None:
         assert answer.status_code == 403 and b"PERMISSION_DENIED" in answer.get_data()
+
+
+@pytest.mark.parametrize(("body", "rewritten"), [
+    ("Permission denied", True),  # the auth app's refusal: MLflow's JSON error, naming the user
+    ("Invalid Host header - possible DNS rebinding attack detected", False),  # MLflow's security middleware
+    ("Cross-origin request blocked", False),
+])
+def test_only_the_auth_apps_refusal_is_reworded(body, rewritten) -> None:  # noqa: ANN001
+    from flask import Flask, Response, g
+
+    from mlops import mlflow_auth
+
+    with Flask(__name__).test_request_context("/api/2.0/mlflow/experiments/search", method="GET"):
+        g.mlflow_authenticated_user = "rita"
+        answer = mlflow_auth._after(Response(body, status=403))
+    assert answer.status_code == 403
+    text = answer.get_data(as_text=True)
+    assert (("PERMISSION_DENIED" in text and "'rita'" in text) if rewritten else text == body), text

@@ -142,3 +142,23 @@ def test_sessions_and_notebook_tokens_name_the_person_and_nothing_else_passes(ss
     # Only a browser opening the UI is sent to the login, and it comes back to where it was.
     answer = _authenticate(sso, "/?x=1", headers={"Accept": "text/html"})
     assert answer.status_code == 302 and answer.headers["Location"].startswith("/oidc/login?next=")
+
+
+def test_a_local_password_login_in_the_browser_gets_the_same_session(sso, monkeypatch) -> None:  # noqa: ANN001
+    from flask import Response
+    from mlflow.server import auth
+    from werkzeug.datastructures import Authorization
+
+    challenge = Response("no", 401, headers={"WWW-Authenticate": 'Basic realm="mlflow"'})
+    monkeypatch.setattr(auth, "authenticate_request_basic_auth", lambda: challenge)
+    with sso.test_request_context("/oidc/password?next=/%23/models"):
+        assert oidc.answer("/oidc/password") is challenge  # no or a wrong password: MLflow's prompt, nothing set
+    monkeypatch.setattr(auth, "authenticate_request_basic_auth", lambda: Authorization("basic", {"username": "admin"}))
+    for target, back in (("/%23/models", "/#/models"), ("https://evil.example.test/", "/")):
+        with sso.test_request_context(f"/oidc/password?next={target}"):
+            answer = oidc.answer("/oidc/password")
+            cookie = answer.headers["Set-Cookie"]
+        assert answer.status_code == 302 and answer.headers["Location"] == back
+        assert "Secure" in cookie and "HttpOnly" in cookie
+        session = cookie.split(";")[0].split("=", 1)[1]
+        assert _authenticate(sso, headers={"Cookie": f"{oidc.SESSION_COOKIE}={session}"}).username == "admin"

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import boto3
 import psycopg2
@@ -288,10 +289,14 @@ def test_artifact_paths_cannot_leave_the_artifact_root(platform, logged_run, tem
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed (make test-deps)")
 def test_browser_shows_the_logged_experiment(platform, logged_run, artifacts_dir, chromium_page):
-    # A person's own login (local.env's), in the browser as MLflow asks for it.
+    # A person's own local login (local.env's). Sign-on is on in every test instance: a browser opening the UI
+    # goes to the provider, so a local account logs in at /oidc/password (the browser asks for the password
+    # once) and the session cookie carries it through the UI's calls.
     person = platform.env["MLFLOW_TRACKING_USERNAME"]
     with chromium_page(person, platform.password(person)) as page:
-        page.goto(f"{platform.https}/#/experiments/{logged_run['experiment_id']}/runs", timeout=60_000)
+        runs = f"/#/experiments/{logged_run['experiment_id']}/runs"
+        page.goto(f"{platform.https}/oidc/password?next={quote(runs)}", timeout=60_000)
+        assert "mlops_session" in {c["name"] for c in page.context.cookies()}
         page.get_by_text(EXPERIMENT).first.wait_for(timeout=60_000)
         # The run's name in the runs table (exact: the experiment's name contains it too).
         page.get_by_text("integration", exact=True).first.wait_for(timeout=60_000)
