@@ -366,6 +366,14 @@ def _cookie_options(max_age: float) -> dict[str, Any]:
     return {"max_age": int(max_age), "secure": True, "httponly": True, "samesite": "Lax", "path": "/"}
 
 
+def _with_session(response, name: str):  # noqa: ANN001, ANN202 - flask.Response
+    """``response`` setting the signed session cookie of ``name`` (a provider login or a local password)."""
+    assert _config is not None
+    response.set_cookie(SESSION_COOKIE, sign(_key(), "session", {"sub": name}, _config.session_s),
+                        **_cookie_options(_config.session_s))
+    return response
+
+
 def login():  # noqa: ANN201 - a redirect to the provider
     from flask import redirect, request
     from markupsafe import escape
@@ -411,9 +419,7 @@ def callback():  # noqa: ANN201 - a redirect into the UI, or a page that says wh
         log.warning("single sign-on: a login failed: %s", exc)
         return _page(403 if "no group" in str(exc) else 401, "Login failed", str(exc))
     log.info("single sign-on: %r logged in (role %s)", name, role)
-    response = redirect(flow["next"])
-    response.set_cookie(SESSION_COOKIE, sign(_key(), "session", {"sub": name}, _config.session_s),
-                        **_cookie_options(_config.session_s))
+    response = _with_session(redirect(flow["next"]), name)
     response.delete_cookie(FLOW_COOKIE, path="/")
     return response
 
@@ -430,10 +436,7 @@ def password():  # noqa: ANN201 - a redirect into the UI, or the browser's passw
     checked = auth.authenticate_request_basic_auth()
     if not isinstance(checked, Authorization):  # MLflow's 401 and Basic challenge: the browser's prompt
         return checked
-    response = redirect(_local(request.args.get("next")))
-    response.set_cookie(SESSION_COOKIE, sign(_key(), "session", {"sub": checked.username}, _config.session_s),
-                        **_cookie_options(_config.session_s))
-    return response
+    return _with_session(redirect(_local(request.args.get("next"))), checked.username)
 
 
 def logout():  # noqa: ANN201

@@ -197,18 +197,21 @@ def test_only_the_gate_writes_its_records_on_versions(monkeypatch, who, method, 
 
 
 @pytest.mark.parametrize(("body", "rewritten"), [
-    ("Permission denied", True),  # the auth app's refusal: MLflow's JSON error, naming the user
+    (None, True),  # the auth app's own refusal (MLflow's make_forbidden_response): JSON error, naming the user
     ("Invalid Host header - possible DNS rebinding attack detected", False),  # MLflow's security middleware
     ("Cross-origin request blocked", False),
 ])
 def test_only_the_auth_apps_refusal_is_reworded(body, rewritten) -> None:  # noqa: ANN001
     from flask import Flask, Response, g
+    from mlflow.server import auth
 
     from mlops import mlflow_auth
 
     with Flask(__name__).test_request_context("/api/2.0/mlflow/experiments/search", method="GET"):
         g.mlflow_authenticated_user = "rita"
-        answer = mlflow_auth._after(Response(body, status=403))
+        refusal = auth.make_forbidden_response() if body is None else Response(body, status=403)
+        body = refusal.get_data(as_text=True)
+        answer = mlflow_auth._after(refusal)
     assert answer.status_code == 403
     text = answer.get_data(as_text=True)
     assert (("PERMISSION_DENIED" in text and "'rita'" in text) if rewritten else text == body), text
