@@ -35,9 +35,11 @@ def _get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
     return client.get_model_version(name, version)
 
 
-@retry
-def _get_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion:
+def _alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion:
     return client.get_model_version_by_alias(name, alias)
+
+
+_get_by_alias = retry(_alias_version)
 
 
 @retry
@@ -46,10 +48,13 @@ def search_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
     return list(client.search_model_versions(f"name = '{name}'"))
 
 
-def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version ``alias`` points to, or None when the alias (or the model) does not exist."""
+def version_by_alias(client: MlflowClient, name: str, alias: str, *, retried: bool = True) -> ModelVersion | None:
+    """The version ``alias`` points to, or None when the alias (or the model) does not exist.
+
+    ``retried=False``: one call (the MLflow client's own retries only), for a caller that asks again anyway.
+    """
     try:
-        return _get_by_alias(client, name, alias)
+        return (_get_by_alias if retried else _alias_version)(client, name, alias)
     except MlflowException as exc:
         if _not_found(exc):
             return None

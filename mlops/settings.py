@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     serve_alias: str = "champion"
     serve_poll_interval_s: float = 5.0
     """How often each worker checks which version the alias points to (hot swap)."""
+    serve_registry_retries: int = Field(3, ge=0)
+    """Retries of one registry call in serving (backoff 1 s, 2 s, 4 s): the poll repeats anyway, so a restarting
+    MLflow delays the next check by seconds, not by the MLflow client's default of 7 retries (about 4 minutes)."""
     serve_max_batch: int = 64
     serve_max_image_bytes: int = 4_000_000
     serve_max_body_bytes: int = 32_000_000

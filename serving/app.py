@@ -177,12 +177,19 @@ class ModelHolder:
     def _target_version(self, client: Any) -> str | None:  # noqa: ANN401 - MlflowClient
         from mlops.registry import version_by_alias
 
-        mv = version_by_alias(client, self.name, self.alias)
+        mv = version_by_alias(client, self.name, self.alias, retried=False)  # the loop polls again anyway
         return None if mv is None else str(mv.version)
 
     def _loop(self) -> None:
         from mlflow import MlflowClient
+        from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, MLFLOW_HTTP_REQUEST_MAX_RETRIES
 
+        # The serving process's registry calls (this loop's, and the model downloads it starts) give up within
+        # seconds; an explicit MLflow setting in the environment still wins.
+        if not MLFLOW_HTTP_REQUEST_MAX_RETRIES.is_set():
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES.set(get_settings().serve_registry_retries)
+        if not MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.is_set():
+            MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.set(1)
         client = MlflowClient()
         interval = get_settings().serve_poll_interval_s
         while not self._stop.is_set():

@@ -335,6 +335,18 @@ def test_down_leaves_no_process_and_up_loses_nothing(platform, logged_run):
         assert answer.status_code == status, (status, answer.text[:200])
     serving_login = (platform.path("data") / "serving/.mlflow/credentials").read_text()
     assert f"mlflow_tracking_password = {new}" in serving_login and old not in serving_login
+    # Serving, started by `make up` only after its login was rewritten, asks the registry for its champion
+    # with the new login: an answer, not a refusal.
+    def answered(health: dict) -> bool:
+        return bool(health.get("model_version")) or "alias yet" in str(health.get("load_error"))
+
+    deadline, health = time.monotonic() + 60, {}
+    while not answered(health) and time.monotonic() < deadline:
+        answer = requests.get(f"{platform.https}/serve/health", auth=("data-scientist", platform.password(
+            "data-scientist")), verify=platform.ca_cert, timeout=30)
+        health = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+        time.sleep(0 if answered(health) else 2)
+    assert answered(health), (health, (platform.path("log") / "serving.log").read_text(errors="replace")[-3000:])
 
     import mlflow
 

@@ -197,3 +197,29 @@ def test_each_request_reports_its_wait_for_the_batch_that_runs_it() -> None:
 
     asyncio.run(no_model())
     assert len(waits) == 3  # no batch ran: no wait reported
+
+
+def test_an_unreachable_registry_shows_on_health_in_seconds_not_minutes(monkeypatch) -> None:  # noqa: ANN001
+    """The poller's registry call gives up after ``serve_registry_retries`` short retries (the MLflow client's own
+    default, 7 retries with doubling backoff, kept a serving process 'starting' for minutes after MLflow restarted)."""
+    import socket
+    import time
+
+    from serving.app import ModelHolder
+
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
+        monkeypatch.delenv(name, raising=False)  # undone after the test: the poller's defaults do not leak
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    holder = ModelHolder("pill-quality", "champion")
+    start = time.monotonic()
+    holder.start()
+    try:
+        while holder.load_error is None and time.monotonic() - start < 60:
+            time.sleep(0.2)
+    finally:
+        holder.stop()
+    assert holder.load_error is not None and "cannot reach the registry" in holder.load_error["error"]
+    assert time.monotonic() - start < 30, holder.load_error
