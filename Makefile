@@ -56,11 +56,13 @@ test-python: test-deps ## Unit and integration tests (starts a private platform 
 # Groups are independent (own instance names, ports and environments), so `make test` runs them
 # two at a time, longest first (the two slots end close together), each group's output printed
 # whole when it ends.
-TEST_GROUPS := 1100:test-python
+TEST_GROUPS := 1500:test-python
 TEST_JOBS ?= 2
 test_order = $(shell printf '%s\n' $(TEST_GROUPS) | sort -t: -k1,1nr | cut -d: -f2)
 
-test: $(VENV_STAMP) test-deps ## Everything CI runs (the test groups, two at a time)
+# The environments the groups need (.venv, test-deps, the infra and IPEX tool environments) are their
+# prerequisites in the same parallel make, so one is built while the other slot builds .venv.
+test: ## Everything CI runs (the test groups, two at a time)
 	@echo "make test: running $(test_order) ($(TEST_JOBS) at a time)"
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(test_order); \

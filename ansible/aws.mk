@@ -13,10 +13,10 @@ provision: $(VENV_STAMP) ## Configure the AWS hosts from the inventory `make inv
 	$(BIN)/ansible-playbook -i $(PROVISION_INVENTORY) ansible/site.yml $(ANSIBLE_ARGS)
 
 # Needs moto[server]: .venv-infra (infra/infra.mk's INFRA_STAMP, `make infra-venv`) has it.
-test-aws-sim: $(VENV_STAMP) $(INFRA_STAMP) ## Provision an AWS-shaped inventory against loopback emulators (RDS, Secrets Manager, S3)
+test-aws-sim: test-deps $(INFRA_STAMP) ## Provision an AWS-shaped inventory against loopback emulators (RDS, Secrets Manager, S3)
 	@start=$$(date +%s); \
 	MLOPS_MOTO_SERVER=$${MLOPS_MOTO_SERVER:-$(CURDIR)/.venv-infra/bin/moto_server} \
 	  $(BIN)/pytest -m aws_sim tests/aws_sim -q; \
 	echo "[aws-sim] test-aws-sim passed in $$(( $$(date +%s) - start )) s"
 
-TEST_GROUPS += 750:test-aws-sim
+TEST_GROUPS += 620:test-aws-sim

@@ -6,7 +6,9 @@ IPEX_STAMP := $(IPEX_VENV)/.installed
 
 .PHONY: ipex-venv ipex-test train bench
 
-$(IPEX_STAMP): pyproject.toml training/training.mk
+# After .venv (order only): two editable installs of this checkout at once would write the same
+# build metadata in it (`make test` builds the environments in parallel).
+$(IPEX_STAMP): pyproject.toml training/training.mk | $(VENV_STAMP)
 	$(PYTHON) -m venv $(IPEX_VENV)
 	$(IPEX_VENV)/bin/pip install --quiet --upgrade pip
 	$(IPEX_VENV)/bin/pip install --quiet -e '.[ipex,test]'
