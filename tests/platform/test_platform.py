@@ -327,7 +327,14 @@ def test_down_leaves_no_process_and_up_loses_nothing(platform, logged_run):
     platform.make("down")
     leftovers = _instance_processes(platform)
     assert not leftovers, leftovers
-    platform.make("up")
+    # Run from a shell holding someone's MLflow login (a notebook's local.env, sourced): the programs never see it.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_USERNAME", "someone-in-the-shell")
+        mp.setenv("MLFLOW_TRACKING_PASSWORD", "not-a-service-login")
+        platform.make("up")
+    pid = platform.supervisorctl("pid", f"{platform.instance}-serving").stdout.strip()
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert not [v for v in environ if v.startswith(b"MLFLOW_TRACKING_USERNAME")], "the shell's login reached serving"
 
     current = f"{platform.https}/api/2.0/mlflow/users/current"
     for password, status in ((old, 401), (new, 200)):

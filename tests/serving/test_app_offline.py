@@ -208,7 +208,9 @@ def test_an_unreachable_registry_shows_on_health_in_seconds_not_minutes(monkeypa
     from serving.app import ModelHolder
 
     for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
-        monkeypatch.delenv(name, raising=False)  # undone after the test: the poller's defaults do not leak
+        # setenv first: monkeypatch then restores the variable's state from before the test (the poller sets it)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
