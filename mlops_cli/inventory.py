@@ -169,6 +169,9 @@ def build_inventory(outputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
         "mlops_public_hostname": v["mlflow_public_hostname"],
         "trainer_rendezvous_host": rendezvous,
         "mlops_topology": layout,
+        # The private network: nginx takes a client's address from X-Forwarded-For only from there
+        # (older outputs lack it: null, and nginx believes loopback alone).
+        "mlops_vpc_cidr": _value(outputs, "vpc_cidr", required=False),
     }
     return hosts, group_vars
 

@@ -10,7 +10,8 @@ throughput on a 2-core host: ``mlops bench auth``).
 
 - A refusal (401, 403, 429) reaches the client as MLflow gave it (status, JSON body, ``WWW-Authenticate``,
   ``Retry-After``) and is never kept: a corrected or new password works at once. MLflow counts and limits
-  failed logins per client address (the ``X-Real-IP`` nginx set, passed on).
+  failed logins per client address (the ``X-Real-IP`` nginx set, passed on; also as ``X-Forwarded-For``, which
+  the MLflow host's nginx believes from the private network: ``MLOPS_REAL_IP_FROM``).
 - A yes outlives a removed user or a changed role by at most ``fresh_s`` (plus MLflow's own cache period).
 - While MLflow is unreachable, a yes up to ``stale_s`` old still counts; anyone else gets 503.
 - Requests without the header are not checked, as before: they come from this host's loopback (the platform's
@@ -65,8 +66,11 @@ class LoginCheck:
     async def _ask(self, capability: str, authorization: str | None, client: str | None) -> httpx.Response:
         if self._client is None:
             self._client = httpx.AsyncClient(verify=self.verify, timeout=self.timeout_s, transport=self._transport)
+        # The client's address both ways: X-Real-IP for MLflow on loopback (it believes its trusted
+        # proxies), X-Forwarded-For for an nginx on the way (a serving host reaches MLflow through the
+        # MLflow host's nginx, which takes the client's address from it when the peer is private).
         headers = {**({"Authorization": authorization} if authorization else {}),
-                   **({"X-Real-IP": client} if client else {})}
+                   **({"X-Real-IP": client, "X-Forwarded-For": client} if client else {})}
         return await self._client.get(self.url + capability, headers=headers)
 
     async def refusal(self, capability: str, authorization: str | None, client: str | None,

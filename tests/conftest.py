@@ -370,6 +370,40 @@ def patched_environ():  # noqa: ANN201 - a context manager factory
     return _environ
 
 
+def _nginx_main_config(work: Path, servers: Path) -> Path:
+    """A main nginx.conf of its own in ``work`` (pid, logs and temporary files there) including the
+    server blocks in ``servers``; for `nginx -t` or an nginx a test runs."""
+    for sub in ("logs", "tmp"):
+        (work / sub).mkdir(exist_ok=True)
+    main = work / "nginx.conf"
+    main.write_text(
+        f"pid {work}/nginx.pid; error_log {work}/logs/error.log;\n"
+        f"events {{}}\nhttp {{ access_log {work}/logs/access.log; client_body_temp_path {work}/tmp/b;"
+        f" proxy_temp_path {work}/tmp/p; fastcgi_temp_path {work}/tmp/f; uwsgi_temp_path {work}/tmp/u;"
+        f" scgi_temp_path {work}/tmp/s; include {servers}; }}\n"
+    )
+    return main
+
+
+@pytest.fixture(scope="session")
+def nginx_main_config():  # noqa: ANN201 - the function itself
+    """``nginx_main_config(work_dir, server_blocks_file)`` -> the main configuration's path."""
+    return _nginx_main_config
+
+
+@pytest.fixture(autouse=True)
+def _environ_restored() -> Iterator[None]:
+    """Undo what a test leaves in os.environ: a command run in-process (Typer's CliRunner) loads
+    .mlops/local.env into it, and the next test (or a platform started later by this process)
+    would otherwise see that login."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+
+
 @dataclass
 class ServeProcess:
     """A private ``mlops serve`` (gunicorn + uvicorn worker) on a free loopback port."""

@@ -284,8 +284,13 @@ def test_serving_host_reaches_mlflow_through_nginx_and_monitoring_on_rds(aws_sim
         f"host=127.0.0.1 port={aws_sim.rds_port} dbname=mlops user=mlops_app sslmode=require"
     )
     assert "MLFLOW_TRACKING_PASSWORD" not in env
+    # Its own account owns its login and its copy of the application database's pgpass file.
     credentials = Path(env["HOME"]) / ".mlflow" / "credentials"
-    assert credentials.stat().st_mode & 0o777 == 0o600 and credentials.owner() == "mlops"
+    assert credentials.stat().st_mode & 0o777 == 0o600 and credentials.owner() == "mlops-serving"
+    pgpass = Path(env["PGPASSFILE"])
+    assert pgpass.parent == Path(env["HOME"]) and pgpass.owner() == "mlops-serving"
+    assert pgpass.stat().st_mode & 0o777 == 0o600
+    assert pgpass.read_text() == (aws_sim.path("config") / "monitoring" / "pgpass").read_text()
     login = credentials.read_text()
     own = (aws_sim.state_dir / "credentials" / "mlflow-svc-serving").read_text().strip()
     assert "mlflow_tracking_username = svc-serving" in login and own in login

@@ -56,6 +56,7 @@ def test_group_vars_contract(outputs: dict, tmp_path: Path) -> None:
         "mlops_public_hostname",
         "trainer_rendezvous_host",
         "mlops_topology",
+        "mlops_vpc_cidr",
     }
     assert gv["mlops_deployment"] == "aws"
     assert gv["mlflow_db_port"] == 5432
@@ -65,6 +66,12 @@ def test_group_vars_contract(outputs: dict, tmp_path: Path) -> None:
     assert gv["rds_roles_master_secret_arn"] == outputs["db_password_secret_arn"]["value"]
     assert gv["mlflow_artifacts_prefix"] == "mlflow"
     assert gv["trainer_rendezvous_host"] == outputs["trainer_private_ips"]["value"][0]
+    assert gv["mlops_vpc_cidr"] == outputs["vpc_cidr"]["value"] == "10.40.0.0/16"
+
+
+def test_older_outputs_without_the_vpc_block_give_null(outputs: dict, tmp_path: Path) -> None:
+    del outputs["vpc_cidr"]
+    assert yaml.safe_load(write_inventory(outputs, tmp_path)[1].read_text())["mlops_vpc_cidr"] is None
 
 
 def test_no_trainers_gives_null_rendezvous(outputs: dict, tmp_path: Path) -> None:

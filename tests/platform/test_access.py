@@ -7,8 +7,10 @@ second person, a viewer, is added here with `mlops users`, as an admin would.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import subprocess
 import sys
 import time
@@ -169,6 +171,34 @@ def test_serving_reads_its_model_and_writes_nothing(as_user, model, platform, vi
             status = requests.get(f"{platform.https}{path}", auth=(user, platform.password(user)),
                                   verify=platform.ca_cert, timeout=30).status_code
             assert (status in {200, 503}) == (user in allowed), (path, user, status)
+
+
+def test_serving_runs_as_its_own_account_and_reads_no_other_secret(platform) -> None:  # noqa: ANN001
+    """Serving loads models, which may run code: it runs as an account of its own, outside the
+    platform's group, and can read its own MLflow login and pgpass copy but none of MLflow's files
+    (auth.ini with the admin's password, the Flask key, the store's pgpass) nor the jobs' logins."""
+    pid = platform.supervisorctl("pid", f"{platform.instance}-serving").stdout.strip()
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    uid = int(next(line for line in status if line.startswith("Uid:")).split()[1])
+    account = pwd.getpwuid(uid)
+    assert account.pw_name == "mlops-serving"
+    assert grp.getgrnam("mlops").gr_gid not in os.getgrouplist(account.pw_name, account.pw_gid)
+    workers = [p for p in Path("/proc").glob("[0-9]*") if (p / "status").exists()
+               and f"PPid:\t{pid}" in (p / "status").read_text()]
+    assert workers and all(f"Uid:\t{uid}\t" in (w / "status").read_text() for w in workers)
+
+    def readable(path: Path) -> bool:
+        return subprocess.run(["runuser", "-u", account.pw_name, "--", "cat", str(path)],
+                              capture_output=True, timeout=30, check=False).returncode == 0
+
+    config, data = platform.path("config"), platform.path("data")
+    for path in (data / "serving/.mlflow/credentials", data / "serving/.pgpass"):
+        assert (path.stat().st_uid, path.stat().st_mode & 0o777) == (uid, 0o600), path
+        assert readable(path), path
+    for path in (config / "mlflow/auth.ini", config / "mlflow/flask-secret-key", config / "mlflow/pgpass",
+                 config / "monitoring/pgpass", data / "retrain/.mlflow/credentials",
+                 data / "gate/.mlflow/credentials", data / "gc/.mlflow/credentials"):
+        assert path.is_file() and not readable(path), f"serving's account can read {path}"
 
 
 def test_missing_or_wrong_logins_are_401_everywhere(platform) -> None:  # noqa: ANN001

@@ -127,7 +127,8 @@ IDENTITIES_LEFT_OUT = {
 }
 CLIENT_LOGIN_PROGRAMS = {"serving": ("service", "serving"), "retrain": ("job", "job-retrain"),
                          "gate": ("job", "job-gate"), "gc": ("job", "job-gc")}
-# The users the images run as (mlops: the Dockerfile's; Prometheus: the prom/prometheus image's nobody).
+# The users the images run as (mlops, mlops-serving: the Dockerfile's; Prometheus: the prom/prometheus
+# image's nobody).
 MLOPS_UID = 10001
 PROMETHEUS_UID = 65534
 # Stand-ins for the passwords in what the roles render (the probe never resolves a real one).
@@ -383,6 +384,12 @@ def _probe_playbook() -> list[dict]:
             "owner": copy["owner"], "mode": copy["mode"],
         }, {**job, "mlops_mlflow_logins": "{{ {mlops_service_identities[mlops_client_service_identity].name: "
                                           "{'password': '" + LOGIN_PASSWORD + "'}} }}"})
+    _role, serving_pgpass = _find_task("copies the application database's pgpass file for serving", lambda t: (
+        isinstance(_module(t, _COPY), dict) and _module(t, _COPY).get("remote_src")
+        and "mlops_app_db_pgpass" in str(_module(t, _COPY).get("src", ""))))
+    copy = _module(serving_pgpass, _COPY)
+    dump("serving-pgpass", {key: copy[key] for key in ("src", "dest", "owner", "group", "mode")},
+         serving_pgpass.get("vars", {}))
     roles = sorted(p.name for p in (ANSIBLE / "roles").iterdir() if (p / "defaults").is_dir() or (p / "vars").is_dir())
     return [{
         "name": "Render the Ansible single node as compose runs it",
@@ -690,9 +697,23 @@ def _volume_at(service: str, path: str) -> str:
 
 
 def _mlops_gid(group: str) -> int:
-    found = re.search(rf"groupadd --system --gid (\d+) {group}\b", _dockerfile())
+    found = re.search(rf"groupadd --system --gid (\d+) {group}(?![\w-])", _dockerfile())
     assert found, f"the image makes no group {group}"
     return int(found.group(1))
+
+
+def _image_uid(user: str) -> int:
+    """The uid the image gives an account (its useradd line ends with the name)."""
+    return int(_image_account(user)[0])
+
+
+def _image_account(user: str) -> tuple[str, str]:
+    """(uid, primary group) of an account the image makes (one useradd command, continued lines joined)."""
+    joined = re.sub(r"\\\n\s*", " ", _dockerfile())
+    found = re.search(rf"useradd --system --uid (\d+) --gid (\S+) [^&\n]*--shell /usr/sbin/nologin {user}(?![\w-])",
+                      joined)
+    assert found, f"the image makes no user {user}"
+    return found.group(1), found.group(2)
 
 
 def test_compose_mlflow_runs_the_auth_app_the_project_installs(ansible):
@@ -796,7 +817,7 @@ def test_compose_mlflow_login_passwords_come_from_files(ansible):
             assert COMPOSE["secrets"][secret["source"]]["environment"] in example, name
             assert (secret["uid"], oct(secret["mode"])) == ("0", "0o400"), name
         else:
-            assert login["owner"] in (MLOPS_UID, PROMETHEUS_UID), name
+            assert login["owner"] in (MLOPS_UID, _image_uid("mlops-serving"), PROMETHEUS_UID), name
             assert ("mlflow_credentials" in login) != ("password_file" in login), name
     script = SERVICES["mlflow-users"]["entrypoint"][2]
     assert f"LENGTH = {ansible['mlflow-logins']['password_length']}\n" in script
@@ -806,8 +827,8 @@ def test_compose_mlflow_login_passwords_come_from_files(ansible):
 
 def test_compose_programs_log_in_to_mlflow_as_the_roles_have_them(ansible):
     """Serving and the retrain, gate and gc jobs each log in with the identity its role gives it,
-    in ~/.mlflow/credentials of the HOME it runs with (the mlops_client role's file: same keys, user
-    mlops, 0600), in the volume the program mounts there."""
+    in ~/.mlflow/credentials of the HOME it runs with (the mlops_client role's file: same keys, the
+    program's own user, 0600), in the volume the program mounts there."""
     logins = _compose_logins()
     script = SERVICES["mlflow-users"]["entrypoint"][2]
     found = {name.removeprefix("client-login-") for name in ansible if name.startswith("client-login-")}
@@ -824,7 +845,10 @@ def test_compose_programs_log_in_to_mlflow_as_the_roles_have_them(ansible):
         assert home == client["home"], identity
         login = logins[client["name"]]
         assert login["mlflow_credentials"] == client["dest"] == f"{home}/.mlflow/credentials", identity
-        assert login["owner"] == MLOPS_UID and client["owner"] == "mlops" and client["mode"] == "0600", identity
+        # The program's account owns it: serving's own (as the service runs), the jobs' mlops.
+        user = SERVICES[where]["user"] if kind == "service" else "mlops"
+        assert client["owner"] == user and client["mode"] == "0600", identity
+        assert login["owner"] == _image_uid(user), identity
         assert _volume_at("mlflow-users", home) == _volume_at(program, home), identity
         # The same settings as the role's file (the password is the generated one).
         written = f"[mlflow]\nmlflow_tracking_username = {client['name']}\nmlflow_tracking_password = {LOGIN_PASSWORD}"
@@ -849,6 +873,30 @@ def test_compose_serving_command_and_environment_match_ansible(ansible):
     assert RSERVICES["serving"]["environment"] == serving["environment"]
     port = _argv(serving["command"])[_argv(serving["command"]).index("--port") + 1]
     assert RSERVICES["nginx"]["environment"]["MLOPS_SERVING_UPSTREAM"] == f"serving:{port}"
+
+
+def test_compose_serving_has_its_own_account_and_pgpass_copy(ansible):
+    """Serving runs as its own account, outside group mlops (a model that runs code when it loads
+    reads none of MLflow's or the jobs' secrets), with its own copy of the application database's
+    pgpass file where the role puts it: postgres-init copies it into serving's state volume with the
+    role's owner and mode, and serving mounts none of the platform's credential volumes."""
+    serving, pgpass = ansible["service-serving"], ansible["serving-pgpass"]
+    user = serving["user"]
+    assert user != "mlops" and SERVICES["serving"]["user"] == user
+    uid = _image_uid(user)
+    assert uid != MLOPS_UID and _image_account(user)[1] == user, "serving's own primary group, not mlops"
+    assert (pgpass["owner"], pgpass["group"], pgpass["mode"]) == (user, user, "0600")
+    assert RSERVICES["serving"]["environment"]["PGPASSFILE"] == pgpass["dest"]
+    state = RSERVICES["serving"]["environment"]["MLOPS_STATE_DIR"]
+    assert Path(pgpass["dest"]).parent == Path(state)
+    script = RSERVICES["postgres-init"]["command"][0]
+    assert f"setup mlops mlops_app {pgpass['src']}\n" in script
+    gid = _mlops_gid(user)
+    assert f"chown {uid}:{gid} {state} && chmod 0750 {state}\n" in script
+    assert f"install -o {uid} -g {gid} -m 0600 {pgpass['src']} {pgpass['dest']}\n" in script
+    assert _volume_at("postgres-init", state) == _volume_at("serving", state)
+    mounted = {v.split(":")[0] for v in SERVICES["serving"].get("volumes", [])}
+    assert mounted == {_volume_at("serving", state)}, f"serving mounts {mounted}: only its state"
 
 
 def test_compose_runs_the_scheduled_jobs_ansible_defines(ansible):
@@ -939,7 +987,7 @@ def test_compose_certificate_request_matches_ansible(ansible):
 
 @pytest.mark.integration
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
-def test_compose_nginx_config_passes_nginx_t(platform, tmp_path):
+def test_compose_nginx_config_passes_nginx_t(platform, tmp_path, nginx_main_config):
     """Render the shared template with compose's values (as envsubst would) and run `nginx -t`.
 
     Upstream service names only resolve inside the compose network: loopback addresses stand in.
@@ -957,15 +1005,7 @@ def test_compose_nginx_config_passes_nginx_t(platform, tmp_path):
     text = (REPO / "nginx/templates/mlops.conf.template").read_text()
     rendered = re.sub(r"\$\{(MLOPS_[A-Z_]+)\}", lambda m: str(env[m.group(1)]), text)
     (tmp_path / "conf.d.conf").write_text(rendered)
-    for sub in ("logs", "tmp"):
-        (tmp_path / sub).mkdir()
-    main = tmp_path / "nginx.conf"
-    main.write_text(
-        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/logs/error.log;\n"
-        f"events {{}}\nhttp {{ client_body_temp_path {tmp_path}/tmp/b; proxy_temp_path {tmp_path}/tmp/p;"
-        f" fastcgi_temp_path {tmp_path}/tmp/f; uwsgi_temp_path {tmp_path}/tmp/u; scgi_temp_path {tmp_path}/tmp/s;"
-        f" include {tmp_path}/conf.d.conf; }}\n"
-    )
+    main = nginx_main_config(tmp_path, tmp_path / "conf.d.conf")
     result = subprocess.run(["nginx", "-t", "-p", str(tmp_path), "-c", str(main)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

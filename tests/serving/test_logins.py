@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -29,6 +30,8 @@ class FakeMlflow:
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
         auth = request.headers.get("authorization")
+        # The client's address goes both ways (MLflow on loopback, or an nginx on the way).
+        assert request.headers.get("x-forwarded-for") == request.headers.get("x-real-ip")
         self.asked.append((request.url.path, auth, request.headers.get("x-real-ip")))
         if auth == GOOD:
             return httpx.Response(204)
@@ -91,8 +94,10 @@ def test_the_middleware_checks_only_what_nginx_marked() -> None:
     assert client.get("/predict", headers=marked).status_code == 401
 
 
-def test_nginx_marks_every_serve_request_with_the_header_serving_reads() -> None:
-    template = (REPO / "nginx/templates/mlops.conf.template").read_text()
-    serve = re.search(r"location /serve/ \{(.*?)\n    \}", template, re.S).group(1)
+@pytest.mark.parametrize("template", ["nginx/templates/mlops.conf.template", "nginx/serving-host.conf.template"])
+def test_nginx_marks_every_serve_request_with_the_header_serving_reads(template: str) -> None:
+    """The MLflow host's nginx and a serving host's: /serve/ always carries nginx's own check header."""
+    text = (REPO / template).read_text()
+    serve = re.search(r"location /serve/ \{(.*?)\n    \}", text, re.S).group(1)
     assert f"proxy_set_header {LOGIN_CHECK_HEADER} predict;" in serve
     assert "proxy_set_header X-Real-IP $remote_addr;" in serve

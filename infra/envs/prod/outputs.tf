@@ -8,6 +8,11 @@ output "vpc_id" {
   value       = module.network.vpc_id
 }
 
+output "vpc_cidr" {
+  description = "IPv4 block of the VPC: the private network whose proxies (the load balancer, serving hosts) each host's nginx believes about a client's address (X-Forwarded-For)."
+  value       = module.network.vpc_cidr_block
+}
+
 output "mlflow_instance_id" {
   description = "Instance id of the MLflow host (SSM Session Manager target); null in the scaled layout (hosts come and go: see mlflow_autoscaling_group_name)."
   value       = try(module.mlflow.instance_ids[0], null)

@@ -550,13 +550,13 @@ variable "serving_desired_capacity" {
 }
 
 variable "serving_health_check_path" {
-  description = "scaled: path of the load balancer's health check on the serving hosts' nginx (which maps /serve/ to the serving app)."
+  description = "scaled: path of the load balancer's health check on the serving hosts' nginx (nginx/serving-host.conf.template): /health is the serving app's own, without a login; /serve/* needs a login that may predict, which the health check has not."
   type        = string
-  default     = "/serve/health"
+  default     = "/health"
 
   validation {
     condition     = can(regex("^/[A-Za-z0-9/_.-]*$", var.serving_health_check_path))
-    error_message = "serving_health_check_path must be an absolute path such as /serve/health."
+    error_message = "serving_health_check_path must be an absolute path such as /health."
   }
 }
 

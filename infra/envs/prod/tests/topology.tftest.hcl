@@ -94,8 +94,8 @@ run "scaled_layout" {
   }
 
   assert {
-    condition     = aws_lb_target_group.mlflow[0].health_check[0].path == "/health" && aws_lb_target_group.serving[0].health_check[0].path == "/serve/health"
-    error_message = "Health checks: /health on MLflow's nginx, /serve/health on the serving hosts."
+    condition     = aws_lb_target_group.mlflow[0].health_check[0].path == "/health" && aws_lb_target_group.serving[0].health_check[0].path == "/health"
+    error_message = "Health checks: /health on MLflow's nginx and on the serving hosts' nginx (no login; /serve/* needs one)."
   }
 
   assert {
