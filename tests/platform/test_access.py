@@ -313,6 +313,21 @@ def test_failed_logins_are_limited_and_logged_without_the_password(platform) -> 
     assert wrong not in log
 
 
+def test_the_clients_address_behind_a_private_proxy_reaches_mlflow(platform) -> None:  # noqa: ANN001
+    """nginx takes the client's address from X-Forwarded-For when the peer is a proxy of the private
+    network (the load balancer, a serving host; loopback where none is configured): MLflow logs (and
+    limits) a failed login under that address, not the proxy's."""
+    address, wrong = "198.51.100.23", f"wrong-{uuid.uuid4().hex}"
+    response = requests.get(f"{platform.https}/api/2.0/mlflow/experiments/search?max_results=1",
+                            auth=(PERSON, wrong), headers={"X-Forwarded-For": f"203.0.113.9, {address}"},
+                            verify=platform.ca_cert, timeout=30)
+    assert response.status_code == 401
+    log = (platform.path("log") / "mlflow.log").read_text(errors="replace")
+    # The rightmost address that is not a trusted proxy: what the proxy saw, not what the client wrote.
+    assert f"failed login for user '{PERSON}' from {address}" in log
+    assert "from 203.0.113.9" not in log and wrong not in log
+
+
 def test_no_login_secret_in_processes_logs_or_ansible_output(platform) -> None:  # noqa: ANN001
     secrets = [path.read_text().strip().encode() for path in (platform.state_dir / "credentials").glob("mlflow-*")]
     assert len(secrets) >= 7 and all(len(secret) >= 24 for secret in secrets)
