@@ -370,6 +370,28 @@ def patched_environ():  # noqa: ANN201 - a context manager factory
     return _environ
 
 
+def _ansible_probe_dir(root: Path) -> tuple[Path, dict[str, str]]:
+    """A mirror of the repository made of links under ``root``, its ansible/ a directory of links:
+    a probe playbook written there runs with the real playbook_dir, group_vars and the paths the
+    roles derive from them. Returns (that directory, the environment to run ansible-playbook with)."""
+    work = root / "ansible"
+    work.mkdir(parents=True)
+    for entry in REPO.iterdir():
+        if entry.name != "ansible":
+            (root / entry.name).symlink_to(entry)
+    for entry in (REPO / "ansible").iterdir():
+        (work / entry.name).symlink_to(entry)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible/ansible.cfg"),
+               ANSIBLE_ROLES_PATH=str(REPO / "ansible/roles"))
+    return work, env
+
+
+@pytest.fixture(scope="session")
+def ansible_probe_dir():  # noqa: ANN201 - the function itself
+    """``ansible_probe_dir(root)`` -> (directory for a probe playbook beside site.yml, its environment)."""
+    return _ansible_probe_dir
+
+
 def _nginx_main_config(work: Path, servers: Path) -> Path:
     """A main nginx.conf of its own in ``work`` (pid, logs and temporary files there) including the
     server blocks in ``servers``; for `nginx -t` or an nginx a test runs."""

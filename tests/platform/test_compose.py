@@ -16,7 +16,6 @@ from __future__ import annotations
 import configparser
 import fnmatch
 import json
-import os
 import re
 import shlex
 import shutil
@@ -402,24 +401,15 @@ def _probe_playbook() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def ansible(tmp_path_factory) -> dict[str, Any]:
+def ansible(tmp_path_factory, ansible_probe_dir) -> dict[str, Any]:
     """What the roles render under COMPOSE_PROFILE: {probe name: JSON value or rendered text}."""
     playbook_bin = REPO / ".venv/bin/ansible-playbook"
     if not playbook_bin.exists():
         pytest.skip("ansible-playbook is not installed in .venv (make venv)")
-    # The probe playbook sits where site.yml does, in a mirror of the repository made of links, so
-    # playbook_dir, its group_vars and the paths the roles derive from it are the real ones.
-    root = tmp_path_factory.mktemp("ansible-probe")
-    work = root / "ansible"
-    work.mkdir()
-    for entry in REPO.iterdir():
-        if entry.name != "ansible":
-            (root / entry.name).symlink_to(entry)
-    for entry in ANSIBLE.iterdir():
-        (work / entry.name).symlink_to(entry)
+    # The probe playbook sits where site.yml does, in a mirror of the repository made of links.
+    work, env = ansible_probe_dir(tmp_path_factory.mktemp("ansible-probe"))
     (work / "probe.yml").write_text(yaml.safe_dump(_probe_playbook(), sort_keys=False, width=1000))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ANSIBLE / "roles"),
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
+    env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
     result = subprocess.run(
         [str(playbook_bin), "-i", str(ANSIBLE / "inventories/local"), "--tags", _PROBE_TAG, str(work / "probe.yml")],
         cwd=work, env=env, capture_output=True, text=True, timeout=180, check=False,

@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,15 +38,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _render(platform, work: Path, port: int) -> tuple[dict, str]:  # noqa: ANN001
+def _render(platform, ansible_probe_dir, work: Path, port: int) -> tuple[dict, str]:  # noqa: ANN001
     """(the role's decisions for the host, the server blocks it renders)."""
-    root = work / "repo"
-    (root / "ansible").mkdir(parents=True)
-    for entry in REPO.iterdir():
-        if entry.name != "ansible":
-            (root / entry.name).symlink_to(entry)
-    for entry in ANSIBLE.iterdir():
-        (root / "ansible" / entry.name).symlink_to(entry)
+    probe_dir, env = ansible_probe_dir(work / "repo")
     inventory = work / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"children": {
         "mlflow_servers": {"hosts": {}},
@@ -79,34 +72,32 @@ def _render(platform, work: Path, port: int) -> tuple[dict, str]:  # noqa: ANN00
                 "src": str(ANSIBLE / "roles/nginx/templates/mlops.conf.j2"), "dest": str(out)}},
         ],
     }]
-    (root / "ansible" / "probe.yml").write_text(yaml.safe_dump(probe, sort_keys=False, width=1000))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ANSIBLE / "roles"))
+    (probe_dir / "probe.yml").write_text(yaml.safe_dump(probe, sort_keys=False, width=1000))
     result = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "-i", str(inventory), "probe.yml"],
-                            cwd=root / "ansible", env=env, capture_output=True, text=True, timeout=180, check=False)
+                            cwd=probe_dir, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     return json.loads((work / "decisions.json").read_text()), out.read_text()
 
 
 @pytest.fixture(scope="module")
-def front(platform, tmp_path_factory, nginx_main_config) -> Iterator[tuple[str, dict, str]]:  # noqa: ANN001
+def front(platform, tmp_path_factory, nginx_main_config, ansible_probe_dir,  # noqa: ANN001
+          wait_until) -> Iterator[tuple[str, dict, str]]:  # noqa: ANN001
     """(URL of the serving host's nginx, the role's decisions, the rendered server blocks)."""
     work = tmp_path_factory.mktemp("serving-front")
     port = _free_port()
-    decisions, text = _render(platform, work, port)
+    decisions, text = _render(platform, ansible_probe_dir, work, port)
     main = nginx_main_config(work, work / "serving-front.conf")
     proc = subprocess.Popen(["nginx", "-p", str(work), "-c", str(main), "-g", "daemon off;"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"https://127.0.0.1:{port}"
+
+    def listening() -> bool:
+        assert proc.poll() is None, f"nginx did not start: {proc.stderr.read().decode()[-2000:]}"
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, f"nginx did not start: {proc.stderr.read().decode()[-2000:]}"
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "nginx did not listen within 20 s"
-            time.sleep(0.2)
-        yield url, decisions, text
+        wait_until(listening, 20, "the serving host's nginx to listen")
+        yield f"https://127.0.0.1:{port}", decisions, text
     finally:
         os.killpg(proc.pid, signal.SIGQUIT)
         proc.wait(timeout=30)
