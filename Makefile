@@ -7,6 +7,11 @@ PYTHON      ?= python3
 VENV        := .venv
 VENV_STAMP  := $(VENV)/.installed
 BIN         := $(VENV)/bin
+# The tool environments (.venv and the fragments' .venv-*) skip pip's bytecode compilation of every
+# installed module: Python compiles what is imported, once, when it is first used. `make venv` took
+# 33 s instead of 85 s, .venv-ipex 113 s instead of 165 s (2-core AMD EPYC). The platform's own
+# environments (the roles) are compiled: their services run as accounts that cannot write there.
+PIP_INSTALL := pip install --quiet --no-compile
 INVENTORY   ?= ansible/inventories/local
 # Extra arguments for ansible-playbook, e.g. ANSIBLE_ARGS="-e @my-vars.yml" (the tests use this
 # to provision a private instance under a temporary root).
@@ -23,8 +28,8 @@ help: ## List the targets
 
 $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/$(PIP_INSTALL) --upgrade pip
+	$(BIN)/$(PIP_INSTALL) -e '.[dev]'
 	touch $@
 
 venv: $(VENV_STAMP) ## Create .venv with the project and its dev tools

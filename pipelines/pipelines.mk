@@ -1,4 +1,4 @@
-# Drift & retraining fragment (included by the top-level Makefile: BIN, PYTHON, VENV_STAMP, SHELL come from there).
+# Drift & retraining fragment (included by the top-level Makefile: BIN, PYTHON, PIP_INSTALL, VENV_STAMP, SHELL come from there).
 # Evidently is NOT a runtime dependency: the benchmark runs it in its own environment, .venv-evidently
 # (Evidently 0.7 needs pandas<3, the project uses pandas 3), as a subprocess timed from outside.
 
@@ -10,8 +10,8 @@ EVIDENTLY_PINS  := evidently==0.7.23 "pandas<3" "numpy>=2,<3"
 
 $(EVIDENTLY_STAMP): pipelines/pipelines.mk
 	$(PYTHON) -m venv $(EVIDENTLY_VENV)
-	$(EVIDENTLY_VENV)/bin/pip install --quiet --upgrade pip
-	$(EVIDENTLY_VENV)/bin/pip install --quiet $(EVIDENTLY_PINS)
+	$(EVIDENTLY_VENV)/bin/$(PIP_INSTALL) --upgrade pip
+	$(EVIDENTLY_VENV)/bin/$(PIP_INSTALL) $(EVIDENTLY_PINS)
 	touch $@
 
 evidently-venv: $(EVIDENTLY_STAMP) ## Create .venv-evidently (Evidently 0.7, pandas<3) for the drift benchmark

@@ -1,4 +1,4 @@
-# Training fragment (included by the top-level Makefile: BIN, PYTHON, VENV_STAMP, SHELL come from there).
+# Training fragment (included by the top-level Makefile: BIN, PYTHON, PIP_INSTALL, VENV_STAMP, SHELL come from there).
 # The IPEX environment: the project with its `ipex` extra (torch 2.8 + IPEX 2.8, pinned in pyproject.toml).
 
 IPEX_VENV  := .venv-ipex
@@ -10,8 +10,8 @@ IPEX_STAMP := $(IPEX_VENV)/.installed
 # build metadata in it (`make test` builds the environments in parallel).
 $(IPEX_STAMP): pyproject.toml training/training.mk | $(VENV_STAMP)
 	$(PYTHON) -m venv $(IPEX_VENV)
-	$(IPEX_VENV)/bin/pip install --quiet --upgrade pip
-	$(IPEX_VENV)/bin/pip install --quiet -e '.[ipex,test]'
+	$(IPEX_VENV)/bin/$(PIP_INSTALL) --upgrade pip
+	$(IPEX_VENV)/bin/$(PIP_INSTALL) -e '.[ipex,test]'
 	touch $@
 
 ipex-venv: $(IPEX_STAMP) ## Create .venv-ipex (torch 2.8 + IPEX 2.8; about 3.5 min and 6.8 GB)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,3 +102,59 @@ def test_s3_store_readiness_refuses_another_program_on_its_port(tmp_path, body, 
         assert "another program listening there" in result.stdout
     else:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+
+
+def test_project_sources_travel_once_and_only_when_they_change(tmp_path):
+    """The mlops role's project copy (serving, trainer and MLflow's app install from it): the packaging file and
+    the packages' Python sources arrive as root's, files 0644 and directories 0755, nothing else (caches, data);
+    a second run changes nothing and says so; an edited source arrives and marks the project changed; a checkout
+    without sources fails naming them. The controller keeps nothing of the archive."""
+    source, dest, controller_tmp = tmp_path / "checkout", tmp_path / "host/src", tmp_path / "controller-tmp"
+    for path, text in {"pyproject.toml": "[project]\nname = 'probe'\n", "pkg/__init__.py": "",
+                       "pkg/sub/mod.py": "VALUE = 1\n", "pkg/notes.txt": "not a source\n",
+                       "pkg/__pycache__/mod.cpython-311.pyc": "cache"}.items():
+        (source / path).parent.mkdir(parents=True, exist_ok=True)
+        (source / path).write_text(text)
+    controller_tmp.mkdir()
+    playbook = tmp_path / "copy.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"ansible.builtin.include_role": {"name": "mlops", "tasks_from": "project"}},
+        {"ansible.builtin.debug": {"msg": "project changed: {{ __mlops_project_changed }}"}}]}]))
+
+    def copy(packages: list[str]) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "vars.json").write_text(json.dumps({
+            # As the serving role names it (playbook_dir ~ '/..'): a path through '..'.
+            "mlops_project_source": f"{source}/pkg/..", "mlops_project_dest": str(dest),
+            "mlops_project_packages": packages}))
+        return subprocess.run(
+            [str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
+             "-e", f"@{tmp_path / 'vars.json'}"],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={"ANSIBLE_ROLES_PATH": str(REPO / "ansible/roles"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                 "TMPDIR": str(controller_tmp)},
+        )
+
+    first = copy(["pkg"])
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-1000:]
+    assert "project changed: True" in first.stdout
+    copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
+    assert copied == [".sources.sha256", "README.md", "pkg", "pkg/__init__.py", "pkg/sub", "pkg/sub/mod.py",
+                      "pyproject.toml"], copied
+    for path in dest.rglob("*"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (0, 0), path
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), (path, oct(path.stat().st_mode))
+    assert not list(controller_tmp.iterdir()), "the archive was left on the controller"
+
+    second = copy(["pkg"])
+    assert second.returncode == 0 and "project changed: False" in second.stdout, second.stdout[-3000:]
+    assert re.search(r"changed=0\s", second.stdout), second.stdout[-3000:]
+
+    (source / "pkg/sub/mod.py").write_text("VALUE = 2\n")
+    third = copy(["pkg"])
+    assert third.returncode == 0 and "project changed: True" in third.stdout, third.stdout[-3000:]
+    assert (dest / "pkg/sub/mod.py").read_text() == "VALUE = 2\n"
+    assert not list(controller_tmp.iterdir())
+
+    (source / "empty").mkdir()
+    missing = copy(["empty"])
+    assert missing.returncode != 0 and "No Python sources of empty under" in missing.stdout, missing.stdout[-3000:]
