@@ -50,9 +50,12 @@ LOOP_ENV = {
     # The gate's absolute floors are the promotion tests' subject; here a seconds-long model must pass them.
     "MLOPS_PROMOTE_MIN_ACCURACY": "0.0",
     "MLOPS_PROMOTE_MIN_F1": "0.0",
-    # The retrained candidate sees the same reference data: equal quality must pass the gate.
-    "MLOPS_PROMOTE_ACCURACY_TOLERANCE": "0.05",
-    "MLOPS_PROMOTE_F1_TOLERANCE": "0.05",
+    # The retrained candidate sees the same reference data: equal quality must pass the gate. A model
+    # trained for seconds on 128 images moves by several points between trainings on the 64 evaluation
+    # images (0.516 -> 0.422 seen; test_demo_loop.py allows 0.15 for the same reason); the tolerances
+    # themselves are decide()'s unit test's subject.
+    "MLOPS_PROMOTE_ACCURACY_TOLERANCE": "0.15",
+    "MLOPS_PROMOTE_F1_TOLERANCE": "0.15",
     "MLOPS_PROMOTE_MAX_LATENCY_REGRESSION": "1000",  # timing noise on shared cores: see test_promote
     "MLOPS_PROMOTE_EVAL_IMAGES": "64",
     "MLOPS_PROMOTE_LATENCY_ITERATIONS": "5",
