@@ -57,11 +57,12 @@ test-deps: $(VENV_STAMP) ## System packages the tests need beyond what the roles
 test-python: test-deps ## Unit and integration tests (starts a private platform instance on loopback)
 	$(BIN)/pytest -m "not ipex and not infra and not resilience and not monitoring" --durations=15
 
-# Test groups: this file and each fragment append theirs as `<seconds it takes in CI>:<target>`.
+# Test groups: this file and each fragment append theirs as `<seconds it takes in CI>:<target>`
+# (with the environment it builds: ipex-test's includes .venv-ipex).
 # Groups are independent (own instance names, ports and environments), so `make test` runs them
 # two at a time, longest first (the two slots end close together), each group's output printed
 # whole when it ends.
-TEST_GROUPS := 1500:test-python
+TEST_GROUPS := 1780:test-python
 TEST_JOBS ?= 2
 test_order = $(shell printf '%s\n' $(TEST_GROUPS) | sort -t: -k1,1nr | cut -d: -f2)
 
