@@ -88,10 +88,19 @@ def test_logrotate_rotates_nginx_logs_and_nginx_reopens_them(platform, tmp_path)
     requests.get(f"{platform.https}/health", verify=platform.ca_cert, timeout=10)
     access = log_dir / "nginx-access.log"
     assert access.stat().st_size > 0
+    # A job that runs as an account of its own (the retrain job) cannot create its log in the log
+    # directory: rotation makes the new file with the old one's owner (logrotate's `create`).
+    job_log = log_dir / "job-retrain.log"
+    owner = job_log.stat().st_uid
+    assert owner != 0
+    with job_log.open("a") as f:
+        f.write("a line to rotate\n")
     rotated = subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "state"), str(config)],
                              capture_output=True, text=True, check=False)
     assert rotated.returncode == 0, rotated.stderr
     assert (log_dir / "nginx-access.log.1").exists()
+    assert (log_dir / "job-retrain.log.1").exists()
+    assert (job_log.stat().st_uid, job_log.stat().st_size, job_log.stat().st_mode & 0o777) == (owner, 0, 0o640)
     for _ in range(20):
         requests.get(f"{platform.https}/health", verify=platform.ca_cert, timeout=10)
         if access.exists() and access.stat().st_size > 0:

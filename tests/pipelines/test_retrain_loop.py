@@ -305,15 +305,23 @@ def test_feedback_below_the_floor_is_reported(loop_env: dict[str, str], tmp_path
 
 
 def test_the_scheduled_job_runs_one_tick(platform) -> None:  # noqa: ANN001 - conftest Platform
-    """The job script the retrain role installed (what cron or the systemd timer runs) does one tick."""
-    job = platform.path("home") / "bin" / "job-retrain"
-    assert job.is_file(), f"the retrain role did not install {job}"
-    # As cron starts it: no client variables of this session; the job logs in with its own
-    # ~/.mlflow/credentials (the gate's identity) from the HOME its script sets.
-    result = subprocess.run([str(job)], capture_output=True, text=True, timeout=300, check=False,
-                            env={"PATH": "/usr/bin:/bin"})
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-3000:]
+    """The job the retrain role scheduled does one tick, as cron runs it: its cron line's account
+    (mlops-retrain, its own), no client variables of this session; the job logs in with its own
+    ~/.mlflow/credentials (the retrain identity) from the HOME its script sets, and appends to its log."""
+    from mlops_cli import jobs
+
+    info = jobs.load_platform(platform.state_dir / "platform.json")
+    assert jobs.cron_entry(platform.instance, "retrain")[1] == "mlops-retrain"
+    log = platform.path("log") / "job-retrain.log"
+    before = log.stat().st_size
+    result = jobs.run_job(info, "retrain", timeout=300)
+    with log.open() as f:
+        f.seek(before)
+        out = f.read()
+    assert result.returncode == 0, result.output + out[-3000:]
     assert "retrain: finished (exit status 0)" in out
     # The platform's model has no champion here: a logged skip, never a silent success.
     assert "[skipped]" in out or "[no-drift]" in out or "[locked]" in out, out[-3000:]
+    # Its outcome for Prometheus, written as its own account (the metrics group).
+    prom = (platform.path("data") / "metrics" / "job-retrain.prom").read_text()
+    assert 'mlops_job_last_exit_code{timer="retrain"} 0' in prom

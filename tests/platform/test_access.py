@@ -173,32 +173,51 @@ def test_serving_reads_its_model_and_writes_nothing(as_user, model, platform, vi
             assert (status in {200, 503}) == (user in allowed), (path, user, status)
 
 
-def test_serving_runs_as_its_own_account_and_reads_no_other_secret(platform) -> None:  # noqa: ANN001
-    """Serving loads models, which may run code: it runs as an account of its own, outside the
-    platform's group, and can read its own MLflow login and pgpass copy but none of MLflow's files
-    (auth.ini with the admin's password, the Flask key, the store's pgpass) nor the jobs' logins."""
+def _program_account(platform, program: str) -> pwd.struct_passwd:  # noqa: ANN001
+    """The account a program runs as: serving's process (and its workers) or a job's cron line."""
+    if program != "serving":
+        from mlops_cli import jobs
+
+        return pwd.getpwnam(jobs.cron_entry(platform.instance, program)[1])
     pid = platform.supervisorctl("pid", f"{platform.instance}-serving").stdout.strip()
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     uid = int(next(line for line in status if line.startswith("Uid:")).split()[1])
-    account = pwd.getpwuid(uid)
-    assert account.pw_name == "mlops-serving"
-    assert grp.getgrnam("mlops").gr_gid not in os.getgrouplist(account.pw_name, account.pw_gid)
     workers = [p for p in Path("/proc").glob("[0-9]*") if (p / "status").exists()
                and f"PPid:\t{pid}" in (p / "status").read_text()]
     assert workers and all(f"Uid:\t{uid}\t" in (w / "status").read_text() for w in workers)
+    return pwd.getpwuid(uid)
+
+
+@pytest.mark.parametrize(("program", "user"), [("serving", "mlops-serving"), ("retrain", "mlops-retrain"),
+                                               ("gate", "mlops-gate")])
+def test_program_runs_as_its_own_account_and_reads_no_other_secret(platform, program, user) -> None:  # noqa: ANN001
+    """Serving loads models, which may run code; the retrain job trains on data; the gate job moves
+    @champion. Each runs as an account of its own, outside the platform's group, and can read its own
+    MLflow login and pgpass copy but none of MLflow's files (auth.ini with the admin's password, the
+    Flask key, the store's pgpass) nor the other programs' logins: the retrain job cannot act as the gate."""
+    account = _program_account(platform, program)
+    assert account.pw_name == user
+    assert grp.getgrnam("mlops").gr_gid not in os.getgrouplist(account.pw_name, account.pw_gid)
 
     def readable(path: Path) -> bool:
         return subprocess.run(["runuser", "-u", account.pw_name, "--", "cat", str(path)],
                               capture_output=True, timeout=30, check=False).returncode == 0
 
     config, data = platform.path("config"), platform.path("data")
-    for path in (data / "serving/.mlflow/credentials", data / "serving/.pgpass"):
-        assert (path.stat().st_uid, path.stat().st_mode & 0o777) == (uid, 0o600), path
+    own = [data / program / ".mlflow/credentials", data / program / ".pgpass"]
+    for path in own:
+        assert (path.stat().st_uid, path.stat().st_mode & 0o777) == (account.pw_uid, 0o600), path
         assert readable(path), path
-    for path in (config / "mlflow/auth.ini", config / "mlflow/flask-secret-key", config / "mlflow/pgpass",
-                 config / "monitoring/pgpass", data / "retrain/.mlflow/credentials",
-                 data / "gate/.mlflow/credentials", data / "gc/.mlflow/credentials"):
-        assert path.is_file() and not readable(path), f"serving's account can read {path}"
+    others = [config / "mlflow/auth.ini", config / "mlflow/flask-secret-key", config / "mlflow/pgpass",
+              config / "monitoring/pgpass", data / "gc/.mlflow/credentials",
+              *(data / other / name for other in ("serving", "retrain", "gate") if other != program
+                for name in (".mlflow/credentials", ".pgpass"))]
+    for path in others:
+        assert path.is_file() and not readable(path), f"{program}'s account can read {path}"
+    # The jobs publish their results for Prometheus (the metrics group); serving does not need to.
+    metrics_writable = subprocess.run(["runuser", "-u", account.pw_name, "--", "test", "-w",
+                                       str(platform.path("data") / "metrics")], check=False).returncode == 0
+    assert metrics_writable == (program != "serving"), program
 
 
 def test_missing_or_wrong_logins_are_401_everywhere(platform) -> None:  # noqa: ANN001

@@ -298,7 +298,8 @@ def _probe_playbook() -> list[dict]:
            {"monitoring_webhook_url": WEBHOOK_URL})
     render("alertmanager.yml-none", monitoring_templates / "alertmanager.yml.j2", {"monitoring_webhook_url": ""})
     dump("monitoring", {
-        "metrics_dir": "{{ mlops_metrics_dir }}", "rules_src": "{{ monitoring_rules_src }}",
+        "metrics_dir": "{{ mlops_metrics_dir }}", "metrics_group": "{{ mlops_metrics_group }}",
+        "rules_src": "{{ monitoring_rules_src }}",
         "consoles_src": "{{ monitoring_consoles_src }}", "config_dir": "{{ __monitoring_config_dir }}",
         "pg_user": "{{ monitoring_postgres_user }}", "pg_password_file": "{{ __monitoring_pg_password_file }}",
         "external_url": "{{ __monitoring_external_url }}", "route_prefix": "{{ __monitoring_route_prefix }}",
@@ -383,12 +384,18 @@ def _probe_playbook() -> list[dict]:
             "owner": copy["owner"], "mode": copy["mode"],
         }, {**job, "mlops_mlflow_logins": "{{ {mlops_service_identities[mlops_client_service_identity].name: "
                                           "{'password': '" + LOGIN_PASSWORD + "'}} }}"})
-    _role, serving_pgpass = _find_task("copies the application database's pgpass file for serving", lambda t: (
+    # The programs' own accounts (the mlops role's account tasks) and their copies of the pgpass file.
+    _role, account_pgpass = _find_task("copies the application database's pgpass file for an account", lambda t: (
         isinstance(_module(t, _COPY), dict) and _module(t, _COPY).get("remote_src")
         and "mlops_app_db_pgpass" in str(_module(t, _COPY).get("src", ""))))
-    copy = _module(serving_pgpass, _COPY)
-    dump("serving-pgpass", {key: copy[key] for key in ("src", "dest", "owner", "group", "mode")},
-         serving_pgpass.get("vars", {}))
+    copy = _module(account_pgpass, _COPY)
+    accounts = _definitions("mlops", "mlops_account_user")
+    for user, (_role, account) in accounts.items():
+        dump("account-" + re.sub(r"[{} ]", "", user), {
+            "user": "{{ mlops_account_user }}", "group": "{{ mlops_account_group }}",
+            "groups": "{{ mlops_account_groups | default([]) }}", "state_dir": "{{ mlops_account_state_dir }}",
+            "pgpass": {key: copy[key] for key in ("src", "dest", "owner", "group", "mode")},
+        }, {**account, **account_pgpass.get("vars", {})})
     roles = sorted(p.name for p in (ANSIBLE / "roles").iterdir() if (p / "defaults").is_dir() or (p / "vars").is_dir())
     return [{
         "name": "Render the Ansible single node as compose runs it",
@@ -697,6 +704,15 @@ def _image_uid(user: str) -> int:
     return int(_image_account(user)[0])
 
 
+def _image_groups(user: str) -> list[str]:
+    """The supplementary groups the image gives an account (its useradd's --groups)."""
+    joined = re.sub(r"\\\n\s*", " ", _dockerfile())
+    command = re.search(rf"useradd [^&\n]*--shell /usr/sbin/nologin {user}(?![\w-])", joined)
+    assert command, f"the image makes no user {user}"
+    found = re.search(r"--groups (\S+)", command.group(0))
+    return found.group(1).split(",") if found else []
+
+
 def _image_account(user: str) -> tuple[str, str]:
     """(uid, primary group) of an account the image makes (one useradd command, continued lines joined)."""
     joined = re.sub(r"\\\n\s*", " ", _dockerfile())
@@ -807,7 +823,7 @@ def test_compose_mlflow_login_passwords_come_from_files(ansible):
             assert COMPOSE["secrets"][secret["source"]]["environment"] in example, name
             assert (secret["uid"], oct(secret["mode"])) == ("0", "0o400"), name
         else:
-            assert login["owner"] in (MLOPS_UID, _image_uid("mlops-serving"), PROMETHEUS_UID), name
+            assert login["owner"] in (MLOPS_UID, PROMETHEUS_UID, *map(_image_uid, _accounts(ansible))), name
             assert ("mlflow_credentials" in login) != ("password_file" in login), name
     script = SERVICES["mlflow-users"]["entrypoint"][2]
     assert f"LENGTH = {ansible['mlflow-logins']['password_length']}\n" in script
@@ -835,8 +851,8 @@ def test_compose_programs_log_in_to_mlflow_as_the_roles_have_them(ansible):
         assert home == client["home"], identity
         login = logins[client["name"]]
         assert login["mlflow_credentials"] == client["dest"] == f"{home}/.mlflow/credentials", identity
-        # The program's account owns it: serving's own (as the service runs), the jobs' mlops.
-        user = SERVICES[where]["user"] if kind == "service" else "mlops"
+        # The program's account owns it: serving's (as the service runs), a job's (its cron line's user).
+        user = SERVICES[where]["user"] if kind == "service" else _cron_user(where.removeprefix("job-"))
         assert client["owner"] == user and client["mode"] == "0600", identity
         assert login["owner"] == _image_uid(user), identity
         assert _volume_at("mlflow-users", home) == _volume_at(program, home), identity
@@ -865,28 +881,53 @@ def test_compose_serving_command_and_environment_match_ansible(ansible):
     assert RSERVICES["nginx"]["environment"]["MLOPS_SERVING_UPSTREAM"] == f"serving:{port}"
 
 
-def test_compose_serving_has_its_own_account_and_pgpass_copy(ansible):
-    """Serving runs as its own account, outside group mlops (a model that runs code when it loads
-    reads none of MLflow's or the jobs' secrets), with its own copy of the application database's
-    pgpass file where the role puts it: postgres-init copies it into serving's state volume with the
-    role's owner and mode, and serving mounts none of the platform's credential volumes."""
-    serving, pgpass = ansible["service-serving"], ansible["serving-pgpass"]
-    user = serving["user"]
-    assert user != "mlops" and SERVICES["serving"]["user"] == user
+def _accounts(ansible) -> dict[str, dict[str, Any]]:
+    """The programs' own accounts the roles make (the mlops role's account tasks), by user name."""
+    return {value["user"]: value for name, value in ansible.items() if name.startswith("account-")}
+
+
+def _job_environment(job: str) -> dict[str, str]:
+    """The variables compose's job script sets (NAME=value lines)."""
+    return {words[0].split("=", 1)[0]: words[0].split("=", 1)[1] for words in _shell_lines(_config(f"job-{job}"))
+            if len(words) == 1 and "=" in words[0]}
+
+
+def _cron_user(job: str) -> str:
+    """The user field of compose's cron line for a job."""
+    return next(words[5] for words in _shell_lines(_config(f"cron-{job}")) if len(words) > 6)
+
+
+@pytest.mark.parametrize("program", ["serving", "retrain", "gate"])
+def test_compose_program_has_its_own_account_and_pgpass_copy(ansible, program):
+    """Serving and the retrain and gate jobs run as accounts of their own, outside group mlops (a
+    model that runs code when it loads, or a training run, reads none of MLflow's or the other
+    programs' secrets), each with its own copy of the application database's pgpass file where the
+    role puts it: postgres-init copies it into the program's state volume with the role's owner and
+    mode. Only the jobs are in the metrics group (they publish results)."""
+    if program == "serving":
+        user, environment = SERVICES["serving"]["user"], RSERVICES["serving"]["environment"]
+        assert user == ansible["service-serving"]["user"]
+    else:
+        user, environment = _cron_user(program), _job_environment(program)
+    account = _accounts(ansible).get(user)
+    assert account, f"no role gives {program}'s user {user} an account of its own: {sorted(_accounts(ansible))}"
+    pgpass, state = account["pgpass"], environment["MLOPS_STATE_DIR"]
     uid = _image_uid(user)
-    assert uid != MLOPS_UID and _image_account(user)[1] == user, "serving's own primary group, not mlops"
+    assert uid != MLOPS_UID and _image_account(user)[1] == user == account["group"], "its own primary group"
     assert (pgpass["owner"], pgpass["group"], pgpass["mode"]) == (user, user, "0600")
-    assert RSERVICES["serving"]["environment"]["PGPASSFILE"] == pgpass["dest"]
-    state = RSERVICES["serving"]["environment"]["MLOPS_STATE_DIR"]
-    assert Path(pgpass["dest"]).parent == Path(state)
+    assert environment["PGPASSFILE"] == pgpass["dest"] == f"{state}/.pgpass" and state == account["state_dir"]
+    assert _image_groups(user) == account["groups"], user
+    assert "mlops" not in account["groups"]
     script = RSERVICES["postgres-init"]["command"][0]
     assert f"setup mlops mlops_app {pgpass['src']}\n" in script
     gid = _mlops_gid(user)
     assert f"chown {uid}:{gid} {state} && chmod 0750 {state}\n" in script
     assert f"install -o {uid} -g {gid} -m 0600 {pgpass['src']} {pgpass['dest']}\n" in script
-    assert _volume_at("postgres-init", state) == _volume_at("serving", state)
-    mounted = {v.split(":")[0] for v in SERVICES["serving"].get("volumes", [])}
-    assert mounted == {_volume_at("serving", state)}, f"serving mounts {mounted}: only its state"
+    where = "serving" if program == "serving" else "scheduler"
+    assert _volume_at("postgres-init", state) == _volume_at(where, state)
+    if program == "serving":
+        mounted = {v.split(":")[0] for v in SERVICES["serving"].get("volumes", [])}
+        assert mounted == {_volume_at("serving", state)}, f"serving mounts {mounted}: only its state"
 
 
 def test_compose_runs_the_scheduled_jobs_ansible_defines(ansible):
@@ -1172,9 +1213,13 @@ def test_compose_metrics_volume_is_the_textfile_directory(ansible):
         assert job["MLOPS_METRICS_TEXTFILE_DIR"] == metrics, name
     for name in COMPOSE_JOBS:
         assert f"metrics={metrics}" in _config(f"job-{name}")
-    # The directory is the mlops role's (root:mlops 0775) in the image and whenever the scheduler starts.
-    assert f"install -d -o root -g mlops -m 0775 {metrics}" in SERVICES["scheduler"]["command"][0]
-    assert re.search(rf"install -d [^\n]*-m 0775 [^\n]*{metrics}", _dockerfile())
+    # The directory is the mlops role's (root:<metrics group> 0775) in the image and whenever the
+    # scheduler starts; every job's account is in that group.
+    group = ansible["monitoring"]["metrics_group"]
+    assert f"install -d -o root -g {group} -m 0775 {metrics}" in SERVICES["scheduler"]["command"][0]
+    assert f"install -d -o root -g {group} -m 0775 {metrics}" in _dockerfile()
+    for name in COMPOSE_JOBS:
+        assert group in _image_groups(_cron_user(name)), name
 
 
 @pytest.mark.parametrize("job", sorted(COMPOSE_JOBS))
