@@ -134,6 +134,11 @@ PROMETHEUS_UID = 65534
 ADMIN_PASSWORD = "@ADMIN_PASSWORD@"
 LOGIN_PASSWORD = "@PASSWORD@"
 WEBHOOK_URL = "https://hooks.example.org/services/T0KEN"
+# Single sign-on as the mlflow role takes it (mlflow_oidc_*) and as compose's .env gives it.
+OIDC_VARS = {"mlflow_oidc_issuer": "https://idp.example.org/realms/team", "mlflow_oidc_client_id": "mlops-team",
+             "mlflow_oidc_roles": {"ml-team": "data-scientist", "platform-admins": "admin"}}
+OIDC_ENV = {"MLOPS_OIDC_ISSUER": "https://idp.example.org/realms/team", "MLOPS_OIDC_CLIENT_ID": "mlops-team",
+            "MLOPS_OIDC_ROLES": "ml-team=data-scientist, platform-admins=admin"}
 
 
 # --- compose interpolation -----------------------------------------------------------------------
@@ -351,9 +356,11 @@ def _probe_playbook() -> list[dict]:
     if len(auth_templates) != 1:
         pytest.fail(f"expected one ansible/roles/*/templates/auth.ini.j2, found {auth_templates}")
     render("auth.ini", auth_templates[0], {"__mlflow_logins": admin_login})
+    render("auth.ini-oidc", auth_templates[0], {"__mlflow_logins": admin_login, **OIDC_VARS})
     auth_files = {}
     for name, variable, modules in (("config", "__mlflow_auth_config", _TEMPLATE),
-                                    ("secret_key", "__mlflow_secret_key_file", _COPY)):
+                                    ("secret_key", "__mlflow_secret_key_file", _COPY),
+                                    ("oidc_client_secret", "__mlflow_oidc_client_secret_file", _COPY)):
         _role, task = _find_task(f"writes {variable}", lambda t, m=modules, v=variable: isinstance(
             _module(t, m), dict) and v in str(_module(t, m).get("dest", "")))
         module = _module(task, modules)
@@ -605,6 +612,8 @@ def test_compose_secrets_stay_out_of_app_environments_and_command_lines():
         assert not any(f"${{{var}" in env for var in required) or name in {"postgres", "postgres-init", "minio",
                                                                          "minio-init", "nginx-init"}, name
     assert "ALERTMANAGER_WEBHOOK_URL" not in json.dumps(SERVICES), "the webhook URL is a secret file only"
+    assert not re.search(r"\$\$?\{?MLOPS_OIDC_CLIENT_SECRET", json.dumps([SERVICES, COMPOSE["configs"]])), \
+        "the single sign-on client's secret is a secret file only"
 
 
 def test_compose_nginx_mounts_the_shared_template():
@@ -737,23 +746,52 @@ def test_compose_mlflow_runs_the_auth_app_the_project_installs(ansible):
     assert set(packages) <= set(project["dependencies"])
 
 
-def test_compose_mlflow_auth_config_matches_ansible(ansible):
+def test_compose_mlflow_auth_config_matches_ansible(ansible, tmp_path):
     """postgres-init writes the role's auth.ini: the config mlflow-auth and the admin's password
     line from MLOPS_ADMIN_PASSWORD ('%' doubled: MLflow's configparser interpolates), at the path
-    MLFLOW_AUTH_CONFIG_PATH names, with the role's owner, group and mode; and the Flask secret key
-    (generated once, the role's length) at the path the configuration names."""
+    MLFLOW_AUTH_CONFIG_PATH names, with the role's owner, group and mode; with MLOPS_OIDC_ISSUER set,
+    the role's single sign-on lines (config mlflow-auth-oidc) and the client's secret file; and the
+    Flask secret key (generated once, the role's length) at the path the configuration names."""
     files = ansible["mlflow-auth-files"]
     config, key = files["config"], files["secret_key"]
     assert RSERVICES["mlflow"]["environment"]["MLFLOW_AUTH_CONFIG_PATH"] == config["dest"]
-    staged = next(c["target"] for c in SERVICES["postgres-init"]["configs"] if c["source"] == "mlflow-auth")
+    staged = {c["source"]: c["target"] for c in SERVICES["postgres-init"]["configs"]}
     script = RSERVICES["postgres-init"]["command"][0]
-    ours = _ini(_config("mlflow-auth") + f"admin_password = {ADMIN_PASSWORD}\n")
-    assert ours == _ini(ansible["auth.ini"])
-    assert ours["mlops"]["secret_key_file"] == key["dest"]
     # The admin's password comes from .env through postgres-init's environment (an init's), on stdin.
     assert RSERVICES["postgres-init"]["environment"]["MLOPS_ADMIN_PASSWORD"] == "<MLOPS_ADMIN_PASSWORD>"
-    assert (f"  cat {staged}\n  printf 'admin_password = '\n"
-            """  printf '%s\\n' "$MLOPS_ADMIN_PASSWORD" | sed 's/%/%%/g'\n""" f"}} > {config['dest']}.new\n") in script
+    # postgres-init's own assembly (its auth_ini function, run here) gives the role's file, with
+    # single sign-on off and on.
+    function = re.search(r"^auth_ini\(\) \{\n.*?^\}\n", script, re.M | re.S)
+    assert function, "postgres-init defines no auth_ini function"
+    sso_env = {"MLOPS_SERVER_NAME": SERVER_NAME, **OIDC_ENV}
+    for rendered, sso, authorization in (
+            ("auth.ini", "/dev/null", "mlflow.server.auth:authenticate_request_basic_auth"),
+            ("auth.ini-oidc", staged["mlflow-auth-oidc"], "mlops.oidc:authenticate_request")):
+        call = f"auth_ini {staged['mlflow-auth']} {sso} {authorization} \\\n    > {config['dest']}.new\n"
+        assert call in script, call
+        work = tmp_path / rendered
+        work.mkdir()
+        (work / "base").write_text(_config("mlflow-auth"))
+        (work / "sso").write_text(interpolate(COMPOSE, sso_env)["configs"]["mlflow-auth-oidc"]["content"])
+        ran = subprocess.run(["sh", "-c", function.group(0) + f'auth_ini base {"sso" if sso != "/dev/null" else sso} '
+                              f'{authorization}'], cwd=work, capture_output=True, text=True, check=False,
+                             env={"PATH": "/usr/bin:/bin", "MLOPS_ADMIN_PASSWORD": ADMIN_PASSWORD})
+        assert ran.returncode == 0, ran.stderr
+        assert _ini(ran.stdout) == _ini(ansible[rendered]), rendered
+    ours = _ini(_config("mlflow-auth") + f"admin_password = {ADMIN_PASSWORD}\n")
+    assert ours["mlops"]["secret_key_file"] == key["dest"]
+    # The client's secret: a compose secret (from .env) that only postgres-init reads, installed where
+    # the configuration names it with the role's owner, group and mode; removed when sign-on is off.
+    sso_secret = files["oidc_client_secret"]
+    sso_config = _ini("[mlops]\n" + interpolate(COMPOSE, sso_env)["configs"]["mlflow-auth-oidc"]["content"])
+    assert sso_config["mlops"]["oidc_client_secret_file"] == sso_secret["dest"]
+    mount = next(m for m in SERVICES["postgres-init"]["secrets"] if m["source"] == "mlops-oidc-client-secret")
+    assert COMPOSE["secrets"]["mlops-oidc-client-secret"]["environment"] == "MLOPS_OIDC_CLIENT_SECRET"
+    assert (sso_secret["owner"], sso_secret["group"], sso_secret["mode"]) == ("root", "mlops", "0640")
+    assert (f"install -o 0 -g {_mlops_gid('mlops')} -m 0640 /run/secrets/{mount['target']} \"$sso\"\n" in script
+            and f"sso={sso_secret['dest']}\n" in script and 'rm -f "$sso"\n' in script)
+    assert not any(m["source"] == "mlops-oidc-client-secret" for name, svc in SERVICES.items()
+                   if name != "postgres-init" for m in svc.get("secrets", []))
     assert f"mv {config['dest']}.new {config['dest']}\n" in script
     # Both files: the role's owner, group and mode (root:mlops 0640; the image's group id).
     for spec, path in ((config, f"{config['dest']}.new"), (key, '"$key"')):
