@@ -230,25 +230,31 @@ def provisioned_platform(extra_vars: dict[str, object] | None = None) -> Iterato
     root = Path(tempfile.mkdtemp(prefix="mlops-it-"))
     state_dir = root / "client"
     vars_file = root / "test-vars.yml"
-    lines = [
-        f"mlops_root: {root}",
-        f"mlops_instance: {INSTANCE}",
-        f"mlops_client_state_dir: {state_dir}",
-        f"nginx_server_name: {SERVER_NAME}",
+    settings: dict[str, object] = {
+        "mlops_root": root,
+        "mlops_instance": INSTANCE,
+        "mlops_client_state_dir": state_dir,
+        "nginx_server_name": SERVER_NAME,
         # The test name does not resolve: clients use the loopback address (also in the certificate).
-        "mlops_client_host: 127.0.0.1",
+        "mlops_client_host": "127.0.0.1",
         # A removed user or an old password stops working within this many seconds in every MLflow
         # worker (the credential cache; 60 s by default): the tests that check it wait less.
-        f"mlflow_auth_cache_ttl_seconds: {AUTH_CACHE_TTL_S}",
-        *(f"{key}: {value}" for key, value in PORTS.items()),
-        f"mlflow_oidc_issuer: http://127.0.0.1:{OIDC_PORT}",
-        f"mlflow_oidc_client_id: {OIDC_CLIENT_ID}",
-        f"mlflow_oidc_client_secret: {secrets.token_urlsafe(24)}",
-        f"mlflow_oidc_redirect_uri: https://127.0.0.1:{PORTS['nginx_https_port']}/oidc/callback",
-        f"mlflow_oidc_roles: {json.dumps(OIDC_ROLES)}",
-        *(f"{key}: {value}" for key, value in (extra_vars or {}).items()),
-    ]
-    vars_file.write_text("\n".join(lines) + "\n")
+        "mlflow_auth_cache_ttl_seconds": AUTH_CACHE_TTL_S,
+        **PORTS,
+        "mlflow_oidc_issuer": f"http://127.0.0.1:{OIDC_PORT}",
+        "mlflow_oidc_client_id": OIDC_CLIENT_ID,
+        "mlflow_oidc_client_secret": secrets.token_urlsafe(24),
+        "mlflow_oidc_redirect_uri": f"https://127.0.0.1:{PORTS['nginx_https_port']}/oidc/callback",
+        "mlflow_oidc_roles": json.dumps(OIDC_ROLES),
+        # The monitoring role's optional branches, so that a second `make up` covers them too
+        # (tests/platform/test_platform.py): alerts go to a webhook, here loopback's discard port where
+        # nothing listens (Alertmanager logs the failed deliveries and retries), and one alert's `for:`
+        # is overridden. The monitoring group's instance sets its own receiver and overrides.
+        "monitoring_webhook_url": "http://127.0.0.1:9/alerts",
+        "monitoring_alert_for": json.dumps({"ServingHighErrorRatio": "10m"}),
+        **(extra_vars or {}),
+    }
+    vars_file.write_text("".join(f"{key}: {value}\n" for key, value in settings.items()))
     instance = Platform(root=root, state_dir=state_dir, vars_file=vars_file)
     try:
         instance.up_output = instance.make("up").stdout

@@ -143,11 +143,6 @@ def test_operations_console_in_a_browser(platform, prometheus, artifacts_dir, ch
         assert heading.lower() in text.lower(), heading
 
 
-def test_second_up_changes_nothing(platform):
-    counts, changed = platform.up_again()
-    assert counts == ("0", "0", "0"), "\n\n".join(changed)
-
-
 def test_serving_errors_raise_the_alert(platform, prometheus, receiver):
     """No champion is registered here: /serve/predict answers 503 (no model loaded) until the alert is delivered."""
     stop = threading.Event()

@@ -304,6 +304,8 @@ def test_browser_shows_the_logged_experiment(platform, logged_run, artifacts_dir
 
 
 def test_second_up_changes_nothing(platform):
+    """Idempotent, single sign-on and the monitoring role's webhook and `for:` overrides included (the
+    instance sets them: tests/conftest.py)."""
     counts, changed = platform.up_again()
     assert counts == ("0", "0", "0"), "\n\n".join(changed)
 
