@@ -55,7 +55,7 @@ test-deps: $(VENV_STAMP) ## System packages the tests need beyond what the roles
 	@test -d tests/oidc/node_modules/oidc-provider || npm ci --prefix tests/oidc --no-audit --no-fund --silent
 
 test-python: test-deps ## Unit and integration tests (starts a private platform instance on loopback)
-	$(BIN)/pytest -m "not ipex and not infra and not resilience and not monitoring" --durations=15
+	$(BIN)/pytest -m "not ipex and not infra and not resilience and not monitoring" --durations=30
 
 # Test groups: this file and each fragment append theirs as `<seconds it takes in CI>:<target>`
 # (with the environment it builds: ipex-test's includes .venv-ipex).
