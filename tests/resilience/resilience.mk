@@ -13,4 +13,4 @@ resilience-report: $(VENV_STAMP) ## README's resilience table from the last `mak
 	cp $(RESILIENCE_JSON) tests/resilience/last-run.json
 	$(BIN)/python tests/resilience/report.py tests/resilience/last-run.json README.md
 
-TEST_GROUPS += 760:test-resilience
+TEST_GROUPS += 790:test-resilience
