@@ -713,21 +713,24 @@ def _image_uid(user: str) -> int:
     return int(_image_account(user)[0])
 
 
+def _useradd(user: str) -> str:
+    """The image's useradd command for an account (continued lines joined)."""
+    joined = re.sub(r"\\\n\s*", " ", _dockerfile())
+    found = re.search(rf"useradd [^&\n]*--shell /usr/sbin/nologin {user}(?![\w-])", joined)
+    assert found, f"the image makes no user {user}"
+    return found.group(0)
+
+
 def _image_groups(user: str) -> list[str]:
     """The supplementary groups the image gives an account (its useradd's --groups)."""
-    joined = re.sub(r"\\\n\s*", " ", _dockerfile())
-    command = re.search(rf"useradd [^&\n]*--shell /usr/sbin/nologin {user}(?![\w-])", joined)
-    assert command, f"the image makes no user {user}"
-    found = re.search(r"--groups (\S+)", command.group(0))
+    found = re.search(r"--groups (\S+)", _useradd(user))
     return found.group(1).split(",") if found else []
 
 
 def _image_account(user: str) -> tuple[str, str]:
-    """(uid, primary group) of an account the image makes (one useradd command, continued lines joined)."""
-    joined = re.sub(r"\\\n\s*", " ", _dockerfile())
-    found = re.search(rf"useradd --system --uid (\d+) --gid (\S+) [^&\n]*--shell /usr/sbin/nologin {user}(?![\w-])",
-                      joined)
-    assert found, f"the image makes no user {user}"
+    """(uid, primary group) of an account the image makes (one useradd command)."""
+    found = re.match(r"useradd --system --uid (\d+) --gid (\S+) ", _useradd(user))
+    assert found, f"the image's useradd for {user} gives no --uid and --gid first"
     return found.group(1), found.group(2)
 
 
@@ -763,7 +766,7 @@ def test_compose_mlflow_auth_config_matches_ansible(ansible, tmp_path):
     # single sign-on off and on.
     function = re.search(r"^auth_ini\(\) \{\n.*?^\}\n", script, re.M | re.S)
     assert function, "postgres-init defines no auth_ini function"
-    sso_env = {"MLOPS_SERVER_NAME": SERVER_NAME, **OIDC_ENV}
+    sso_lines = interpolate(COMPOSE, {"MLOPS_SERVER_NAME": SERVER_NAME, **OIDC_ENV})["configs"]["mlflow-auth-oidc"]
     for rendered, sso, authorization in (
             ("auth.ini", "/dev/null", "mlflow.server.auth:authenticate_request_basic_auth"),
             ("auth.ini-oidc", staged["mlflow-auth-oidc"], "mlops.oidc:authenticate_request")):
@@ -772,7 +775,7 @@ def test_compose_mlflow_auth_config_matches_ansible(ansible, tmp_path):
         work = tmp_path / rendered
         work.mkdir()
         (work / "base").write_text(_config("mlflow-auth"))
-        (work / "sso").write_text(interpolate(COMPOSE, sso_env)["configs"]["mlflow-auth-oidc"]["content"])
+        (work / "sso").write_text(sso_lines["content"])
         ran = subprocess.run(["sh", "-c", function.group(0) + f'auth_ini base {"sso" if sso != "/dev/null" else sso} '
                               f'{authorization}'], cwd=work, capture_output=True, text=True, check=False,
                              env={"PATH": "/usr/bin:/bin", "MLOPS_ADMIN_PASSWORD": ADMIN_PASSWORD})
@@ -783,7 +786,7 @@ def test_compose_mlflow_auth_config_matches_ansible(ansible, tmp_path):
     # The client's secret: a compose secret (from .env) that only postgres-init reads, installed where
     # the configuration names it with the role's owner, group and mode; removed when sign-on is off.
     sso_secret = files["oidc_client_secret"]
-    sso_config = _ini("[mlops]\n" + interpolate(COMPOSE, sso_env)["configs"]["mlflow-auth-oidc"]["content"])
+    sso_config = _ini("[mlops]\n" + sso_lines["content"])
     assert sso_config["mlops"]["oidc_client_secret_file"] == sso_secret["dest"]
     mount = next(m for m in SERVICES["postgres-init"]["secrets"] if m["source"] == "mlops-oidc-client-secret")
     assert COMPOSE["secrets"]["mlops-oidc-client-secret"]["environment"] == "MLOPS_OIDC_CLIENT_SECRET"
@@ -884,7 +887,7 @@ def test_compose_programs_log_in_to_mlflow_as_the_roles_have_them(ansible):
             home = RSERVICES[where]["environment"]["HOME"]
             program = where
         else:
-            home = next(w[0].split("=", 1)[1] for w in _shell_lines(_config(where)) if w[0].startswith("HOME="))
+            home = _job_environment(where.removeprefix("job-"))["HOME"]
             program = "scheduler"
         assert home == client["home"], identity
         login = logins[client["name"]]
@@ -1245,10 +1248,8 @@ def test_compose_metrics_volume_is_the_textfile_directory(ansible):
     assert mounts["scheduler"] == [f"job-metrics:{metrics}"]
     assert {n for n, m in mounts.items() if m} == {"node-exporter", "scheduler", "nginx-init"}
     # The retrain tick and the promotion gate publish there (mlops.textfile), the job scripts too.
-    for name in ("job-retrain", "job-gate"):
-        job = {words[0].split("=", 1)[0]: words[0].split("=", 1)[1] for words in _shell_lines(_config(name))
-               if len(words) == 1 and "=" in words[0]}
-        assert job["MLOPS_METRICS_TEXTFILE_DIR"] == metrics, name
+    for name in ("retrain", "gate"):
+        assert _job_environment(name)["MLOPS_METRICS_TEXTFILE_DIR"] == metrics, name
     for name in COMPOSE_JOBS:
         assert f"metrics={metrics}" in _config(f"job-{name}")
     # The directory is the mlops role's (root:<metrics group> 0775) in the image and whenever the
