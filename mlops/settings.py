@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     serve_timing_iterations: int = 30
     """Interleaved batch-1 calls per candidate variant when a worker chooses what to serve."""
     serve_compile: bool = True
+    serve_remember_choice: bool = True
+    """Reuse the variant an earlier load on this host chose for the same version, CPU, software and settings
+    (``<state_dir>/variant-choices/``; the variant is still built and its agreement re-checked), so a restarted
+    worker serves in seconds; off: every load (serving, the promotion gate) times every candidate again."""
     serve_agreement_images: int = 64
     serve_min_agreement: float = 0.98
     """A faster variant is used only if it predicts the FP32 class on this share of a fixed sample."""

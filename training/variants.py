@@ -19,15 +19,28 @@ Candidate variants (each built only where it can run here):
 interleaved (:func:`training.optimize.interleaved_latencies_ms`), and picks the fastest
 (:func:`choose_fastest`); ``serve_variant`` forces one (FP32 eager where it cannot run). Serving runs
 the selection at load; the promotion gate times the same selection's variant.
+
+Both remember the choice (``serve_remember_choice``, in ``<state_dir>/variant-choices/``): a worker that
+restarts, its siblings starting beside it, or the gate judging a version again build only the variant chosen
+for the same version, CPU (as detection saw it), inference software and settings, and re-check that it agrees
+with FP32; if it no longer does, they choose again. Delete the directory to race the candidates again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import importlib.metadata
 import io
+import json
 import logging
+import os
+import re
 import statistics
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,14 +273,53 @@ class Selection:
     p50_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+def _agreement(candidate: Candidate, sample: torch.Tensor, reference: torch.Tensor) -> str | float:
+    """Share of ``sample`` the candidate gives the FP32 class, or why it could not run."""
+    try:
+        with torch.no_grad():
+            return float((run_bucketed(candidate.forward, sample, candidate.buckets)[1].argmax(1) == reference)
+                         .float().mean())
+    except Exception as exc:  # noqa: BLE001 - an optional variant that fails is refused, not an error
+        return f"refused: failed to run: {type(exc).__name__}: {exc}"
+
+
 def select(loaded: LoadedVersion, keep: Path, caps: CpuCapabilities, compile_torch: bool,
-           buckets: tuple[int, ...]) -> Selection:
-    """Build every candidate (``serve_variant`` limits them), check agreement with FP32, time, choose."""
+           buckets: tuple[int, ...], memo_dir: Path | None = None) -> Selection:
+    """Build every candidate (``serve_variant`` limits them), check agreement with FP32, time, choose.
+
+    With ``memo_dir`` (and ``serve_remember_choice`` on) the choice is remembered there, and a later call for
+    the same version, CPU, software and settings builds only the remembered variant, re-checks its agreement
+    and uses it (:func:`_recall`); concurrent callers (a server's workers starting together) choose once.
+    """
     s = get_settings()
     sample = synthetic_images(s.serve_agreement_images, loaded.image_size, AGREEMENT_SEED).images
     with torch.no_grad():
         reference = loaded.model(sample).argmax(1)
     builder = VariantBuilder(loaded, keep, caps, compile_torch, buckets)
+    if memo_dir is None or not s.serve_remember_choice:
+        return _select(builder, sample, reference)
+    key = _memo_key(loaded, caps, compile_torch, buckets)
+    label = re.sub(r"[^A-Za-z0-9._-]", "_", f"{loaded.name}-v{loaded.version}")
+    path = memo_dir / f"{label}-{hashlib.sha256(_canonical(key)).hexdigest()[:16]}.json"
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(_locked(path.with_suffix(".lock")))
+        except OSError as exc:
+            log.warning("Cannot remember variant choices in %s (%s): choosing without", memo_dir, exc)
+            return _select(builder, sample, reference)
+        if (recalled := _recall(path, key, builder, sample, reference)) is not None:
+            return recalled
+        selection = _select(builder, sample, reference)
+        try:
+            _remember(path, key, selection)
+        except OSError as exc:
+            log.warning("Cannot remember the variant choice in %s: %s", path, exc)
+        return selection
+
+
+def _select(builder: VariantBuilder, sample: torch.Tensor, reference: torch.Tensor) -> Selection:
+    s = get_settings()
+    loaded = builder.loaded
     wanted = s.serve_variant
     checks: dict[str, str] = {}
     agreeing: dict[str, Candidate] = {}
@@ -279,13 +331,10 @@ def select(loaded: LoadedVersion, keep: Path, caps: CpuCapabilities, compile_tor
         if isinstance(built, str):
             checks[variant] = built
             continue
-        try:
-            with torch.no_grad():
-                agree = float((run_bucketed(built.forward, sample, built.buckets)[1].argmax(1) == reference)
-                              .float().mean())
-        except Exception as exc:  # noqa: BLE001
-            log.warning("Variant %s of %s v%s failed to run: %s", variant, loaded.name, loaded.version, exc)
-            checks[variant] = f"refused: failed to run: {type(exc).__name__}: {exc}"
+        agree = _agreement(built, sample, reference)
+        if isinstance(agree, str):
+            log.warning("Variant %s of %s v%s failed to run: %s", variant, loaded.name, loaded.version, agree)
+            checks[variant] = agree
             continue
         ok = agree >= s.serve_min_agreement
         checks[variant] = (f"{'passed' if ok else 'refused'}: agrees with FP32 on {agree:.3f} of {len(sample)} "
@@ -311,3 +360,89 @@ def select(loaded: LoadedVersion, keep: Path, caps: CpuCapabilities, compile_tor
             reason = f"serve_variant={wanted} could not run ({checks.get(wanted)}); {reason}"
     best = agreeing[chosen]
     return Selection(chosen, f"{best.description}; {reason}", best, checks, p50)
+
+
+# --- the remembered choice ------------------------------------------------------------------------
+
+VARIANT_CHOICES = "variant-choices"
+"""The directory, under a program's ``state_dir``, where its variant choices are remembered."""
+MEMO_KEEP = 32
+"""Remembered choices kept per directory (the newest; older versions' go)."""
+
+
+def _canonical(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def _memo_key(loaded: LoadedVersion, caps: CpuCapabilities, compile_torch: bool,
+              buckets: tuple[int, ...]) -> dict[str, object]:
+    """Everything the choice depends on: the version, what detection saw of the CPU (masks included), the
+    inference software, and the settings that change the candidates, their checks or their timing (the
+    intra-op threads too)."""
+    s = get_settings()
+    return {
+        "model": {"name": loaded.name, "version": str(loaded.version), "run_id": loaded.run_id},
+        "cpu": dataclasses.asdict(caps),
+        "software": {name: _package_version(name) for name in ("torch", "openvino", "nncf")},
+        "settings": {"serve_variant": s.serve_variant, "serve_min_agreement": s.serve_min_agreement,
+                     "serve_agreement_images": s.serve_agreement_images,
+                     "serve_timing_iterations": s.serve_timing_iterations, "compile_torch": compile_torch,
+                     "buckets": list(buckets), "threads": torch.get_num_threads()},
+    }
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _recall(path: Path, key: dict[str, object], builder: VariantBuilder, sample: torch.Tensor,
+            reference: torch.Tensor) -> Selection | None:
+    """The remembered choice, built and re-checked; None (choose again) when there is none, it is for another
+    key, or its variant no longer builds or agrees."""
+    try:
+        memo = json.loads(path.read_text())
+        if memo["key"] != key:
+            return None
+        variant, chosen_at = memo["variant"], memo["chosen_at"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("Ignoring the remembered variant choice %s: %s", path, exc)
+        return None
+    loaded, min_agreement = builder.loaded, get_settings().serve_min_agreement
+    built = builder.build(variant)
+    agree = built if isinstance(built, str) else _agreement(built, sample, reference)
+    if isinstance(agree, str) or agree < min_agreement:
+        log.warning("The remembered variant %s of %s v%s no longer serves (%s): choosing again", variant,
+                    loaded.name, loaded.version, agree if isinstance(agree, str) else f"agreement {agree:.3f}")
+        return None
+    assert not isinstance(built, str)
+    checks = {**memo["checks"], variant: (f"passed: agrees with FP32 on {agree:.3f} of {len(sample)} check "
+                                          f"images (needs {min_agreement:.2f}), re-checked at this load")}
+    reason = f"{memo['reason']} (chosen at {chosen_at} on this host; remembered in {path.name})"
+    return Selection(variant, reason, built, checks, memo["p50_ms"])
+
+
+def _remember(path: Path, key: dict[str, object], selection: Selection) -> None:
+    memo = {"key": key, "variant": selection.variant, "reason": selection.reason, "checks": selection.checks,
+            "p50_ms": selection.p50_ms, "chosen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(memo, indent=2) + "\n")
+    tmp.replace(path)  # whole or not at all: a reader never sees half a choice
+    for old in sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)[MEMO_KEEP:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".lock").unlink(missing_ok=True)

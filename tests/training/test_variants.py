@@ -57,3 +57,152 @@ def test_a_bf16_variant_training_refused_never_becomes_a_candidate(tmp_path, var
     if variant == "bf16":  # accepted: a candidate where this host's BF16 probe passes, a probe refusal otherwise
         again = VariantBuilder(accepted, tmp_path, builder.caps, compile_torch=False, buckets=()).build("bf16")
         assert not isinstance(again, str) or "probe" in again, again
+
+
+# --- the remembered choice: a restarted worker (or the gate, again) does not race the candidates again ------
+
+
+class _Counting:
+    """Counts the variants built and the timing rounds run by :func:`training.variants.select`."""
+
+    def __init__(self, monkeypatch) -> None:  # noqa: ANN001
+        import threading
+
+        from training import openvino as tov
+        from training import variants
+
+        self.built: list[str] = []
+        self.timed = 0
+        lock = threading.Lock()
+        build, timing = variants.VariantBuilder.build, variants.interleaved_latencies_ms
+
+        def counted_build(builder, variant: str):  # noqa: ANN001, ANN202
+            with lock:
+                self.built.append(variant)
+            return build(builder, variant)
+
+        def counted_timing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            with lock:
+                self.timed += 1
+            return timing(*args, **kwargs)
+
+        monkeypatch.setattr(variants.VariantBuilder, "build", counted_build)
+        monkeypatch.setattr(variants, "interleaved_latencies_ms", counted_timing)
+        # Two real candidates that agree (FP32 eager and the OpenVINO FP32 IR), none of the slow builds.
+        monkeypatch.setattr(variants, "VARIANTS", ("openvino_fp32", "int8", "fp32"))
+        irs: dict[int, object] = {}  # one export per model (each costs a second)
+
+        def ir_pair(builder):  # noqa: ANN001, ANN202
+            with lock:
+                if id(builder.fp32) not in irs:
+                    irs[id(builder.fp32)] = tov.export_ir(builder.fp32)
+                return irs[id(builder.fp32)], None, "test"
+
+        monkeypatch.setattr(variants.VariantBuilder, "_ir_pair", ir_pair)
+
+    def reset(self) -> None:
+        self.built, self.timed = [], 0
+
+
+@pytest.fixture
+def counting(monkeypatch, patched_environ):  # noqa: ANN001, ANN201
+    with patched_environ({"MLOPS_SERVE_TIMING_ITERATIONS": "3", "MLOPS_SERVE_AGREEMENT_IMAGES": "16",
+                          "MLOPS_SERVE_REMEMBER_CHOICE": "true", "MLOPS_SERVE_VARIANT": "auto"}):
+        yield _Counting(monkeypatch)
+
+
+def _loaded(version: str = "3") -> LoadedVersion:
+    import torch
+
+    from training.model import CustomVGG, ModelConfig
+
+    torch.manual_seed(7)
+    model = CustomVGG(ModelConfig(width=0.125, image_size=32)).eval()
+    return LoadedVersion("pills/cls", version, f"run{version}", model)
+
+
+def _sample():  # noqa: ANN201
+    from training.data import synthetic_images
+
+    return synthetic_images(8, 32, 11).images
+
+
+def _avx2():  # noqa: ANN202
+    from training.cpu import CpuCapabilities
+
+    return CpuCapabilities(avx2=True, isa="avx2", model_name="test CPU")
+
+
+def test_a_second_load_builds_only_the_remembered_variant_and_checks_it_again(tmp_path, counting) -> None:  # noqa: ANN001
+    from training.variants import select
+
+    loaded, memo = _loaded(), tmp_path / "variant-choices"
+    first = select(loaded, tmp_path / "a", _avx2(), compile_torch=False, buckets=(), memo_dir=memo)
+    assert counting.built == ["openvino_fp32", "int8", "fp32"] and counting.timed == 2  # batch 1 and batch 8
+    assert set(first.p50_ms) == {"openvino_fp32", "fp32"}, first.checks
+    [file] = memo.glob("*.json")
+    assert file.name.startswith("pills_cls-v3-")
+    counting.reset()
+
+    again = select(loaded, tmp_path / "b", _avx2(), compile_torch=False, buckets=(), memo_dir=memo)
+    assert counting.timed == 0 and counting.built == [first.variant]
+    assert again.variant == first.variant and again.p50_ms == first.p50_ms
+    assert f"remembered in {file.name}" in again.reason and first.reason in again.reason
+    assert again.checks[again.variant].endswith("re-checked at this load"), again.checks
+    x = _sample()
+    assert again.candidate.forward(x)[1].argmax(1).tolist() == first.candidate.forward(x)[1].argmax(1).tolist()
+
+    # Anything the choice depends on differs: chosen again, remembered beside the first.
+    counting.reset()
+    select(loaded, tmp_path / "c", _avx2(), compile_torch=False, buckets=(1, 8), memo_dir=memo)
+    assert counting.timed == 2 and len(list(memo.glob("*.json"))) == 2
+    counting.reset()
+    select(_loaded("4"), tmp_path / "d", _avx2(), compile_torch=False, buckets=(), memo_dir=memo)
+    assert counting.timed == 2 and len(list(memo.glob("*.json"))) == 3
+
+
+def test_a_remembered_variant_that_no_longer_serves_is_chosen_again(tmp_path, counting) -> None:  # noqa: ANN001
+    import json
+
+    from training.variants import select
+
+    loaded, memo = _loaded(), tmp_path / "memo"
+    select(loaded, tmp_path / "a", _avx2(), compile_torch=False, buckets=(), memo_dir=memo)
+    [file] = memo.glob("*.json")
+    remembered = json.loads(file.read_text())
+    file.write_text(json.dumps({**remembered, "variant": "int8"}))  # a variant this version cannot build
+    counting.reset()
+    chosen = select(loaded, tmp_path / "b", _avx2(), compile_torch=False, buckets=(), memo_dir=memo)
+    assert counting.timed == 2 and chosen.variant in ("openvino_fp32", "fp32") and "remembered" not in chosen.reason
+    assert json.loads(file.read_text())["variant"] == chosen.variant
+
+    file.write_text('{"key": ')  # cut short (a crash mid-write cannot do this; a full disk or a person can)
+    counting.reset()
+    assert select(loaded, tmp_path / "c", _avx2(), compile_torch=False, buckets=(), memo_dir=memo).variant
+    assert counting.timed == 2 and json.loads(file.read_text())["key"]["model"]["version"] == "3"
+
+
+def test_workers_starting_together_choose_once(tmp_path, counting) -> None:  # noqa: ANN001
+    from concurrent.futures import ThreadPoolExecutor
+
+    from training.variants import select
+
+    loaded, memo = _loaded(), tmp_path / "memo"
+    with ThreadPoolExecutor(3) as pool:
+        chosen = list(pool.map(lambda i: select(loaded, tmp_path / str(i), _avx2(), compile_torch=False, buckets=(),
+                                                memo_dir=memo), range(3)))
+    assert counting.timed == 2, "more than one worker timed the candidates"
+    assert len({c.variant for c in chosen}) == 1 and sum("remembered in" in c.reason for c in chosen) == 2
+
+
+def test_without_memory_or_a_usable_directory_every_load_chooses(tmp_path, counting, patched_environ) -> None:  # noqa: ANN001
+    from training.variants import select
+
+    loaded, blocked = _loaded(), tmp_path / "not-a-directory"
+    blocked.write_text("")  # the directory cannot be made: chosen, no error
+    assert select(loaded, tmp_path / "a", _avx2(), compile_torch=False, buckets=(), memo_dir=blocked).variant
+    assert counting.timed == 2
+    with patched_environ({"MLOPS_SERVE_REMEMBER_CHOICE": "false"}):
+        for _ in range(2):
+            select(loaded, tmp_path / "b", _avx2(), compile_torch=False, buckets=(), memo_dir=tmp_path / "off")
+    assert counting.timed == 6 and not (tmp_path / "off").exists()
