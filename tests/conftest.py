@@ -18,10 +18,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,14 +273,99 @@ def provisioned_platform(extra_vars: dict[str, object] | None = None) -> Iterato
 
 
 @pytest.fixture(scope="session")
-def platform_factory():  # noqa: ANN201 - the context manager itself
-    """:func:`provisioned_platform`, for test directories that need an instance with other variables."""
-    return provisioned_platform
+def platform() -> Iterator[Platform]:
+    with provisioned_platform() as instance:
+        yield instance
+
+
+# --- the operations instance: monitoring's alerts, then the faults of the resilience tests ---------------
+
+@dataclass
+class Receiver:
+    """Alertmanager's webhook target: keeps every notification it gets."""
+
+    url: str
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def alerts(self, name: str, status: str = "firing") -> list[dict[str, Any]]:
+        with self.lock:
+            return [a for n in self.notifications for a in n.get("alerts", [])
+                    if a.get("labels", {}).get("alertname") == name and a.get("status") == status]
+
+    def wait_for(self, name: str, timeout: float, status: str = "firing") -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.alerts(name, status)
+            if found:
+                return found[-1]
+            time.sleep(1)
+        with self.lock:
+            got = sorted({a["labels"].get("alertname", "?") for n in self.notifications for a in n.get("alerts", [])})
+        pytest.fail(f"no {status} {name} notification within {timeout:.0f} s (got: {got or 'none'})")
+
+
+def _serve_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    receiver = Receiver(f"http://127.0.0.1:{port}/alerts")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with receiver.lock:
+                receiver.notifications.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return receiver, server
 
 
 @pytest.fixture(scope="session")
-def platform() -> Iterator[Platform]:
-    with provisioned_platform() as instance:
+def alert_receiver() -> Iterator[Receiver]:
+    """Alertmanager's webhook target on a loopback port, for the operations instance."""
+    found, server = _serve_receiver()
+    yield found
+    server.shutdown()
+
+
+# Short periods: Prometheus scrapes and evaluates every 5 s, Alertmanager groups for 1 s and delivers to
+# the receiver, the retrain tick runs every minute (its dead-man's alert fires after 2 minutes without a
+# success) and the alerts under test wait seconds instead of minutes (their `for:` overridden by name).
+# The tick checks a model nobody promotes, so it stays a check (no champion: nothing to do) while the
+# resilience tests serve and load `pill-quality`. Serving skips torch.compile (minutes per load on two
+# shared cores) and polls its alias every second.
+def operations_instance_vars(receiver: Receiver) -> dict[str, object]:
+    return {
+        "serving_compile": "false",
+        "serving_poll_interval": 1,
+        "monitoring_scrape_interval": "5s",
+        "monitoring_evaluation_interval": "5s",
+        "monitoring_group_wait": "1s",
+        "monitoring_group_interval": "5s",
+        "monitoring_repeat_interval": "1m",
+        "monitoring_webhook_url": receiver.url,
+        "monitoring_alert_for": json.dumps({"ServingHighErrorRatio": "15s", "RetrainTickMissed": "0s"}),
+        "retrain_model_name": "tick-only",
+        "retrain_cron": '"* * * * *"',
+        "retrain_on_calendar": "minutely",
+        "retrain_randomized_delay": 0,
+    }
+
+
+@pytest.fixture(scope="session")
+def operations_platform(alert_receiver: Receiver) -> Iterator[Platform]:
+    """One private instance for tests/monitoring (which need no champion: they run first) and then
+    tests/resilience (which promote one and kill its processes): `make test-monitoring-resilience` runs
+    both on it, one `make up` instead of two; `make test-monitoring` or `make test-resilience` alone
+    make it for themselves."""
+    with provisioned_platform(operations_instance_vars(alert_receiver)) as instance:
         yield instance
 
 

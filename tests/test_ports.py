@@ -65,7 +65,7 @@ def test_the_offsets_are_the_groups():
     offsets = _offsets()
     # The groups with an instance of their own besides the main run (a group lost by the parsing would
     # silently drop out of the check below).
-    assert {"test-resilience", "test-monitoring", "test-upgrade"} <= set(offsets), offsets
+    assert {"test-monitoring-resilience", "test-resilience", "test-monitoring", "test-upgrade"} <= set(offsets), offsets
     assert len(set(offsets.values())) == len(offsets), f"two groups share an offset: {offsets}"
 
 

@@ -9,4 +9,4 @@ test-monitoring: test-deps ## Scrape targets up, alerts delivered to a webhook, 
 	MLOPS_TEST_PORT_OFFSET=$$(( $${MLOPS_TEST_PORT_OFFSET:-0} + 300 )) $(BIN)/pytest tests/monitoring -m monitoring -q; \
 	echo "[monitoring] test-monitoring passed in $$(( $$(date +%s) - start )) s"
 
-TEST_GROUPS += 440:test-monitoring
+# `make test` runs these in test-monitoring-resilience (tests/resilience/resilience.mk).

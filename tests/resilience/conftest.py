@@ -1,11 +1,11 @@
-"""The resilience group's own private platform (`make test-resilience`): a champion served through nginx.
+"""The resilience tests' platform: the operations instance (tests/conftest.py), a champion served through nginx.
 
-It runs beside the other test groups, so its instance has its own name and ports: the make target
-moves MLOPS_TEST_PORT_OFFSET by 200. Serving skips torch.compile (minutes per load on 2 shared cores)
-and polls the alias every second; everything else is the platform's defaults, one serving worker
-and two MLflow workers included.
+It runs beside the other test groups, so its instance has its own name and ports: `make
+test-monitoring-resilience` (the monitoring tests first, which need no champion, then these) moves
+MLOPS_TEST_PORT_OFFSET by 400, `make test-resilience` (these alone) by 200. Serving skips
+torch.compile (minutes per load on 2 shared cores) and polls the alias every second; one serving
+worker and two MLflow workers, as the platform's defaults.
 """
-
 from __future__ import annotations
 
 import json
@@ -23,8 +23,6 @@ from mlops_cli import jobs
 from mlops_cli.soak import AccessLog, Load, verify
 from mlops_cli.status import platform_status
 
-# The private instance's Ansible variables beyond ports and paths.
-INSTANCE_VARS = {"serving_compile": "false", "serving_poll_interval": 1}
 # The champion is a tiny model (the gate is not under test here): no accuracy floor.
 GATE_ENV = {
     "MLOPS_PROMOTE_MIN_ACCURACY": "0.0",
@@ -36,9 +34,9 @@ GATE_ENV = {
 
 
 @pytest.fixture(scope="session")
-def platform(platform_factory):  # noqa: ANN001, ANN201 - overrides the session platform of tests/conftest.py
-    with platform_factory(INSTANCE_VARS) as instance:
-        yield instance
+def platform(operations_platform):  # noqa: ANN001, ANN201 - overrides the session platform of tests/conftest.py
+    """The instance shared with the monitoring tests (tests/conftest.py: operations_platform)."""
+    return operations_platform
 
 
 class Health:
