@@ -306,25 +306,23 @@ class Receiver:
 
 
 def _serve_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    receiver = Receiver(f"http://127.0.0.1:{port}/alerts")
+    notifications: list[dict[str, Any]] = []
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            with receiver.lock:
-                receiver.notifications.append(json.loads(body))
+            with lock:
+                notifications.append(json.loads(body))
             self.send_response(200)
             self.end_headers()
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # the port is bound here: no other can take it
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return receiver, server
+    return Receiver(f"http://127.0.0.1:{server.server_address[1]}/alerts", notifications, lock), server
 
 
 @pytest.fixture(scope="session")
