@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     serve_compile: bool = True
     serve_remember_choice: bool = True
     """Reuse the variant an earlier load on this host chose for the same version, CPU, software and settings
-    (``<state_dir>/variant-choices/``; the variant is still built and its agreement re-checked), so a restarted
+    (``variant_choices_dir``; the variant is still built and its agreement re-checked), so a restarted
     worker serves in seconds; off: every load (serving, the promotion gate) times every candidate again."""
     serve_agreement_images: int = 64
     serve_min_agreement: float = 0.98
@@ -205,6 +205,11 @@ class Settings(BaseSettings):
     def credentials_dir(self) -> Path:
         """Generated passwords (mode 0600), ``mlflow-<user>`` for each MLflow login."""
         return self.state_dir / "credentials"
+
+    @property
+    def variant_choices_dir(self) -> Path:
+        """The variants this program chose, per version, CPU, software and settings (``serve_remember_choice``)."""
+        return self.state_dir / "variant-choices"
 
 
 @lru_cache(maxsize=1)

@@ -62,7 +62,7 @@ from training.cpu import detect_capabilities
 from training.data import synthetic_images
 from training.metrics import score
 from training.optimize import interleaved_latencies_ms, predict_logits
-from training.variants import VARIANT_CHOICES, select
+from training.variants import select
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def evaluate(models: list[LoadedVersion]) -> tuple[list[Evaluation], list[str]]:
             x, y = sets[m.image_size]
             quality.append(score(predict_logits(m.model, x, 64), y))
             chosen = select(m, Path(tmp) / str(i), caps, compile_torch=False, buckets=(),
-                            memo_dir=s.state_dir / VARIANT_CHOICES)
+                            memo_dir=s.variant_choices_dir)
             runners.append(lambda t, f=chosen.candidate.forward: f(t)[1])
             variants.append(chosen.variant)
         samples = interleaved_latencies_ms(runners, [sets[m.image_size][0] for m in models],

@@ -26,7 +26,7 @@ from training.artifacts import load_version
 from training.cpu import CpuCapabilities, detect_capabilities
 from training.model import CustomVGG
 from training.probe import ran as probes_ran
-from training.variants import VARIANT_CHOICES, Forward, run_bucketed, select
+from training.variants import Forward, run_bucketed, select
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def load_served(client: MlflowClient, name: str, alias: str, work_dir: Path | No
     size = loaded.image_size
     caps = detect_capabilities()
     chosen = select(loaded, keep, caps, s.serve_compile, _buckets(s.serve_max_batch),
-                    memo_dir=s.state_dir / VARIANT_CHOICES)
+                    memo_dir=s.variant_choices_dir)
     best = chosen.candidate
     with torch.no_grad():  # every compiled bucket before the swap: no request pays for a compilation
         for b in best.buckets:

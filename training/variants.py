@@ -20,7 +20,7 @@ interleaved (:func:`training.optimize.interleaved_latencies_ms`), and picks the 
 (:func:`choose_fastest`); ``serve_variant`` forces one (FP32 eager where it cannot run). Serving runs
 the selection at load; the promotion gate times the same selection's variant.
 
-Both remember the choice (``serve_remember_choice``, in ``<state_dir>/variant-choices/``): a worker that
+Both remember the choice (``serve_remember_choice``, in settings' ``variant_choices_dir``): a worker that
 restarts, its siblings starting beside it, or the gate judging a version again build only the variant chosen
 for the same version, CPU (as detection saw it), inference software and settings, and re-check that it agrees
 with FP32; if it no longer does, they choose again. Delete the directory to race the candidates again.
@@ -364,8 +364,6 @@ def _select(builder: VariantBuilder, sample: torch.Tensor, reference: torch.Tens
 
 # --- the remembered choice ------------------------------------------------------------------------
 
-VARIANT_CHOICES = "variant-choices"
-"""The directory, under a program's ``state_dir``, where its variant choices are remembered."""
 MEMO_KEEP = 32
 """Remembered choices kept per directory (the newest; older versions' go)."""
 
