@@ -19,4 +19,4 @@ test-aws-sim: test-deps $(INFRA_STAMP) ## Provision an AWS-shaped inventory agai
 	  $(BIN)/pytest -m aws_sim tests/aws_sim -q; \
 	echo "[aws-sim] test-aws-sim passed in $$(( $$(date +%s) - start )) s"
 
-TEST_GROUPS += 615:test-aws-sim
+TEST_GROUPS += 670:test-aws-sim
