@@ -415,7 +415,8 @@ def _recall(path: Path, key: dict[str, object], builder: VariantBuilder, sample:
         memo = json.loads(path.read_text())
         if memo["key"] != key:
             return None
-        variant, chosen_at = memo["variant"], memo["chosen_at"]
+        variant, chosen_at, reason = str(memo["variant"]), memo["chosen_at"], memo["reason"]
+        checks, p50_ms = dict(memo["checks"]), dict(memo["p50_ms"])
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -428,11 +429,11 @@ def _recall(path: Path, key: dict[str, object], builder: VariantBuilder, sample:
         log.warning("The remembered variant %s of %s v%s no longer serves (%s): choosing again", variant,
                     loaded.name, loaded.version, agree if isinstance(agree, str) else f"agreement {agree:.3f}")
         return None
-    assert not isinstance(built, str)
-    checks = {**memo["checks"], variant: (f"passed: agrees with FP32 on {agree:.3f} of {len(sample)} check "
-                                          f"images (needs {min_agreement:.2f}), re-checked at this load")}
-    reason = f"{memo['reason']} (chosen at {chosen_at} on this host; remembered in {path.name})"
-    return Selection(variant, reason, built, checks, memo["p50_ms"])
+    assert not isinstance(built, str)  # a str is a reason it did not build (returned above)
+    checks[variant] = (f"passed: agrees with FP32 on {agree:.3f} of {len(sample)} check images "
+                       f"(needs {min_agreement:.2f}), re-checked at this load")
+    return Selection(variant, f"{reason} (chosen at {chosen_at} on this host; remembered in {path.name})", built,
+                     checks, p50_ms)
 
 
 def _remember(path: Path, key: dict[str, object], selection: Selection) -> None:
