@@ -258,12 +258,13 @@ def _bench_version(cfg: BenchServeConfig, mv: Any, size: int, requests: int, var
         log.info("Platform endpoint not measured: %s", exc)
 
     try:
-        # Every server starts at once and waits idle while the others are driven.
+        # Every server starts at once and waits idle while the others are driven. Each chooses its variant
+        # now (no choice remembered from an earlier run): `auto` is measured as the platform chooses today.
         for variant in variants:
             port = _free_port()
             env = {**os.environ, "MLOPS_SERVE_VARIANT": variant, "MLOPS_SERVE_COMPILE": str(variant != "fp32").lower(),
                    "MLOPS_MODEL_NAME": name, "MLOPS_SERVE_MONITORING": "false", "MLOPS_SERVE_THREADS": str(threads),
-                   **server_env}
+                   "MLOPS_SERVE_REMEMBER_CHOICE": "false", **server_env}
             proc = subprocess.Popen([sys.executable, "-m", "mlops_cli", "serve", "--port", str(port), "--workers",
                                      "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
