@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mlops.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +88,7 @@ def publish(name: str, gauges: Iterable[Gauge], directory: Path | None = None) -
     text = render(gauges)
     target = Path(directory) / f"{name}.prom"
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(target, text, mode=0o644)
     except OSError as exc:
         log.warning("Could not publish metrics %s to %s: %s", name, directory, exc)
         return None

@@ -7,14 +7,13 @@ reads for the users it manages, so both ways agree. Passwords are never printed.
 
 from __future__ import annotations
 
-import os
 import secrets
 import string
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.access import ROLES, AccessClient, AccessError, check_name, check_role
+from mlops.files import write_atomically
 from mlops.settings import get_settings
 from mlops.tracking import read_env_file
 
@@ -54,14 +53,7 @@ def _new_password(name: str, given: Path | None) -> tuple[str, Path]:
     password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(PASSWORD_LENGTH))
     dest = password_file(name)
     dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(password)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(dest, password, mode=0o600)
     return password, dest
 
 

@@ -36,7 +36,6 @@ import importlib.metadata
 import io
 import json
 import logging
-import os
 import re
 import statistics
 import threading
@@ -49,6 +48,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mlops.files import write_atomically
 from mlops.settings import get_settings
 from training.artifacts import LoadedVersion, download_run_artifact
 from training.cpu import CpuCapabilities
@@ -439,9 +439,7 @@ def _recall(path: Path, key: dict[str, object], builder: VariantBuilder, sample:
 def _remember(path: Path, key: dict[str, object], selection: Selection) -> None:
     memo = {"key": key, "variant": selection.variant, "reason": selection.reason, "checks": selection.checks,
             "p50_ms": selection.p50_ms, "chosen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(memo, indent=2) + "\n")
-    tmp.replace(path)  # whole or not at all: a reader never sees half a choice
+    write_atomically(path, json.dumps(memo, indent=2) + "\n")  # a reader never sees half a choice
     for old in sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)[MEMO_KEEP:]:
         old.unlink(missing_ok=True)
         old.with_suffix(".lock").unlink(missing_ok=True)
