@@ -283,6 +283,13 @@ def _agreement(candidate: Candidate, sample: torch.Tensor, reference: torch.Tens
         return f"refused: failed to run: {type(exc).__name__}: {exc}"
 
 
+def _agreement_check(agree: float, images: int) -> str:
+    """A candidate's entry in ``checks`` for its agreement with FP32 (passed or refused, against the setting)."""
+    needs = get_settings().serve_min_agreement
+    return (f"{'passed' if agree >= needs else 'refused'}: agrees with FP32 on {agree:.3f} of {images} "
+            f"check images (needs {needs:.2f})")
+
+
 def select(loaded: LoadedVersion, keep: Path, caps: CpuCapabilities, compile_torch: bool,
            buckets: tuple[int, ...], memo_dir: Path | None = None) -> Selection:
     """Build every candidate (``serve_variant`` limits them), check agreement with FP32, time, choose.
@@ -337,8 +344,7 @@ def _select(builder: VariantBuilder, sample: torch.Tensor, reference: torch.Tens
             checks[variant] = agree
             continue
         ok = agree >= s.serve_min_agreement
-        checks[variant] = (f"{'passed' if ok else 'refused'}: agrees with FP32 on {agree:.3f} of {len(sample)} "
-                           f"check images (needs {s.serve_min_agreement:.2f})")
+        checks[variant] = _agreement_check(agree, len(sample))
         if ok:
             agreeing[variant] = built
     if wanted != "auto" and wanted in agreeing:
@@ -430,8 +436,7 @@ def _recall(path: Path, key: dict[str, object], builder: VariantBuilder, sample:
                     loaded.name, loaded.version, agree if isinstance(agree, str) else f"agreement {agree:.3f}")
         return None
     assert not isinstance(built, str)  # a str is a reason it did not build (returned above)
-    checks[variant] = (f"passed: agrees with FP32 on {agree:.3f} of {len(sample)} check images "
-                       f"(needs {min_agreement:.2f}), re-checked at this load")
+    checks[variant] = f"{_agreement_check(agree, len(sample))}, re-checked at this load"
     return Selection(variant, f"{reason} (chosen at {chosen_at} on this host; remembered in {path.name})", built,
                      checks, p50_ms)
 
