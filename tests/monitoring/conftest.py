@@ -29,11 +29,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def receiver(alert_receiver):  # noqa: ANN001, ANN201 - tests/conftest.py's Receiver
-    return alert_receiver
-
-
-@pytest.fixture(scope="session")
 def platform(operations_platform):  # noqa: ANN001, ANN201 - overrides the session platform of tests/conftest.py
     """The instance shared with the resilience tests (tests/conftest.py: operations_platform)."""
     return operations_platform

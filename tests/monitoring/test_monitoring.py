@@ -143,7 +143,7 @@ def test_operations_console_in_a_browser(platform, prometheus, artifacts_dir, ch
         assert heading.lower() in text.lower(), heading
 
 
-def test_serving_errors_raise_the_alert(platform, prometheus, receiver):
+def test_serving_errors_raise_the_alert(platform, prometheus, alert_receiver):
     """No champion is registered here: /serve/predict answers 503 (no model loaded) until the alert is delivered."""
     stop = threading.Event()
     statuses: list[int] = []
@@ -158,7 +158,7 @@ def test_serving_errors_raise_the_alert(platform, prometheus, receiver):
     thread = threading.Thread(target=load, daemon=True)
     thread.start()
     try:
-        alert = receiver.wait_for("ServingHighErrorRatio", timeout=180)
+        alert = alert_receiver.wait_for("ServingHighErrorRatio", timeout=180)
     finally:
         stop.set()
         thread.join(timeout=15)
@@ -167,13 +167,13 @@ def test_serving_errors_raise_the_alert(platform, prometheus, receiver):
     assert "5xx" in alert["annotations"]["summary"]
     # No champion yet is not a failed load: nothing pages for it.
     assert prometheus.query('mlops_serving_degraded{job="serving"} == 0')
-    assert not receiver.alerts("ServingChampionLoadFailed")
+    assert not alert_receiver.alerts("ServingChampionLoadFailed")
 
 
-def test_stopped_retrain_timer_raises_the_dead_mans_alert(platform, prometheus, receiver):
+def test_stopped_retrain_timer_raises_the_dead_mans_alert(platform, prometheus, alert_receiver):
     # The every-minute tick (no champion here: it finds nothing to check and succeeds).
     prometheus.wait_query('mlops_job_last_success_timestamp_seconds{timer="retrain"}', 180, "a successful tick")
-    assert not receiver.alerts("RetrainTickMissed")
+    assert not alert_receiver.alerts("RetrainTickMissed")
     info = jobs.load_platform(platform.state_dir / "platform.json")
     if info["service_manager"] == "systemd":
         subprocess.run(["systemctl", "stop", f"{platform.instance}-retrain.timer"], check=True)
@@ -182,5 +182,5 @@ def test_stopped_retrain_timer_raises_the_dead_mans_alert(platform, prometheus, 
         entry = Path("/etc/cron.d") / f"{platform.instance}-retrain"
         entry.unlink()
         os.utime("/etc/cron.d")  # cron rereads the directory when its mtime changes
-    alert = receiver.wait_for("RetrainTickMissed", timeout=240)
+    alert = alert_receiver.wait_for("RetrainTickMissed", timeout=240)
     assert alert["labels"]["timer"] == "retrain"
