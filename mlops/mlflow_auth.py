@@ -1,6 +1,7 @@
 """The platform's MLflow server app: MLflow's own auth app (users, permissions) plus the platform's rules.
 
-Run by ``mlflow server --app-name mlops-auth`` (entry point in pyproject.toml) under gunicorn, with
+Run by ``mlflow server --app-name mlops-auth`` (entry point in pyproject.toml) under gunicorn with uvicorn
+workers (:class:`mlops.workers.MlflowWorker`: MLflow's ASGI app, see :func:`create_app`), with
 ``MLFLOW_AUTH_CONFIG_PATH`` naming the auth configuration (MLflow's ``[mlflow]`` section, and
 ``[mlops] secret_key_file``: the file holding the Flask secret key, so that it is never in the
 service's environment). On top of MLflow's permission checks, for every user but an admin:
@@ -427,17 +428,34 @@ def _missing_model(username: str) -> Response | None:
 _MLFLOW_FORBIDDEN = b"Permission denied"
 
 
+def _limited() -> Response | None:
+    """429 with ``Retry-After`` for a Basic login from a client past its failed logins, before any check."""
+    user, client = _basic_user(), _client_address()
+    if user is not None and client and (wait := _failed_logins.retry_after(client, user)) > 0:
+        response = _error(429, "REQUEST_LIMIT_EXCEEDED", "too many failed logins from this address: try again later")
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    return None
+
+
+def _count_failed_login() -> None:
+    """Count and log a refused Basic login (401): the user name and the address, never the password."""
+    if (user := _basic_user()) is None:
+        return
+    client = _client_address()
+    if client:
+        _failed_logins.record(client, user)
+    log.warning("failed login for user %r from %s (%s %s)", user, client or "this host", request.method,
+                request.path)
+
+
 def _after(response: Response) -> Response:
     """Count and log a failed login; the auth app's own 403 (plain text) becomes MLflow's JSON error with the
     user's name (or, for a model that does not exist and that the user could read, MLflow's 404)."""
     if request.method != "GET" and _ACCOUNT_ROUTE.search(request.path):
         _store_memo.forget_users()
-    if response.status_code == 401 and (user := _basic_user()) is not None:
-        client = _client_address()
-        if client:
-            _failed_logins.record(client, user)
-        log.warning("failed login for user %r from %s (%s %s)", user, client or "this host", request.method,
-                    request.path)
+    if response.status_code == 401:
+        _count_failed_login()
     if response.status_code == 403 and response.get_data() == _MLFLOW_FORBIDDEN and \
             not request.path.startswith(oidc.PREFIX):
         name = getattr(g, "mlflow_authenticated_user", None)
@@ -458,11 +476,8 @@ def _front() -> Response | None:
     """
     from mlflow.server import auth
 
-    user, client = _basic_user(), _client_address()
-    if user is not None and client and (wait := _failed_logins.retry_after(client, user)) > 0:
-        response = _error(429, "REQUEST_LIMIT_EXCEEDED", "too many failed logins from this address: try again later")
-        response.headers["Retry-After"] = str(int(wait) + 1)
-        return response
+    if (limited := _limited()) is not None:
+        return limited
     if (page := oidc.answer(request.path)) is not None:
         return page
     if request.path == "/metrics":
@@ -493,6 +508,79 @@ def _front() -> Response | None:
     if request.path == "/metrics" and answer.status_code == 204 and request.url_rule is not None:
         return current_app.view_functions[request.url_rule.endpoint](**(request.view_args or {}))
     return answer
+
+
+class NativeRouteRules:
+    """ASGI, around MLflow's FastAPI app: the platform's login rules for the routes FastAPI answers itself.
+
+    Under uvicorn (:class:`mlops.workers.MlflowWorker`) MLflow answers some routes without its Flask app: artifact
+    uploads and downloads, OTLP traces, jobs, the AI gateway, server info. The Flask hooks above never run for
+    them; MLflow's permission middleware checks their logins and rights. This adds what the platform adds on the
+    Flask side for a Basic login: the failed-login limit (429 before any password is checked), the count and
+    log line of a refused login, and MLflow's JSON ``PERMISSION_DENIED`` with the user's name for its plain-text
+    403. Requests on other routes pass straight through.
+    """
+
+    def __init__(self, app: Any, flask_app: Flask) -> None:  # noqa: ANN401 - MLflow's FastAPI app
+        from starlette.routing import Match, Mount
+
+        self.app, self.flask_app = app, flask_app
+        self._native = [route for route in app.routes if not isinstance(route, Mount)]
+        self._no_match = Match.NONE
+
+    def _applies(self, scope: dict[str, Any]) -> bool:
+        return scope["type"] == "http" and any(
+            name == b"authorization" and value[:6].lower() == b"basic " for name, value in scope.get("headers", ())
+        ) and any(route.matches(scope)[0] != self._no_match for route in self._native)
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if not self._applies(scope):
+            await self.app(scope, receive, send)
+            return
+        from starlette.middleware.wsgi import build_environ
+
+        environ = build_environ(scope, b"")
+        with self.flask_app.request_context(environ):
+            limited = _limited()
+        if limited is not None:
+            await _send_flask_response(limited, send)
+            return
+        start: dict[str, Any] = {}
+        held: list[bytes] = []
+
+        async def watch(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                if message["status"] != 403:
+                    await send(message)
+                return
+            if message["type"] != "http.response.body" or start.get("status") != 403:
+                await send(message)
+                return
+            held.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(held)
+            if body != _MLFLOW_FORBIDDEN:
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return
+            with self.flask_app.request_context(environ):
+                refusal = _deny(f"user {_basic_user()!r} lacks the permission for {request.method} {request.path} "
+                                f"(ask an admin: `mlops users set-role`)")
+            await _send_flask_response(refusal, send)
+
+        await self.app(scope, receive, watch)
+        if start.get("status") == 401:
+            with self.flask_app.request_context(environ):
+                _count_failed_login()
+
+
+async def _send_flask_response(response: Response, send: Callable) -> None:
+    await send({"type": "http.response.start", "status": response.status_code,
+                "headers": [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                            for name, value in response.headers.items()]})
+    await send({"type": "http.response.body", "body": response.get_data()})
 
 
 def check_capability(capability: str) -> Response:
@@ -534,11 +622,13 @@ def _configure() -> None:
         os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = Path(key_file).read_text().strip()
 
 
-def create_app(app: Flask | None = None):  # noqa: ANN201 - Flask under gunicorn, MLflow's FastAPI wrapper under uvicorn
+def create_app(app: Flask | None = None):  # noqa: ANN201 - MLflow's ASGI app under uvicorn workers, else Flask
     """The ``mlflow.app`` entry point: MLflow's auth app with the platform's rules around its checks.
 
-    The rules are Flask hooks on MLflow's Flask app, which serves every route they concern under
-    gunicorn (the platform's server) and inside MLflow's FastAPI wrapper under uvicorn.
+    The platform's server is gunicorn with uvicorn workers (:class:`mlops.workers.MlflowWorker`): MLflow's auth app
+    is then its FastAPI app (MLflow's security middleware, its FastAPI-native routes and their permission checks,
+    the Flask app mounted inside), wrapped in :class:`NativeRouteRules`. The rules are Flask hooks on MLflow's
+    Flask app, which serves every route they concern; under plain gunicorn workers it is the app itself.
     """
     from mlflow.server import app as mlflow_app
     from mlflow.server import auth
@@ -557,7 +647,7 @@ def create_app(app: Flask | None = None):  # noqa: ANN201 - Flask under gunicorn
     if oidc.enabled():  # single sign-on's pages (mlops.oidc), answered by _front before MLflow's login check
         flask_app.add_url_rule(oidc.PREFIX + "<page>", "mlops_oidc", lambda page: oidc.answer(oidc.PREFIX + page),
                                methods=["GET"])
-    return served
+    return served if isinstance(served, Flask) else NativeRouteRules(served, flask_app)
 
 
 def bootstrap() -> None:

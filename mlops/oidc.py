@@ -392,8 +392,15 @@ def login():  # noqa: ANN201 - a redirect to the provider
     response = redirect(f"{endpoint}?{query}")
     flow = sign(_key(), "flow", {"state": state, "nonce": nonce, "verifier": verifier,
                                  "next": _local(request.args.get("next"))}, _FLOW_S)
-    response.set_cookie(FLOW_COOKIE, flow, **_cookie_options(_FLOW_S))
+    # Sent only to the callback, which leaves it to expire: MLflow's ASGI security middleware keeps one header of
+    # each name, so the callback's answer can set only one cookie (the session's).
+    response.set_cookie(FLOW_COOKIE, flow, **{**_cookie_options(_FLOW_S), "path": _callback_path()})
     return response
+
+
+def _callback_path() -> str:
+    assert _config is not None
+    return urlsplit(_config.redirect_uri).path or "/"
 
 
 def callback():  # noqa: ANN201 - a redirect into the UI, or a page that says why not
@@ -419,9 +426,7 @@ def callback():  # noqa: ANN201 - a redirect into the UI, or a page that says wh
         log.warning("single sign-on: a login failed: %s", exc)
         return _page(403 if "no group" in str(exc) else 401, "Login failed", str(exc))
     log.info("single sign-on: %r logged in (role %s)", name, role)
-    response = _with_session(redirect(flow["next"]), name)
-    response.delete_cookie(FLOW_COOKIE, path="/")
-    return response
+    return _with_session(redirect(flow["next"]), name)
 
 
 def password():  # noqa: ANN201 - a redirect into the UI, or the browser's password prompt

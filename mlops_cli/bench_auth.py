@@ -5,8 +5,9 @@ light client (:mod:`mlops_cli.loadgen`, ``concurrency`` keep-alive connections) 
 
 - **tracking**: ``log_metric`` calls (``POST /api/2.0/mlflow/runs/log-metric``) through nginx as the person of
   ``local.env`` (TLS, MLflow's auth app with the platform's rules) vs the same MLflow server without the auth app
-  on loopback: ``mlflow server`` started by the bench with the platform's backend store, workers and gunicorn
-  options (platform.json's ``mlflow_server``, written by ``make up``), stopped after. Each call logs a distinct
+  on loopback: ``mlflow server`` as MLflow ships it (its ASGI app under uvicorn, the platform's under gunicorn's
+  uvicorn workers), started by the bench with the platform's backend store and workers (platform.json's
+  ``mlflow_server``, written by ``make up``), stopped after. Each call logs a distinct
   step; afterwards each run's metric history is read back, so an acknowledged call that was not stored counts
   as lost.
 - **serving**: ``/serve/predict`` through nginx as the same person (TLS, nginx asks MLflow whether the login
@@ -108,7 +109,7 @@ def _ratio(through: dict[str, Any], loopback: dict[str, Any]) -> float:
 # --- tracking ------------------------------------------------------------------------------------
 
 def _baseline_server(spec: dict[str, Any], port: int, tmp: Path) -> subprocess.Popen:  # type: ignore[type-arg]
-    """The platform's MLflow server without the auth app, on loopback ``port``."""
+    """MLflow's own server (its ASGI app under uvicorn) without the auth app, on loopback ``port``."""
     metrics = tmp / "metrics"
     metrics.mkdir()
     env = {**os.environ, "PGPASSFILE": spec["password_file"], "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -116,7 +117,7 @@ def _baseline_server(spec: dict[str, Any], port: int, tmp: Path) -> subprocess.P
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_AUTH_CONFIG_PATH"):
         env.pop(name, None)  # the baseline runs without the auth app and needs no login
     argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(spec["workers"]), "--gunicorn-opts", spec["gunicorn_opts"],
+            "--workers", str(spec["workers"]),
             "--expose-prometheus", str(metrics), "--backend-store-uri", spec["backend_store_uri"],
             "--default-artifact-root", (tmp / "artifacts").as_uri()]
     with open(tmp / "mlflow.log", "w") as out:
@@ -213,7 +214,7 @@ def bench_tracking(cfg: BenchAuthConfig, spec: dict[str, Any] | None,
         finally:
             _stop(server)
     return {"experiment": experiment, "results": results, "ratio": _ratio(results[0], results[1]),
-            "baseline": {"workers": spec["workers"], "gunicorn_opts": spec["gunicorn_opts"]}}
+            "baseline": {"workers": spec["workers"], "server": "mlflow server (uvicorn)"}}
 
 
 # --- serving -------------------------------------------------------------------------------------

@@ -12,24 +12,17 @@ import ipaddress
 import logging
 import os
 import shutil
-import signal
 import sys
-import threading
-import time
 from pathlib import Path
 
+from mlops import workers
 from mlops.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-try:
-    from uvicorn.workers import UvicornWorker
-except ImportError:  # pragma: no cover - uvicorn is a dependency
-    UvicornWorker = object  # type: ignore[assignment,misc]
-
-
-class Worker(UvicornWorker):  # type: ignore[misc,valid-type]
-    """uvicorn worker for gunicorn that serves under nginx's path prefix (setting ``serve_root_path``).
+class Worker(workers.Worker):
+    """Serving's uvicorn worker (:class:`mlops.workers.Worker`: it leaves when its master is gone) under nginx's path
+    prefix (setting ``serve_root_path``).
 
     Read when the worker starts (uvicorn reads ``CONFIG_KWARGS`` in ``__init__``), not at import. The C HTTP
     parser (httptools) and event loop (uvloop) are required, not "auto": with h11 and asyncio the request path
@@ -38,20 +31,8 @@ class Worker(UvicornWorker):  # type: ignore[misc,valid-type]
 
     @property
     def CONFIG_KWARGS(self) -> dict[str, object]:  # noqa: N802 - uvicorn's name
-        return {**getattr(UvicornWorker, "CONFIG_KWARGS", {}), "root_path": get_settings().serve_root_path,
+        return {**getattr(workers.UvicornWorker, "CONFIG_KWARGS", {}), "root_path": get_settings().serve_root_path,
                 "loop": "uvloop", "http": "httptools"}
-
-    def run(self) -> None:
-        # A worker whose master was killed (-9) keeps the listening socket: it would serve unsupervised while
-        # the restarted master cannot bind the port. gunicorn's own workers check for this; uvicorn's do not.
-        threading.Thread(target=self._exit_when_orphaned, name="parent-watch", daemon=True).start()
-        super().run()
-
-    def _exit_when_orphaned(self, interval_s: float = 1.0) -> None:
-        while os.getppid() == self.ppid:
-            time.sleep(interval_s)
-        log.warning("Serving worker %d: its gunicorn master %d is gone; shutting down", os.getpid(), self.ppid)
-        os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown: in-flight requests finish
 
 
 def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:

@@ -126,9 +126,9 @@ def test_api_accepts_right_credentials_with_the_public_host_name(platform):
     assert response.status_code == 200, response.text
 
 
-def test_mlflows_security_middleware_is_on_under_gunicorn(platform):
-    """MLflow 3.17 applies its Flask security middleware under gunicorn too (mlflow.server.security): a Host the
-    platform does not serve (DNS rebinding) and a state change from a foreign Origin are refused before any
+def test_mlflows_security_middleware_is_on(platform):
+    """MLflow's security middleware (its ASGI app's, mlflow.server.fastapi_security, around its Flask app's): a Host
+    the platform does not serve (DNS rebinding) and a state change from a foreign Origin are refused before any
     login is looked at, and pages may not be framed by other sites."""
     api = f"{platform.https}/api/2.0/mlflow/experiments"
     foreign = requests.get(f"{api}/search?max_results=1", headers={"Host": "rebound.example.test"},
