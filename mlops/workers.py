@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # MLflow's auth app returns its FastAPI app (the Flask app inside it, MLflow's ASGI middleware and the
 # permission middleware of its FastAPI-native routes around it) when this names uvicorn.
 MLFLOW_SERVER_KIND = "_MLFLOW_SGI_NAME"
+# gunicorn's --worker-class for MLflow's ASGI app (the mlflow role's mlflow_worker_class).
+MLFLOW_WORKER = f"{__name__}.MlflowWorker"
 
 
 class Worker(UvicornWorker):  # type: ignore[misc,valid-type]
@@ -44,8 +46,9 @@ class Worker(UvicornWorker):  # type: ignore[misc,valid-type]
 
 
 class MlflowWorker(Worker):
-    """The MLflow tracking server's worker: ``mlflow server --app-name mlops-auth --gunicorn-opts "--worker-class
-    mlops.workers.MlflowWorker ..."`` serves MLflow's ASGI app (its security middleware included) under gunicorn.
+    """The MLflow tracking server's ASGI worker: ``mlflow server --app-name mlops-auth --gunicorn-opts "--worker-class
+    mlops.workers.MlflowWorker ..."`` serves MLflow's ASGI app (its security middleware and FastAPI-native routes
+    included) under gunicorn, where gunicorn's sync workers serve its Flask app.
 
     ``mlflow server`` tells the app it runs under gunicorn; the worker says uvicorn before the app is loaded
     (gunicorn loads it in each worker), so MLflow's auth app builds its FastAPI app. uvicorn does not rewrite the

@@ -5,9 +5,10 @@ light client (:mod:`mlops_cli.loadgen`, ``concurrency`` keep-alive connections) 
 
 - **tracking**: ``log_metric`` calls (``POST /api/2.0/mlflow/runs/log-metric``) through nginx as the person of
   ``local.env`` (TLS, MLflow's auth app with the platform's rules) vs the same MLflow server without the auth app
-  on loopback: ``mlflow server`` as MLflow ships it (its ASGI app under uvicorn, the platform's under gunicorn's
-  uvicorn workers), started by the bench with the platform's backend store and workers (platform.json's
-  ``mlflow_server``, written by ``make up``), stopped after. Each call logs a distinct
+  on loopback: ``mlflow server`` started by the bench with the platform's backend store, workers and gunicorn
+  options (platform.json's ``mlflow_server``, written by ``make up``), stopped after. Where the platform serves
+  MLflow's ASGI app (``mlflow_worker_class``), the baseline is MLflow's own ASGI server (uvicorn) instead: the
+  platform's worker class needs the auth app. Each call logs a distinct
   step; afterwards each run's metric history is read back, so an acknowledged call that was not stored counts
   as lost.
 - **serving**: ``/serve/predict`` through nginx as the same person (TLS, nginx asks MLflow whether the login
@@ -39,6 +40,7 @@ import httpx
 
 from mlops.settings import get_settings
 from mlops.tracking import load_client_env
+from mlops.workers import MLFLOW_WORKER as ASGI_WORKER
 from mlops_cli.bench_serve import _free_port, _png_bodies, _stop, _wait_up
 from mlops_cli.loadgen import LoadResult, post
 from training.cpu import detect_capabilities
@@ -66,6 +68,9 @@ class BenchAuthConfig:
     warmup: int = 40
     tracking: bool = True
     serving: bool = True
+    asgi: bool = False
+    """Also time MLflow's ASGI app (uvicorn, no auth) on loopback beside the baseline: what the platform's choice
+    of worker class (``mlflow_worker_class``) is worth."""
     start_timeout_s: float = 300.0
 
 
@@ -108,20 +113,29 @@ def _ratio(through: dict[str, Any], loopback: dict[str, Any]) -> float:
 
 # --- tracking ------------------------------------------------------------------------------------
 
-def _baseline_server(spec: dict[str, Any], port: int, tmp: Path) -> subprocess.Popen:  # type: ignore[type-arg]
-    """MLflow's own server (its ASGI app under uvicorn) without the auth app, on loopback ``port``."""
+def _baseline_server(spec: dict[str, Any], port: int, tmp: Path,  # type: ignore[type-arg]
+                     asgi: bool = False) -> subprocess.Popen:
+    """The platform's MLflow server without the auth app, on loopback ``port`` (``asgi``: MLflow's ASGI app under
+    uvicorn, whatever the platform's worker class)."""
+    tmp = tmp / ("asgi" if asgi else "baseline")
     metrics = tmp / "metrics"
-    metrics.mkdir()
+    metrics.mkdir(parents=True)
     env = {**os.environ, "PGPASSFILE": spec["password_file"], "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
            "PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}"}
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_AUTH_CONFIG_PATH"):
         env.pop(name, None)  # the baseline runs without the auth app and needs no login
     argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(spec["workers"]),
+            "--workers", str(spec["workers"]), *([] if asgi else _server_options(spec["gunicorn_opts"])),
             "--expose-prometheus", str(metrics), "--backend-store-uri", spec["backend_store_uri"],
             "--default-artifact-root", (tmp / "artifacts").as_uri()]
     with open(tmp / "mlflow.log", "w") as out:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _server_options(gunicorn_opts: str) -> list[str]:
+    """The platform's gunicorn options; none (MLflow's ASGI app under uvicorn) where its worker serves the ASGI app,
+    which it builds from the auth app only."""
+    return [] if ASGI_WORKER in gunicorn_opts else ["--gunicorn-opts", gunicorn_opts]
 
 
 def _experiment_id(client: httpx.Client, name: str) -> str:
@@ -177,21 +191,31 @@ def bench_tracking(cfg: BenchAuthConfig, spec: dict[str, Any] | None,
     platform = httpx.Client(base_url=tracking_uri, auth=(user, password), verify=verify, timeout=60)
     experiment = get_settings().experiment_name + "-bench-auth"
     experiment_id = _experiment_id(platform, experiment)
-    port = _free_port()
+    asgi = cfg.asgi and ASGI_WORKER not in spec["gunicorn_opts"]  # else the baseline is the ASGI app already
     with tempfile.TemporaryDirectory(prefix="mlops-bench-auth-") as tmp:
-        server = _baseline_server(spec, port, Path(tmp))
-        base = f"http://127.0.0.1:{port}"
+        servers: dict[str, subprocess.Popen] = {}  # type: ignore[type-arg]
+        bases: dict[str, str] = {}
         try:
-            _wait_up(f"{base}/health", server, cfg.start_timeout_s, "the baseline MLflow server")
-            loopback = httpx.Client(base_url=base, timeout=60)
+            for kind in ("loopback", "asgi") if asgi else ("loopback",):
+                servers[kind] = _baseline_server(spec, port := _free_port(), Path(tmp), asgi=kind == "asgi")
+                bases[kind] = f"http://127.0.0.1:{port}"
+            for kind, server in servers.items():
+                _wait_up(f"{bases[kind]}/health", server, cfg.start_timeout_s, f"the {kind} MLflow server")
+            clients = {"nginx": platform,
+                       **{kind: httpx.Client(base_url=base, timeout=60) for kind, base in bases.items()}}
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             runs = {"nginx": _new_run(platform, experiment_id, f"bench auth {stamp}: through nginx as {user}"),
-                    "loopback": _new_run(loopback, experiment_id, f"bench auth {stamp}: loopback, no auth")}
-            through = _Side(f"log_metric through nginx (TLS, auth as {user})",
-                            f"{tracking_uri}/api/2.0/mlflow/runs/log-metric", (user, password), verify, LoadResult())
-            direct = _Side("log_metric on loopback (no auth)", f"{base}/api/2.0/mlflow/runs/log-metric", None, True,
-                           LoadResult())
-            run_of = {through.name: runs["nginx"], direct.name: runs["loopback"]}
+                    "loopback": _new_run(clients["loopback"], experiment_id, f"bench auth {stamp}: loopback, no auth")}
+            sides = {"nginx": _Side(f"log_metric through nginx (TLS, auth as {user})",
+                                    f"{tracking_uri}/api/2.0/mlflow/runs/log-metric", (user, password), verify,
+                                    LoadResult()),
+                     "loopback": _Side("log_metric on loopback (no auth)",
+                                       f"{bases['loopback']}/api/2.0/mlflow/runs/log-metric", None, True, LoadResult())}
+            if asgi:
+                runs["asgi"] = _new_run(clients["asgi"], experiment_id, f"bench auth {stamp}: MLflow's ASGI app")
+                sides["asgi"] = _Side("MLflow's ASGI app on loopback (uvicorn, no auth)",
+                                      f"{bases['asgi']}/api/2.0/mlflow/runs/log-metric", None, True, LoadResult())
+            run_of = {sides[kind].name: runs[kind] for kind in sides}
             now = int(time.time() * 1000)
 
             def bodies(side: _Side, start: int, count: int) -> list[bytes]:
@@ -199,22 +223,27 @@ def bench_tracking(cfg: BenchAuthConfig, spec: dict[str, Any] | None,
                                     "timestamp": now + step, "step": step}).encode()
                         for step in range(start, start + count)]
 
-            for side in (through, direct):  # warm-up: its own steps (negative), counted nowhere
+            for side in sides.values():  # warm-up: its own steps (negative), counted nowhere
                 post(side.url, bodies(side, -cfg.warmup, cfg.warmup), cfg.warmup, cfg.concurrency,
                      auth=side.auth, verify=side.verify)
-            _interleave([through, direct], bodies, cfg.requests, cfg, progress)
+            _interleave(list(sides.values()), bodies, cfg.requests, cfg, progress)
             results = []
-            for side, client in ((through, platform), (direct, loopback)):
+            for kind, side in sides.items():
                 row = side.result()
-                stored = {s for s in _stored_steps(client, run_of[side.name]) if s >= 0}
+                stored = {s for s in _stored_steps(clients[kind], run_of[side.name]) if s >= 0}
                 row["stored"] = len(stored)
                 row["lost"] = max(0, row["ok"] - len(stored))
                 row["run_id"] = run_of[side.name]
                 results.append(row)
         finally:
-            _stop(server)
-    return {"experiment": experiment, "results": results, "ratio": _ratio(results[0], results[1]),
-            "baseline": {"workers": spec["workers"], "server": "mlflow server (uvicorn)"}}
+            for server in servers.values():
+                _stop(server)
+    out = {"experiment": experiment, "results": results, "ratio": _ratio(results[0], results[1]),
+           "baseline": {"workers": spec["workers"], "gunicorn_opts": spec["gunicorn_opts"],
+                        "app": "asgi" if ASGI_WORKER in spec["gunicorn_opts"] else "flask"}}
+    if asgi:  # MLflow's ASGI app over the baseline (its Flask app under the platform's gunicorn options)
+        out["asgi_ratio"] = _ratio(results[2], results[1])
+    return out
 
 
 # --- serving -------------------------------------------------------------------------------------
@@ -264,6 +293,8 @@ def bench_auth(cfg: BenchAuthConfig, progress: Callable[[str], None] = lambda _l
         progress(f"tracking: {cfg.requests} log_metric calls per target, {cfg.rounds} interleaved rounds")
         out["tracking"] = bench_tracking(cfg, platform.get("mlflow_server"), progress)
         summary["tracking_ratio"] = out["tracking"]["ratio"]
+        if "asgi_ratio" in out["tracking"]:
+            summary["asgi_ratio"] = out["tracking"]["asgi_ratio"]
     if cfg.serving:
         progress(f"serving: {cfg.serve_requests} predictions per target, {cfg.rounds} interleaved rounds")
         out["serving"] = bench_serving(cfg, platform, progress)
@@ -290,4 +321,7 @@ def render(result: dict[str, Any]) -> str:
     lines.append(f"summary: {', '.join(figures)} (target >= {s['target_ratio']}), failed={s['failed']}, "
                  f"lost={s['lost']}: {'meets' if s['meets_target'] else 'MISSES'} the target "
                  f"({s['cores']} cores, {s['cpu_isa']})")
+    if "asgi_ratio" in s:
+        lines.append("MLflow's ASGI app on loopback over the platform's server without auth: "
+                     f"asgi_ratio={s['asgi_ratio']}")
     return "\n".join(lines)

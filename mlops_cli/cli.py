@@ -466,6 +466,8 @@ def bench_auth(
     rounds: int = typer.Option(5, "--rounds", min=1, help="Interleaved slices per target."),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Measure tracking (log_metric)."),
     serving: bool = typer.Option(True, "--serving/--no-serving", help="Measure serving (/serve/predict)."),
+    asgi: bool = typer.Option(False, "--asgi", help="Also time MLflow's ASGI app (uvicorn, no auth) on loopback, "
+                              "interleaved with the baseline (summary asgi_ratio)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write results and summary here."),
 ) -> None:
     """What auth costs: tracking and predictions through nginx as a person vs loopback without auth, interleaved.
@@ -483,7 +485,7 @@ def bench_auth(
         typer.echo("bench auth: nothing to measure (--no-tracking and --no-serving)", err=True)
         raise typer.Exit(code=2)
     cfg = BenchAuthConfig(requests=requests, serve_requests=serve_requests, concurrency=concurrency, rounds=rounds,
-                          tracking=tracking, serving=serving)
+                          tracking=tracking, serving=serving, asgi=asgi)
     try:
         result = run_bench(cfg, progress=lambda line: typer.echo(line, err=True))
     except BenchAuthError as exc:

@@ -21,7 +21,7 @@ bench-serve: $(VENV_STAMP) ## Serving throughput/p99 per variant vs mlflow model
 
 bench-auth: $(VENV_STAMP) ## What logins cost: tracking and predictions through nginx vs loopback without auth (writes build/bench-auth.json)
 	mkdir -p build
-	$(BIN)/mlops bench auth --json build/bench-auth.json
+	$(BIN)/mlops bench auth --asgi --json build/bench-auth.json
 
 serving-test: $(VENV_STAMP) ## Promotion and serving integration tests (a private platform instance)
 	$(BIN)/pytest tests/pipelines/test_promote.py tests/serving

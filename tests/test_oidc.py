@@ -162,3 +162,14 @@ def test_a_local_password_login_in_the_browser_gets_the_same_session(sso, monkey
         assert "Secure" in cookie and "HttpOnly" in cookie
         session = cookie.split(";")[0].split("=", 1)[1]
         assert _authenticate(sso, headers={"Cookie": f"{oidc.SESSION_COOKIE}={session}"}).username == "admin"
+
+
+def test_the_login_flow_cookie_goes_to_the_callback_only(sso, monkeypatch) -> None:  # noqa: ANN001
+    """One cookie per answer (MLflow's ASGI security middleware keeps one header of each name): the login's flow
+    cookie is sent back only to the callback, which then sets the session cookie and nothing else."""
+    monkeypatch.setattr(oidc._provider, "meta", lambda: {"authorization_endpoint": f"{ISSUER}/auth"})
+    with sso.test_request_context("/oidc/login?next=/x"):
+        answer = oidc.login()
+    cookies = answer.headers.getlist("Set-Cookie")
+    assert len(cookies) == 1 and cookies[0].startswith(f"{oidc.FLOW_COOKIE}="), cookies
+    assert "Path=/oidc/callback" in cookies[0] and "Secure" in cookies[0] and "HttpOnly" in cookies[0]

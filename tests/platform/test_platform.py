@@ -127,9 +127,9 @@ def test_api_accepts_right_credentials_with_the_public_host_name(platform):
 
 
 def test_mlflows_security_middleware_is_on(platform):
-    """MLflow's security middleware (its ASGI app's, mlflow.server.fastapi_security, around its Flask app's): a Host
-    the platform does not serve (DNS rebinding) and a state change from a foreign Origin are refused before any
-    login is looked at, and pages may not be framed by other sites."""
+    """MLflow's security middleware, on its Flask app under gunicorn's sync workers (mlflow.server.security; the ASGI
+    worker's in tests/test_mlflow_asgi.py): a Host the platform does not serve (DNS rebinding) and a state change
+    from a foreign Origin are refused before any login is looked at, and pages may not be framed by other sites."""
     api = f"{platform.https}/api/2.0/mlflow/experiments"
     foreign = requests.get(f"{api}/search?max_results=1", headers={"Host": "rebound.example.test"},
                            auth=_auth(platform), verify=False, timeout=10)  # noqa: S501 - the Host differs on purpose
