@@ -1,7 +1,7 @@
 """The platform's MLflow server app: MLflow's own auth app (users, permissions) plus the platform's rules.
 
-Run by ``mlflow server --app-name mlops-auth`` (entry point in pyproject.toml) under gunicorn with uvicorn
-workers (:class:`mlops.workers.MlflowWorker`: MLflow's ASGI app, see :func:`create_app`), with
+Run by ``mlflow server --app-name mlops-auth`` (entry point in pyproject.toml) under gunicorn (its Flask app, or
+with :class:`mlops.workers.MlflowWorker` its ASGI app: :func:`create_app`), with
 ``MLFLOW_AUTH_CONFIG_PATH`` naming the auth configuration (MLflow's ``[mlflow]`` section, and
 ``[mlops] secret_key_file``: the file holding the Flask secret key, so that it is never in the
 service's environment). On top of MLflow's permission checks, for every user but an admin:
@@ -449,6 +449,13 @@ def _count_failed_login() -> None:
                 request.path)
 
 
+def _lacks_permission(name: str | None) -> Response:
+    """MLflow's JSON 403 for the auth app's plain-text refusal of this request, naming the user."""
+    who = f"user {name!r}" if name else "this user"
+    return _deny(f"{who} lacks the permission for {request.method} {request.path} "
+                 f"(ask an admin: `mlops users set-role`)")
+
+
 def _after(response: Response) -> Response:
     """Count and log a failed login; the auth app's own 403 (plain text) becomes MLflow's JSON error with the
     user's name (or, for a model that does not exist and that the user could read, MLflow's 404)."""
@@ -461,9 +468,7 @@ def _after(response: Response) -> Response:
         name = getattr(g, "mlflow_authenticated_user", None)
         if name and (missing := _missing_model(name)) is not None:
             return missing
-        who = f"user {name!r}" if name else "this user"
-        return _deny(f"{who} lacks the permission for {request.method} {request.path} "
-                     f"(ask an admin: `mlops users set-role`)")
+        return _lacks_permission(name)
     return response
 
 
@@ -566,8 +571,7 @@ class NativeRouteRules:
                 await send({"type": "http.response.body", "body": body})
                 return
             with self.flask_app.request_context(environ):
-                refusal = _deny(f"user {_basic_user()!r} lacks the permission for {request.method} {request.path} "
-                                f"(ask an admin: `mlops users set-role`)")
+                refusal = _lacks_permission(_basic_user())
             await _send_flask_response(refusal, send)
 
         await self.app(scope, receive, watch)
@@ -622,13 +626,13 @@ def _configure() -> None:
         os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = Path(key_file).read_text().strip()
 
 
-def create_app(app: Flask | None = None):  # noqa: ANN201 - MLflow's ASGI app under uvicorn workers, else Flask
+def create_app(app: Flask | None = None):  # noqa: ANN201 - Flask under sync workers, MLflow's ASGI app under uvicorn
     """The ``mlflow.app`` entry point: MLflow's auth app with the platform's rules around its checks.
 
-    The platform's server is gunicorn with uvicorn workers (:class:`mlops.workers.MlflowWorker`): MLflow's auth app
-    is then its FastAPI app (MLflow's security middleware, its FastAPI-native routes and their permission checks,
-    the Flask app mounted inside), wrapped in :class:`NativeRouteRules`. The rules are Flask hooks on MLflow's
-    Flask app, which serves every route they concern; under plain gunicorn workers it is the app itself.
+    The rules are Flask hooks on MLflow's Flask app, which serves every route they concern. Under gunicorn's sync
+    workers (the platform's default) that app is what this returns. Under :class:`mlops.workers.MlflowWorker` it
+    is MLflow's FastAPI app (MLflow's ASGI security middleware, its FastAPI-native routes and their permission
+    checks, the Flask app mounted inside), wrapped in :class:`NativeRouteRules`.
     """
     from mlflow.server import app as mlflow_app
     from mlflow.server import auth
