@@ -187,6 +187,17 @@ class Platform:
         base = {"home": "opt", "config": "etc", "data": "var/lib", "log": "var/log", "run": "run"}[kind]
         return self.root / base / self.instance
 
+    def service_log(self, service: str, containing: str, timeout: float = 10) -> str:
+        """``service``'s log once it contains ``containing`` (or as it is after ``timeout`` s): a program writes its
+        line before it answers, but supervisord copies it to the file a moment later."""
+        log = self.path("log") / f"{service}.log"
+        deadline = time.monotonic() + timeout
+        while True:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if containing in text or time.monotonic() > deadline:
+                return text
+            time.sleep(0.2)
+
     def make(self, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run Makefile targets against this instance; fail with their output if they fail (``check``)."""
         return run_make(*args, vars_file=self.vars_file, timeout=timeout, check=check)

@@ -338,8 +338,9 @@ def test_failed_logins_are_limited_and_logged_without_the_password(platform) -> 
     assert status(wrong, "192.0.2.10") == 429
     assert status(platform.password(name), "192.0.2.11") == 200
     assert status(wrong, "192.0.2.11") == 401
-    log = (platform.path("log") / "mlflow.log").read_text(errors="replace")
-    assert f"failed login for user '{name}' from 192.0.2.10" in log
+    line = f"failed login for user '{name}' from 192.0.2.10"
+    log = platform.service_log("mlflow", line)
+    assert line in log
     assert wrong not in log
 
 
@@ -352,9 +353,10 @@ def test_the_clients_address_behind_a_private_proxy_reaches_mlflow(platform) -> 
                             auth=(PERSON, wrong), headers={"X-Forwarded-For": f"203.0.113.9, {address}"},
                             verify=platform.ca_cert, timeout=30)
     assert response.status_code == 401
-    log = (platform.path("log") / "mlflow.log").read_text(errors="replace")
+    line = f"failed login for user '{PERSON}' from {address}"
+    log = platform.service_log("mlflow", line)
     # The rightmost address that is not a trusted proxy: what the proxy saw, not what the client wrote.
-    assert f"failed login for user '{PERSON}' from {address}" in log
+    assert line in log
     assert "from 203.0.113.9" not in log and wrong not in log
 
 

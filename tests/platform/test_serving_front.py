@@ -142,6 +142,7 @@ def test_the_clients_address_reaches_mlflow_through_the_front(platform, front) -
     wrong = f"wrong-{uuid.uuid4().hex}"
     response = _get(platform, f"{url}/serve/health", PERSON, wrong, **{"X-Forwarded-For": address})
     assert response.status_code == 401
-    log = (platform.path("log") / "mlflow.log").read_text(errors="replace")
-    assert f"failed login for user '{PERSON}' from {address}" in log
+    line = f"failed login for user '{PERSON}' from {address}"
+    log = platform.service_log("mlflow", line)
+    assert line in log
     assert wrong not in log
