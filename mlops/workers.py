@@ -1,4 +1,4 @@
-"""uvicorn workers for gunicorn: the platform's two servers (MLflow's ASGI app, serving) run ASGI apps this way.
+"""uvicorn workers for gunicorn: serving's, and MLflow's where it serves its ASGI app (``mlflow_worker_class``).
 
 gunicorn stays the process manager (worker restarts, timeouts, graceful reloads, the Prometheus multiprocess
 hooks); uvicorn serves each worker's event loop. Imported by gunicorn (``--worker-class``) in environments that
@@ -15,7 +15,7 @@ import time
 
 try:
     from uvicorn.workers import UvicornWorker
-except ImportError:  # pragma: no cover - only a host without uvicorn (a trainer) imports this without serving
+except ImportError:  # pragma: no cover - an environment without uvicorn never runs these workers
     UvicornWorker = object  # type: ignore[assignment,misc]
 
 log = logging.getLogger(__name__)
