@@ -115,8 +115,10 @@ def _ratio(through: dict[str, Any], loopback: dict[str, Any]) -> float:
 
 def _baseline_server(spec: dict[str, Any], port: int, tmp: Path,  # type: ignore[type-arg]
                      asgi: bool = False) -> subprocess.Popen:
-    """The platform's MLflow server without the auth app, on loopback ``port`` (``asgi``: MLflow's ASGI app under
-    uvicorn, whatever the platform's worker class)."""
+    """The platform's MLflow server without the auth app, on loopback ``port``: its Flask app under the platform's
+    gunicorn options, or MLflow's ASGI app under uvicorn (``asgi``, or where the platform's worker serves the ASGI
+    app: that worker builds it from the auth app only)."""
+    asgi = asgi or _serves_asgi(spec)
     tmp = tmp / ("asgi" if asgi else "baseline")
     metrics = tmp / "metrics"
     metrics.mkdir(parents=True)
@@ -125,17 +127,16 @@ def _baseline_server(spec: dict[str, Any], port: int, tmp: Path,  # type: ignore
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_AUTH_CONFIG_PATH"):
         env.pop(name, None)  # the baseline runs without the auth app and needs no login
     argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(spec["workers"]), *([] if asgi else _server_options(spec["gunicorn_opts"])),
+            "--workers", str(spec["workers"]), *([] if asgi else ["--gunicorn-opts", spec["gunicorn_opts"]]),
             "--expose-prometheus", str(metrics), "--backend-store-uri", spec["backend_store_uri"],
             "--default-artifact-root", (tmp / "artifacts").as_uri()]
     with open(tmp / "mlflow.log", "w") as out:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _server_options(gunicorn_opts: str) -> list[str]:
-    """The platform's gunicorn options; none (MLflow's ASGI app under uvicorn) where its worker serves the ASGI app,
-    which it builds from the auth app only."""
-    return [] if ASGI_WORKER in gunicorn_opts else ["--gunicorn-opts", gunicorn_opts]
+def _serves_asgi(spec: dict[str, Any]) -> bool:
+    """Whether the platform's MLflow serves its ASGI app (``mlflow_worker_class``)."""
+    return ASGI_WORKER in spec["gunicorn_opts"]
 
 
 def _experiment_id(client: httpx.Client, name: str) -> str:
@@ -191,7 +192,7 @@ def bench_tracking(cfg: BenchAuthConfig, spec: dict[str, Any] | None,
     platform = httpx.Client(base_url=tracking_uri, auth=(user, password), verify=verify, timeout=60)
     experiment = get_settings().experiment_name + "-bench-auth"
     experiment_id = _experiment_id(platform, experiment)
-    asgi = cfg.asgi and ASGI_WORKER not in spec["gunicorn_opts"]  # else the baseline is the ASGI app already
+    asgi = cfg.asgi and not _serves_asgi(spec)  # else the baseline is the ASGI app already
     with tempfile.TemporaryDirectory(prefix="mlops-bench-auth-") as tmp:
         servers: dict[str, subprocess.Popen] = {}  # type: ignore[type-arg]
         bases: dict[str, str] = {}
@@ -240,7 +241,7 @@ def bench_tracking(cfg: BenchAuthConfig, spec: dict[str, Any] | None,
                 _stop(server)
     out = {"experiment": experiment, "results": results, "ratio": _ratio(results[0], results[1]),
            "baseline": {"workers": spec["workers"], "gunicorn_opts": spec["gunicorn_opts"],
-                        "app": "asgi" if ASGI_WORKER in spec["gunicorn_opts"] else "flask"}}
+                        "app": "asgi" if _serves_asgi(spec) else "flask"}}
     if asgi:  # MLflow's ASGI app over the baseline (its Flask app under the platform's gunicorn options)
         out["asgi_ratio"] = _ratio(results[2], results[1])
     return out
