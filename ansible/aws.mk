@@ -13,7 +13,11 @@ provision: $(VENV_STAMP) ## Configure the AWS hosts from the inventory `make inv
 	$(BIN)/ansible-playbook -i $(PROVISION_INVENTORY) ansible/site.yml $(ANSIBLE_ARGS)
 
 # Needs moto[server]: .venv-infra (infra/infra.mk's INFRA_STAMP, `make infra-venv`) has it.
-test-aws-sim: test-deps $(INFRA_STAMP) ## Provision an AWS-shaped inventory against loopback emulators (RDS, Secrets Manager, S3)
+# The simulated hosts are network namespaces on a bridge (iproute2), reaching out through a NAT rule
+# (nftables); the load balancer in front of them is Debian's nginx.
+test-aws-sim: test-deps $(INFRA_STAMP) ## Provision the scaled AWS layout on simulated hosts (network namespaces) against emulators (RDS, Secrets Manager, S3)
+	@command -v nft >/dev/null && command -v ss >/dev/null && test -x /usr/sbin/nginx || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 nftables nginx >/dev/null; }
 	@start=$$(date +%s); \
 	MLOPS_MOTO_SERVER=$${MLOPS_MOTO_SERVER:-$(CURDIR)/.venv-infra/bin/moto_server} \
 	  $(BIN)/pytest -m aws_sim tests/aws_sim -q; \

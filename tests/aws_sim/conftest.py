@@ -1,47 +1,60 @@
-"""The AWS deployment, simulated on loopback: `make provision` with an AWS-shaped inventory.
+"""The AWS deployment, simulated on one machine: several hosts, each in a network namespace of its own.
 
-The inventory is written by the same generator `make inventory` uses (mlops_cli.inventory) from
-Terraform-shaped outputs, plus the committed ansible/inventories/aws/group_vars. What stands in
-for AWS:
+The simulated layout is the scaled one (Terraform's `topology = "scaled"`) in small:
 
-- "RDS": a PostgreSQL cluster this fixture starts (initdb, TLS only, like rds.force_ssl) with a
-  generated password that exists nowhere but in the Secrets Manager emulator;
-- Secrets Manager and S3: one moto server on loopback holding the RDS-managed master secret
-  ({"username", "password"}), the MLflow server role's secret (created empty, as Terraform does;
-  the provisioning step fills it) and the artifact bucket;
+- "lb": the Application Load Balancer, an nginx on the entry point (the only listener beyond a
+  private address): TLS with the deployment's certificate, `/serve/*` to the serving hosts, the
+  rest to the MLflow hosts, a failed target skipped (tests/aws_sim/lb.conf);
+- "mlflow-0", "mlflow-1": MLflow hosts (mlflow_servers) sharing the "RDS" and the bucket;
+- "serving-0": a serving host (serving_servers) with its nginx front on its private address;
+- "trainer-0", "trainer-1": trainers (DDP rendezvous on trainer-0);
+- the controller (this machine's own network, on the bridge's address): `make provision`, the
+  stand-in RDS and AWS services, and the tests.
+
+Each host has its own address on one bridge (tests/aws_sim/network.py) and its own `mlops_root`
+on the shared filesystem. Ansible reaches it with the `local` connection through a shell that
+enters its namespace, so the roles, and the supervisord they start, run on that host's network.
+
+What stands in for AWS:
+
+- "RDS": a PostgreSQL cluster this fixture starts on the bridge's address (TLS only, like
+  rds.force_ssl) with a generated password that exists nowhere but in the Secrets Manager emulator;
+- Secrets Manager and S3: one moto server holding the RDS-managed master secret ({"username",
+  "password"}), the MLflow server role's secret (created empty, as Terraform does; the
+  provisioning step fills it) and the artifact bucket;
 - the instance role: a shared credentials file with dummy keys, found by the default AWS
   credential chain (AWS_SHARED_CREDENTIALS_FILE in the service environment); the operator's
   credentials on the controller: another such file (rds_roles_controller_environment). moto does
-  not enforce IAM: which secret each side reads is asserted on the configuration instead.
+  not enforce IAM: which secret each side reads is asserted on the configuration instead;
+- the dynamic inventory (`amazon.aws.aws_ec2`, which finds the scaled layout's hosts by tag): a
+  static hosts.yml with the same groups and host variables; the group variables are the ones
+  `make inventory` writes (mlops_cli.inventory.build_inventory);
+- the NAT gateway: a masquerade rule (nftables) from the bridge outward (pip reaches its index).
 
 Only endpoint URLs (and that credentials file) differ from real AWS; they live in an inventory
-group_vars file. Every host of the inventory is this machine under one instance: "mlflow", the
-trainer "trainer-0" (the retrain job runs there, with the training environment installed for real
-from the project's `native` extra) and "serving-0" in a serving_servers group of its
-own (an inventory file beside the generated one, as a user adds it), so serving is provisioned
-as on a host of its own: reaching MLflow through nginx with the basic-auth credentials and the
-pinned certificate, and the application database the playbook creates on the "RDS". The
-platform runs under a temporary root with its own instance name and ports (28xxx-29xxx;
-MLOPS_AWS_SIM_PORT_OFFSET moves them), so it never collides with a user's platform or the other test instances (18xxx).
+group_vars file.
 
-These tests are selected only with `-m aws_sim` (`make test-aws-sim`): they provision a whole
-instance of their own.
+These tests are selected only with `-m aws_sim` (`make test-aws-sim`, which installs iproute2
+and nftables): they need root. MLOPS_AWS_SIM_PORT_OFFSET moves the names, subnet and the
+controller's ports, so a second copy can run beside CI's.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import tempfile
 import time
 import tomllib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
@@ -49,19 +62,25 @@ import pytest
 import yaml
 
 from mlops.tracking import read_env_file
-from mlops_cli.inventory import write_inventory
+from mlops_cli.inventory import build_inventory
+
+from .network import Network
 
 REPO = Path(__file__).resolve().parents[2]
 OFFSET = int(os.environ.get("MLOPS_AWS_SIM_PORT_OFFSET", "0"))
-PORTS = {
-    "nginx_https_port": 28443 + OFFSET,
-    "nginx_http_port": 28080 + OFFSET,
-    "mlflow_port": 28500 + OFFSET,
-}
-SERVING_PORT = PORTS["mlflow_port"] + 700  # the serving role's default
+# The controller's listeners, on the bridge's address (the hosts use the roles' default ports).
 RDS_PORT = 28432 + OFFSET
 MOTO_PORT = 28900 + OFFSET
 INSTANCE = "mlopsawssim" if OFFSET == 0 else f"mlopsawssim{OFFSET}"
+SUBNET = ipaddress.ip_network(f"10.213.{OFFSET % 250}.0/24")
+# Simulated hosts and the last octet of each one's private address.
+HOSTS = {"lb": 10, "mlflow-0": 21, "mlflow-1": 22, "serving-0": 31, "trainer-0": 41, "trainer-1": 42}
+GROUPS = {
+    "mlflow_servers": ["mlflow-0", "mlflow-1"],
+    "serving_servers": ["serving-0"],
+    "trainers": ["trainer-0", "trainer-1"],
+}
+PUBLIC_HOSTNAME = "mlflow.aws-sim.internal"
 REGION = "eu-west-1"
 BUCKET = "mlops-aws-sim-artifacts"
 PREFIX = "mlflow"
@@ -72,8 +91,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave these tests out of runs that do not ask for them (`-m aws_sim`)."""
+    """Leave these tests out of runs that do not ask for them (`-m aws_sim`); where asked, run
+    test_failover.py last (it kills a host the others use)."""
     if "aws_sim" in (config.getoption("markexpr") or ""):
+        items.sort(key=lambda item: Path(str(item.fspath)).name == "test_failover.py")
         return
     mine = [item for item in items if Path(str(item.fspath)).resolve().is_relative_to(HERE)]
     if mine:
@@ -101,9 +122,10 @@ def _pg_bindir() -> Path | None:
     return found[-1].parent if found else None
 
 
-def _port_free(port: int) -> bool:
+def _listening(address: str, port: int) -> bool:
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+        sock.settimeout(1)
+        return sock.connect_ex((address, port)) == 0
 
 
 def _wait(predicate, what: str, timeout: float = 30) -> None:
@@ -141,6 +163,8 @@ class AwsSim:
     runs: list[Run]
     pg_bindir: Path
     rds_socket_dir: Path
+    network: Network
+    lb_ca: Path = field(default_factory=Path)
     mlflow_secret_arn: str = ""
 
     instance: str = INSTANCE
@@ -148,12 +172,40 @@ class AwsSim:
     bucket: str = BUCKET
     prefix: str = PREFIX
     rds_port: int = RDS_PORT
-    moto_url: str = f"http://127.0.0.1:{MOTO_PORT}"
+
+    @property
+    def rds_host(self) -> str:
+        return self.network.gateway
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://{self.network.gateway}:{MOTO_PORT}"
 
     @property
     def client_env(self) -> dict[str, str]:
-        """local.env-style settings the mlops_client role wrote for the host named 'mlflow'."""
-        return read_env_file(self.state_dir / "mlflow.env")
+        """local.env-style settings the mlops_client role wrote (the person's login, through the load balancer)."""
+        return read_env_file(self.state_dir / "mlflow-0.env")
+
+    def address(self, host: str) -> str:
+        return self.network.address(host)
+
+    def login(self, name: str) -> tuple[str, str]:
+        """An MLflow login (user, password) as the controller keeps it."""
+        return name, (self.state_dir / "credentials" / f"mlflow-{name}").read_text().strip()
+
+    def mlflow_client(self, host: str, login: tuple[str, str]):
+        """An MLflow client that reaches MLflow through ``host``'s HTTPS front (the load balancer or
+        one MLflow host's nginx) as ``login``, trusting the deployment's certificate. Sets the
+        process's MLflow login variables: use it with the ``mlflow_env`` fixture."""
+        from mlflow.tracking import MlflowClient
+
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = login
+        os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(self.lb_ca)
+        return MlflowClient(tracking_uri=f"https://{self.address(host)}:443")
+
+    @property
+    def project_packages(self) -> list[str]:
+        return _project_packages()
 
     def aws(self, service: str):
         return boto3.client(
@@ -170,21 +222,26 @@ class AwsSim:
         secret = self.aws("secretsmanager").get_secret_value(SecretId=self.mlflow_secret_arn)
         return json.loads(secret["SecretString"])["password"]
 
-    def path(self, kind: str) -> Path:
-        base = {"home": "opt", "config": "etc", "data": "var/lib", "log": "var/log", "run": "run"}[kind]
-        return self.root / base / self.instance
+    def host_root(self, host: str) -> Path:
+        return self.root / "hosts" / host
 
-    def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+    def path(self, kind: str, host: str = "mlflow-0") -> Path:
+        base = {"home": "opt", "config": "etc", "data": "var/lib", "log": "var/log", "run": "run"}[kind]
+        return self.host_root(host) / base / self.instance
+
+    def cron_dir(self, host: str) -> Path:
+        """The host's /etc/cron.d (network.PER_HOST_ETC)."""
+        return Path("/etc/netns") / self.network.namespace(host) / "cron.d"
+
+    def supervisorctl(self, *args: str, host: str = "mlflow-0") -> subprocess.CompletedProcess[str]:
+        return self.network.run(
+            host,
             [
-                str(self.path("home") / "supervisor/bin/supervisorctl"),
+                str(self.path("home", host) / "supervisor/bin/supervisorctl"),
                 "-c",
-                str(self.path("config") / "supervisord.conf"),
+                str(self.path("config", host) / "supervisord.conf"),
                 *args,
             ],
-            capture_output=True,
-            text=True,
-            check=False,
         )
 
     def rds_sql(self, sql: str, database: str = DB_NAME) -> str:
@@ -219,7 +276,7 @@ class AwsSim:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            timeout=900,
+            timeout=1500,
             check=False,
             env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         )
@@ -233,8 +290,19 @@ class AwsSim:
         return run
 
 
-def _start_rds(root: Path, bindir: Path, password: str) -> tuple[Path, Path]:
-    """A TLS-only PostgreSQL cluster on loopback with the MLflow user and database."""
+def _self_signed(cert: Path, key: Path, name: str, sans: list[str] | None = None) -> None:
+    """A self-signed certificate for ``name`` (two days), with ``sans`` as its subject alternative names."""
+    extra = ["-addext", "subjectAltName=" + ",".join(sans)] if sans else []
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}", *extra,
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+
+def _start_rds(root: Path, bindir: Path, password: str, network: Network) -> tuple[Path, Path]:
+    """A TLS-only PostgreSQL cluster on the bridge's address with the MLflow user and database."""
     rds = root / "rds"
     data, sockets = rds / "data", rds / "sockets"
     for path in (rds, data, sockets):
@@ -254,35 +322,16 @@ def _start_rds(root: Path, bindir: Path, password: str) -> tuple[Path, Path]:
             "--locale=C.UTF-8",
         ]
     )
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(data / "server.key"),
-            "-out",
-            str(data / "server.crt"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    _self_signed(data / "server.crt", data / "server.key", network.gateway)
     for name in ("server.key", "server.crt"):
         shutil.chown(data / name, "postgres", "postgres")
         (data / name).chmod(0o600)
     # Like RDS with rds.force_ssl = 1: TCP clients must use TLS.
     (data / "pg_hba.conf").write_text(
-        "local all postgres peer\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n"
+        f"local all postgres peer\nhostssl all all {network.subnet} scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n"
     )
     options = (
-        f"-p {RDS_PORT} -k {sockets} -c listen_addresses=127.0.0.1 -c ssl=on "
+        f"-p {RDS_PORT} -k {sockets} -c listen_addresses={network.gateway} -c ssl=on "
         "-c ssl_cert_file=server.crt -c ssl_key_file=server.key"
     )
     _as_postgres(
@@ -310,14 +359,60 @@ def _start_rds(root: Path, bindir: Path, password: str) -> tuple[Path, Path]:
     return data, sockets
 
 
-def _terraform_outputs(secret_arn: str, mlflow_secret_arn: str) -> dict:
-    """`terraform output -json` as infra/envs/prod would give it, pointing at the simulators."""
+def _certificate(root: Path, network: Network) -> tuple[Path, Path]:
+    """The deployment's certificate (ACM's, in AWS): the public name and every front's address."""
+    tls = root / "tls"
+    tls.mkdir(mode=0o700)
+    sans = [f"DNS:{PUBLIC_HOSTNAME}"] + [
+        f"IP:{network.address(h)}" for h in ("lb", "mlflow-0", "mlflow-1", "serving-0")
+    ]
+    cert, key = tls / "deployment.crt", tls / "deployment.key"
+    _self_signed(cert, key, PUBLIC_HOSTNAME, sans)
+    cert.chmod(0o644)
+    return cert, key
+
+
+def start_load_balancer(sim: AwsSim, cert: Path, key: Path) -> subprocess.Popen:
+    """The ALB stand-in: Debian's nginx (`make test-aws-sim` installs it) in the "lb" namespace."""
+    lb = sim.root / "lb"
+    lb.mkdir(exist_ok=True)
+    template = string.Template((HERE / "lb.conf").read_text())
+
+    def upstream(hosts: list[str]) -> str:
+        return "\n".join(f"        server {sim.address(h)}:443 max_fails=1 fail_timeout=30s;" for h in hosts)
+
+    (lb / "nginx.conf").write_text(
+        template.substitute(
+            dir=lb,
+            address=sim.address("lb"),
+            cert=cert,
+            key=key,
+            mlflow_servers=upstream(GROUPS["mlflow_servers"]),
+            serving_servers=upstream(GROUPS["serving_servers"]),
+        )
+    )
+    proc = sim.network.popen(
+        "lb",
+        ["/usr/sbin/nginx", "-c", str(lb / "nginx.conf"), "-p", str(lb), "-g", "daemon off;"],
+        stdout=(lb / "nginx.out").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    _wait(lambda: _listening(sim.address("lb"), 443) or proc.poll() is not None, "the load balancer")
+    if proc.poll() is not None:
+        pytest.fail(f"the load balancer's nginx exited: {(lb / 'nginx.out').read_text()[-2000:]}")
+    return proc
+
+
+def _terraform_outputs(network: Network, secret_arn: str, mlflow_secret_arn: str) -> dict:
+    """`terraform output -json` of infra/envs/prod in the scaled layout, pointing at the simulators."""
     values = {
+        "topology": "scaled",
         "aws_region": REGION,
-        "mlflow_public_ip": "127.0.0.1",
-        "mlflow_private_ip": "127.0.0.1",
-        "mlflow_public_hostname": "mlflow.aws-sim.internal",
-        "db_host": "127.0.0.1",
+        "mlflow_public_ip": None,
+        "mlflow_private_ip": None,
+        "mlflow_public_hostname": PUBLIC_HOSTNAME,
+        "db_host": network.gateway,
         "db_port": RDS_PORT,
         "db_name": DB_NAME,
         "db_username": DB_USER,
@@ -326,10 +421,35 @@ def _terraform_outputs(secret_arn: str, mlflow_secret_arn: str) -> dict:
         "mlflow_db_secret_arn": mlflow_secret_arn,
         "artifacts_bucket": BUCKET,
         "artifacts_prefix": PREFIX,
-        "trainer_public_ips": ["127.0.0.1"],
-        "trainer_private_ips": ["127.0.0.1"],
+        "trainer_rendezvous_host": network.address("trainer-0"),
+        "vpc_cidr": str(network.subnet),
     }
     return {name: {"sensitive": False, "type": "string", "value": value} for name, value in values.items()}
+
+
+def _hosts_yml(sim: AwsSim) -> dict:
+    """What the aws_ec2 dynamic inventory finds, as a static file: each host on its private address,
+    plus how Ansible reaches the simulated host (its shell) and where its filesystem root is."""
+
+    def host(name: str) -> dict:
+        return {
+            "ansible_host": sim.address(name),
+            "mlops_private_ip": sim.address(name),
+            "ansible_shell_executable": str(sim.network.shell(name)),
+            "mlops_root": str(sim.host_root(name)),
+        }
+
+    return {"all": {"children": {group: {"hosts": {h: host(h) for h in hosts}} for group, hosts in GROUPS.items()}}}
+
+
+@pytest.fixture
+def mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow login variables restored after the test (AwsSim.mlflow_client sets them); a dead host
+    fails a call after a few seconds instead of MLflow's minutes of retries."""
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        monkeypatch.setenv(key, "")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 
 @pytest.fixture(scope="session")
@@ -339,26 +459,28 @@ def aws_sim() -> AwsSim:
         pytest.skip("no moto_server (make infra-venv builds .venv-infra with moto[server]; or set MLOPS_MOTO_SERVER)")
     if pg_bindir is None:
         pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql (apt-get install postgresql-15)")
-    busy = [port for port in (*PORTS.values(), SERVING_PORT, RDS_PORT, MOTO_PORT) if not _port_free(port)]
-    if busy:
-        pytest.fail(f"loopback ports {busy} are in use; set MLOPS_AWS_SIM_PORT_OFFSET to move the simulated instance")
+    for tool in ("ip", "nft", "ss", "nginx"):
+        if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+            pytest.fail(f"no `{tool}` on this machine: `make test-aws-sim` installs iproute2, nftables and nginx")
 
     root = Path(tempfile.mkdtemp(prefix="mlops-aws-sim-"))
     root.chmod(0o755)
+    network = Network(f"mlsim{OFFSET or ''}", SUBNET, HOSTS, root / "bin")
     password = secrets.token_urlsafe(24) + ":%\\"  # pgpass-special characters on purpose
-    moto = pg_data = None
+    moto = pg_data = lb = None
     inventory, vars_file, state_dir = root / "inventory", root / "test-vars.yml", root / "client"
     try:
+        network.up()
         moto = subprocess.Popen(
-            [moto_server, "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
+            [moto_server, "-H", network.gateway, "-p", str(MOTO_PORT)],
             stdout=(root / "moto.log").open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        _wait(lambda: not _port_free(MOTO_PORT), "moto server")
-        pg_data, sockets = _start_rds(root, pg_bindir, password)
+        _wait(lambda: _listening(network.gateway, MOTO_PORT), "moto server")
+        pg_data, sockets = _start_rds(root, pg_bindir, password, network)
 
-        sim = AwsSim(root, inventory, vars_file, state_dir, password, "", [], pg_bindir, sockets)
+        sim = AwsSim(root, inventory, vars_file, state_dir, password, "", [], pg_bindir, sockets, network)
         secret = sim.aws("secretsmanager").create_secret(
             Name=f"rds!db-{uuid.uuid4()}", SecretString=json.dumps({"username": DB_USER, "password": password})
         )
@@ -381,6 +503,8 @@ def aws_sim() -> AwsSim:
         operator.parent.mkdir(mode=0o700)
         operator.write_text("[default]\naws_access_key_id = AKIAAWSSIMOPERATOR00\naws_secret_access_key = simulated\n")
         operator.chmod(0o600)
+        cert, key = _certificate(root, network)
+        sim.lb_ca = cert
 
         # The serving and trainer roles install the project from a snapshot taken once, so both runs
         # see the same sources even while the working tree is being edited (the second run must
@@ -391,22 +515,11 @@ def aws_sim() -> AwsSim:
         for package in _project_packages():
             shutil.copytree(REPO / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
 
-        write_inventory(_terraform_outputs(sim.secret_arn, sim.mlflow_secret_arn), inventory)
-        # Serving on a host of its own: an inventory file beside the generated hosts.yml.
-        (inventory / "serving.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "all": {
-                        "children": {
-                            "serving_servers": {
-                                "hosts": {"serving-0": {"ansible_host": "127.0.0.1", "mlops_private_ip": "127.0.0.1"}}
-                            }
-                        }
-                    }
-                }
-            )
-        )
+        _, terraform_vars = build_inventory(_terraform_outputs(network, sim.secret_arn, sim.mlflow_secret_arn))
         group_vars = inventory / "group_vars" / "all"
+        group_vars.mkdir(parents=True)
+        (inventory / "hosts.yml").write_text(yaml.safe_dump(_hosts_yml(sim)))
+        (group_vars / "terraform.yml").write_text(yaml.safe_dump(terraform_vars))
         shutil.copy(REPO / "ansible/inventories/aws/group_vars/all/main.yml", group_vars / "main.yml")
         (group_vars / "simulator.yml").write_text(
             yaml.safe_dump(
@@ -415,9 +528,12 @@ def aws_sim() -> AwsSim:
                     "mlflow_s3_endpoint_url": sim.moto_url,
                     "mlflow_extra_environment": {"AWS_SHARED_CREDENTIALS_FILE": str(credentials)},
                     "rds_roles_controller_environment": {"AWS_SHARED_CREDENTIALS_FILE": str(operator)},
+                    # The deployment's certificate (ACM's on the load balancer; the hosts' fronts too).
+                    "nginx_tls_cert_src": str(cert),
+                    "nginx_tls_key_src": str(key),
                     # The trainer environment is installed for real, with the `native` extra: its torch
-                    # 2.13 comes from the local CPU wheel pip is configured to find (no internet here;
-                    # the `trainer` extra's torch 2.8 + IPEX would be GBs from PyTorch's index).
+                    # 2.13 comes from the local CPU wheel pip is configured to find (the `trainer`
+                    # extra's torch 2.8 + IPEX would be GBs from PyTorch's index).
                     "trainer_project_extra": "native",
                     "trainer_torch_index_url": "",
                     "trainer_project_src": str(project),
@@ -431,31 +547,23 @@ def aws_sim() -> AwsSim:
                     "ansible_connection": "local",
                     "ansible_user": "root",
                     "ansible_python_interpreter": "/usr/bin/python3",
-                    "mlops_root": str(root),
                     "mlops_instance": INSTANCE,
                     "mlops_client_state_dir": str(state_dir),
-                    # The simulated public name does not resolve: clients use the loopback address.
-                    "mlops_client_host": "127.0.0.1",
-                    **PORTS,
+                    # The public name does not resolve here: clients use the load balancer's address.
+                    "mlops_client_host": network.address("lb"),
                 }
             )
         )
+        lb = start_load_balancer(sim, cert, key)
         sim.provision()
         sim.provision()
         yield sim
     finally:
-        if vars_file.exists():
-            subprocess.run(
-                ["make", "--no-print-directory", "down", f"INVENTORY={inventory}", f"ANSIBLE_ARGS=-e @{vars_file}"],
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-        # Without systemd the scheduled jobs are /etc/cron.d entries: none may outlive the instance.
-        for entry in Path("/etc/cron.d").glob(f"{INSTANCE}-*"):
-            entry.unlink(missing_ok=True)
+        # The hosts go with their namespaces (network.down kills every process on them): no `make
+        # down`, and the cron entries are in the hosts' own /etc/cron.d. The load balancer is one.
+        network.down()
+        if lb is not None:
+            lb.wait(timeout=30)
         if pg_data is not None:
             subprocess.run(
                 [

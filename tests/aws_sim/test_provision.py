@@ -1,5 +1,5 @@
-"""`make provision` with the AWS-shaped inventory, against loopback stand-ins for RDS, Secrets
-Manager, S3 and the instance role (see conftest.py)."""
+"""`make provision` with the AWS inventory of the scaled layout on simulated hosts, against
+stand-ins for RDS, Secrets Manager, S3 and the instance role (see conftest.py)."""
 
 from __future__ import annotations
 
@@ -28,15 +28,16 @@ def test_second_provision_changes_nothing(aws_sim) -> None:
     first, second = aws_sim.runs[:2]
     print(f"first run {first.seconds:.0f} s, second run {second.seconds:.0f} s")
     recap = _recap(second.output)
-    assert set(recap) >= {"mlflow", "trainer-0", "serving-0"}, second.output[-3000:]
+    assert set(recap) == {"mlflow-0", "mlflow-1", "trainer-0", "trainer-1", "serving-0"}, second.output[-3000:]
     assert {host: c["changed"] for host, c in recap.items()} == dict.fromkeys(recap, 0), second.output[-6000:]
     assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in recap.values())
 
 
-def test_no_local_database_or_store_on_the_aws_host(aws_sim) -> None:
-    status = aws_sim.supervisorctl("status").stdout
-    assert f"{aws_sim.instance}-mlflow" in status and f"{aws_sim.instance}-nginx" in status
-    assert "postgresql" not in status and "s3server" not in status, status
+def test_no_local_database_or_store_on_the_aws_hosts(aws_sim) -> None:
+    for host in ("mlflow-0", "mlflow-1"):
+        status = aws_sim.supervisorctl("status", host=host).stdout
+        assert f"{aws_sim.instance}-mlflow" in status and f"{aws_sim.instance}-nginx" in status, status
+        assert "postgresql" not in status and "s3server" not in status, status
 
 
 def test_database_passwords_never_in_ansible_output(aws_sim) -> None:
@@ -56,8 +57,10 @@ def test_app_and_mlflow_passwords_never_in_ansible_output(aws_sim) -> None:
     every MLflow login's (the admin's, the person's, each service identity's, the Flask secret key)
     are in no Ansible output."""
     credentials = aws_sim.state_dir / "credentials"
-    secrets = [(credentials / "postgresql-mlops_app").read_text().split()[0],
-               *(path.read_text().strip() for path in credentials.glob("mlflow-*"))]
+    secrets = [
+        (credentials / "postgresql-mlops_app").read_text().split()[0],
+        *(path.read_text().strip() for path in credentials.glob("mlflow-*")),
+    ]
     assert len(secrets) >= 8 and all(len(s) >= 16 for s in secrets)
     for run in aws_sim.runs:
         for secret in secrets:
@@ -66,7 +69,9 @@ def test_app_and_mlflow_passwords_never_in_ansible_output(aws_sim) -> None:
 
 def _files_holding(aws_sim, secret: bytes) -> list[Path]:
     # Skipped: the "RDS" cluster's own files and the installed virtual environments.
-    skip = [aws_sim.root / "rds", aws_sim.path("home") / "venv", aws_sim.path("home") / "supervisor"]
+    skip = [aws_sim.root / "rds"]
+    for host in ("mlflow-0", "mlflow-1", "serving-0", "trainer-0", "trainer-1"):
+        skip += [aws_sim.path("home", host) / name for name in ("venv", "supervisor", "serving", "trainer")]
     return [
         path
         for path in aws_sim.root.rglob("*")
@@ -83,11 +88,11 @@ def test_database_password_only_in_runtime_pgpass_files(aws_sim) -> None:
     the runtime directory. The master password is in no file at all (the controller read it for
     the provisioning step and sent it on stdin)."""
     assert _files_holding(aws_sim, aws_sim.db_password.split(":")[0].encode()) == []
-    runtime = aws_sim.path("run") / "mlflow"
+    runtimes = {aws_sim.path("run", host) / "mlflow" for host in ("mlflow-0", "mlflow-1")}
     holders = _files_holding(aws_sim, aws_sim.mlflow_db_password.encode())
-    assert holders, "the server's pgpass file is missing"
+    assert {path.parent for path in holders} == runtimes, "a server's pgpass file is missing"
     for path in holders:
-        assert path.parent == runtime and path.name.startswith("pgpass."), f"password found in {path}"
+        assert path.parent in runtimes and path.name.startswith("pgpass."), f"password found in {path}"
         assert path.stat().st_mode & 0o777 == 0o600
         assert path.owner() == "mlops"
         assert f":{aws_sim.rds_port}:mlflow:mlflow_server:" in path.read_text()
@@ -140,7 +145,7 @@ def test_each_service_has_its_own_database_role(aws_sim) -> None:
     ):
         with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
             psycopg2.connect(
-                host="127.0.0.1",
+                host=aws_sim.rds_host,
                 port=aws_sim.rds_port,
                 dbname=other,
                 user=user,
@@ -174,7 +179,7 @@ def test_run_logged_through_nginx_lands_in_rds_and_s3(aws_sim, monkeypatch: pyte
     # The run is in the "RDS" database, reached like MLflow does (TCP, TLS, the managed password).
     with (
         psycopg2.connect(
-            host="127.0.0.1",
+            host=aws_sim.rds_host,
             port=aws_sim.rds_port,
             dbname="mlflow",
             user="mlflow",
@@ -196,29 +201,56 @@ def test_run_logged_through_nginx_lands_in_rds_and_s3(aws_sim, monkeypatch: pyte
 
 
 def test_no_host_but_mlflow_holds_the_admin_login(aws_sim) -> None:
-    """Serving and the trainer's retrain and promotion gate jobs log in to MLflow with service identities
-    of their own; the admin's password is only in the MLflow host's auth configuration (and the
+    """Serving and the trainers' retrain and promotion gate jobs log in to MLflow with service identities
+    of their own; the admin's password is only in the MLflow hosts' auth configuration (and the
     controller's state)."""
     admin = (aws_sim.state_dir / "credentials" / "mlflow-admin").read_text().strip().encode()
     holders = [path for path in _files_holding(aws_sim, admin) if not path.is_relative_to(aws_sim.state_dir)]
-    assert holders == [aws_sim.path("config") / "mlflow" / "auth.ini"], holders
-    logins = {path.parent.parent.name: path.read_text() for path in aws_sim.path("data").rglob(".mlflow/credentials")}
-    assert "mlflow_tracking_username = svc-serving" in logins["serving"], logins.keys()
-    assert "mlflow_tracking_username = svc-retrain" in logins["retrain"]
-    assert "mlflow_tracking_username = svc-gate" in logins["gate"], logins.keys()
-    for text in logins.values():
-        assert "= admin\n" not in text
+    assert sorted(holders) == [aws_sim.path("config", h) / "mlflow" / "auth.ini" for h in ("mlflow-0", "mlflow-1")]
+    for host, jobs in (
+        ("serving-0", ["serving"]),
+        ("trainer-0", ["gate", "retrain"]),
+        ("trainer-1", ["gate", "retrain"]),
+    ):
+        logins = {p.parent.parent.name: p.read_text() for p in aws_sim.path("data", host).rglob(".mlflow/credentials")}
+        assert sorted(logins) == jobs, (host, logins.keys())
+        for job, text in logins.items():
+            assert f"mlflow_tracking_username = svc-{job}" in text, (host, job)
+            assert "= admin\n" not in text
+
+
+def test_every_host_gets_every_source_file(aws_sim) -> None:
+    """The serving and trainer hosts' copies of the project hold every Python file of every package
+    (a copy that kept one file per relative path lost training/__init__.py beside mlops/__init__.py)."""
+    project = aws_sim.root / "project"
+    expected = sorted(
+        str(p.relative_to(project))
+        for package in aws_sim.project_packages
+        for p in (project / package).rglob("*.py")
+        if "__pycache__" not in p.parts
+    )
+    assert "training/tracking.py" in expected and "training/__init__.py" in expected
+    for host, src in (("serving-0", "serving-src"), ("trainer-0", "trainer-src"), ("trainer-1", "trainer-src")):
+        copy = aws_sim.path("home", host) / src
+        found = sorted(
+            str(p.relative_to(copy))
+            for package in aws_sim.project_packages
+            for p in (copy / package).rglob("*.py")
+            if "__pycache__" not in p.parts
+        )
+        assert found == expected, (host, sorted(set(expected) - set(found)))
 
 
 def test_trainer_gets_ddp_settings(aws_sim) -> None:
     env = dict(
         line.split("=", 1)
-        for line in (aws_sim.path("config") / "trainer.env").read_text().splitlines()
+        for line in (aws_sim.path("config", "trainer-1") / "trainer.env").read_text().splitlines()
         if line and not line.startswith("#")
     )
-    assert env["MASTER_ADDR"] == "127.0.0.1"
-    assert env["MLOPS_RDZV_ENDPOINT"] == f"127.0.0.1:{env['MASTER_PORT']}"
-    assert env["MLOPS_NNODES"] == "1" and env["MLOPS_NODE_RANK"] == "0"
+    rendezvous = aws_sim.address("trainer-0")
+    assert env["MASTER_ADDR"] == rendezvous
+    assert env["MLOPS_RDZV_ENDPOINT"] == f"{rendezvous}:{env['MASTER_PORT']}"
+    assert env["MLOPS_NNODES"] == "2" and env["MLOPS_NODE_RANK"] == "1"
     assert env["MLFLOW_TRACKING_URI"] == aws_sim.client_env["MLFLOW_TRACKING_URI"]  # nginx, with its port
     assert int(env["OMP_NUM_THREADS"]) >= 1
 
@@ -227,7 +259,7 @@ def test_trainer_environment_runs_the_retrain_loop(aws_sim) -> None:
     """The trainer role installed the project with a pip extra into the trainer's own environment:
     its `mlops` (the command the retrain job runs) answers `retrain-loop --help`, and its Python
     imports psycopg2, which the loop needs for the application database."""
-    venv = aws_sim.path("home") / "trainer"
+    venv = aws_sim.path("home", "trainer-0") / "trainer"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(aws_sim.root), "MPLCONFIGDIR": str(aws_sim.root / "mpl")}
     result = subprocess.run(
         [str(venv / "bin" / "mlops"), "retrain-loop", "--help"],
@@ -253,8 +285,8 @@ def test_trainer_environment_runs_the_retrain_loop(aws_sim) -> None:
     print(f"trainer environment: psycopg2 {imported.stdout.split()[0]}, torch {imported.stdout.split()[1]}")
 
 
-def _program_environment(aws_sim, name: str) -> dict[str, str]:
-    conf = (aws_sim.path("config") / "supervisor.d" / f"{name}.conf").read_text()
+def _program_environment(aws_sim, name: str, host: str) -> dict[str, str]:
+    conf = (aws_sim.path("config", host) / "supervisor.d" / f"{name}.conf").read_text()
     (line,) = [line for line in conf.splitlines() if line.startswith("environment=")]
     return dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', line))
 
@@ -267,21 +299,22 @@ def test_app_database_created_on_rds_by_the_playbook(aws_sim) -> None:
         "FROM pg_database d JOIN pg_authid a ON a.oid = d.datdba WHERE d.datname = 'mlops';"
     )
     assert rows.strip() == "mlops|mlops_app|SCRAM-SHA-256$"
-    pgpass = aws_sim.path("config") / "monitoring" / "pgpass"
-    assert pgpass.stat().st_mode & 0o777 == 0o600 and pgpass.owner() == "mlops"
-    assert pgpass.read_text().startswith(f"127.0.0.1:{aws_sim.rds_port}:mlops:mlops_app:")
+    for host in ("mlflow-0", "mlflow-1", "serving-0", "trainer-0", "trainer-1"):
+        pgpass = aws_sim.path("config", host) / "monitoring" / "pgpass"
+        assert pgpass.stat().st_mode & 0o777 == 0o600 and pgpass.owner() == "mlops"
+        assert pgpass.read_text().startswith(f"{aws_sim.rds_host}:{aws_sim.rds_port}:mlops:mlops_app:")
 
 
 def test_serving_host_reaches_mlflow_through_nginx_and_monitoring_on_rds(aws_sim) -> None:
     """serving-0 (serving_servers) runs the app with MLflow through nginx (TLS, its own login svc-serving
     from its ~/.mlflow/credentials, never in its environment) and the monitoring DSN of the "RDS";
     /serve/health through the MLflow host's nginx (as the person, who may predict) reports monitoring ok."""
-    env = _program_environment(aws_sim, "serving")
+    env = _program_environment(aws_sim, "serving", "serving-0")
     nginx_url = aws_sim.client_env["MLFLOW_TRACKING_URI"]
     assert env["MLFLOW_TRACKING_URI"] == nginx_url and nginx_url.startswith("https://")
-    assert env["MLFLOW_TRACKING_SERVER_CERT_PATH"] == str(aws_sim.path("config") / "mlflow-ca.pem")
+    assert env["MLFLOW_TRACKING_SERVER_CERT_PATH"] == str(aws_sim.path("config", "serving-0") / "mlflow-ca.pem")
     assert env["MLOPS_MONITORING_DSN"] == (
-        f"host=127.0.0.1 port={aws_sim.rds_port} dbname=mlops user=mlops_app sslmode=require"
+        f"host={aws_sim.rds_host} port={aws_sim.rds_port} dbname=mlops user=mlops_app sslmode=require"
     )
     assert "MLFLOW_TRACKING_PASSWORD" not in env
     # Its own account owns its login and its copy of the application database's pgpass file.
@@ -290,7 +323,7 @@ def test_serving_host_reaches_mlflow_through_nginx_and_monitoring_on_rds(aws_sim
     pgpass = Path(env["PGPASSFILE"])
     assert pgpass.parent == Path(env["HOME"]) and pgpass.owner() == "mlops-serving"
     assert pgpass.stat().st_mode & 0o777 == 0o600
-    assert pgpass.read_text() == (aws_sim.path("config") / "monitoring" / "pgpass").read_text()
+    assert pgpass.read_text() == (aws_sim.path("config", "serving-0") / "monitoring" / "pgpass").read_text()
     login = credentials.read_text()
     own = (aws_sim.state_dir / "credentials" / "mlflow-svc-serving").read_text().strip()
     assert "mlflow_tracking_username = svc-serving" in login and own in login
@@ -317,15 +350,19 @@ def test_serving_host_reaches_mlflow_through_nginx_and_monitoring_on_rds(aws_sim
 def test_retrain_job_runs_on_the_trainers(aws_sim) -> None:
     """The retrain tick is scheduled by the trainers play (with the training environment), reaches
     MLflow through nginx and the application database on the "RDS"."""
-    job = (aws_sim.path("home") / "bin" / "job-retrain").read_text()
-    assert f"{aws_sim.path('home')}/trainer/bin/mlops" in job
+    job = (aws_sim.path("home", "trainer-1") / "bin" / "job-retrain").read_text()
+    assert f"{aws_sim.path('home', 'trainer-1')}/trainer/bin/mlops" in job
     assert aws_sim.client_env["MLFLOW_TRACKING_URI"] in job
-    assert f"port={aws_sim.rds_port} dbname=mlops user=mlops_app sslmode=require" in job
+    assert f"host={aws_sim.rds_host} port={aws_sim.rds_port} dbname=mlops user=mlops_app sslmode=require" in job
     assert "OMP_NUM_THREADS" in job  # Xeon tuning of the trainer host
     assert aws_sim.client_env["MLFLOW_TRACKING_PASSWORD"] not in job
-    credentials = aws_sim.path("data") / "retrain" / ".mlflow" / "credentials"
+    credentials = aws_sim.path("data", "trainer-1") / "retrain" / ".mlflow" / "credentials"
     assert credentials.stat().st_mode & 0o777 == 0o600
-    assert Path(f"/etc/cron.d/{aws_sim.instance}-retrain").exists()
+    # Each host's cron entries are its own (its /etc/cron.d), none in the machine's.
+    for host in ("trainer-0", "trainer-1"):
+        assert (aws_sim.cron_dir(host) / f"{aws_sim.instance}-retrain").exists(), host
+    assert not (aws_sim.cron_dir("serving-0") / f"{aws_sim.instance}-retrain").exists()
+    assert list(Path("/etc/cron.d").glob(f"{aws_sim.instance}-*")) == []
 
 
 def test_password_is_read_at_service_start(aws_sim) -> None:
@@ -339,11 +376,11 @@ def test_password_is_read_at_service_start(aws_sim) -> None:
     )
     restarted = aws_sim.supervisorctl("restart", f"{aws_sim.instance}-mlflow")
     assert "started" in restarted.stdout, restarted.stdout + restarted.stderr
-    health = f"https://127.0.0.1:{aws_sim.client_env['MLFLOW_TRACKING_URI'].rsplit(':', 1)[1]}/health"
+    health = f"https://{aws_sim.address('mlflow-0')}:443/health"
     deadline = time.monotonic() + 90
     while True:
         try:
-            response = requests.get(health, verify=False, timeout=5)  # noqa: S501 - loopback, self-signed
+            response = requests.get(health, verify=str(aws_sim.lb_ca), timeout=5)
             if response.status_code == 200:
                 break
         except requests.RequestException:
@@ -351,34 +388,46 @@ def test_password_is_read_at_service_start(aws_sim) -> None:
         assert time.monotonic() < deadline, "MLflow did not come back after the password rotation"
         time.sleep(1)
     # The new pgpass file has the new password, the old one is gone with the old process.
-    files = list((aws_sim.path("run") / "mlflow").glob("pgpass.*"))
+    files = list((aws_sim.path("run", "mlflow-0") / "mlflow").glob("pgpass.*"))
     assert len(files) == 1
     assert new_password in files[0].read_text()
 
 
 def test_monitoring_scrapes_every_host(aws_sim) -> None:
-    """The MLflow host's Prometheus scrapes MLflow, nginx, serving on its own host, each host's node exporter
-    and the "RDS" (the PostgreSQL exporter as the application database's role, through its pgpass file);
-    every target is up."""
+    """Each MLflow host's Prometheus scrapes MLflow, nginx, serving on its own host, each host's node
+    exporter and the "RDS" (the PostgreSQL exporter as the application database's role, through its
+    pgpass file); every target is up. Prometheus listens on its host's loopback: asked from there."""
     platform = json.loads((aws_sim.state_dir / "platform.json").read_text())
-    prometheus = next(s for s in platform["services"] if s["name"] == "prometheus")["probe"]["url"]
-    base = prometheus.removesuffix("/-/ready")
-    deadline = time.monotonic() + 120
-    while True:
-        targets = requests.get(f"{base}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
-        down = [(t["scrapeUrl"], t["lastError"]) for t in targets if t["health"] != "up"]
-        if (targets and not down) or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert {t["labels"]["job"] for t in targets} == {
-        "prometheus",
-        "alertmanager",
-        "mlflow",
-        "nginx",
-        "serving",
-        "node",
-        "postgres",
-    }
-    assert not down, down
-    pg_up = requests.get(f"{base}/api/v1/query", params={"query": "pg_up"}, timeout=10).json()["data"]["result"]
-    assert [r["value"][1] for r in pg_up] == ["1"], pg_up
+    base = next(s for s in platform["services"] if s["name"] == "prometheus")["probe"]["url"].removesuffix("/-/ready")
+
+    def query(host: str, path: str, **params: str) -> dict:
+        url = requests.Request("GET", f"{base}{path}", params=params).prepare().url
+        out = aws_sim.network.run(host, ["curl", "-sSf", "--max-time", "10", url], check=True).stdout
+        return json.loads(out)["data"]
+
+    for host in ("mlflow-0", "mlflow-1"):
+        deadline = time.monotonic() + 120
+        while True:
+            targets = query(host, "/api/v1/targets")["activeTargets"]
+            down = [(t["scrapeUrl"], t["lastError"]) for t in targets if t["health"] != "up"]
+            if (targets and not down) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert {t["labels"]["job"] for t in targets} == {
+            "prometheus",
+            "alertmanager",
+            "mlflow",
+            "nginx",
+            "serving",
+            "node",
+            "postgres",
+        }, host
+        assert not down, (host, down)
+        # Its own host's node exporter (loopback), and the serving hosts' and trainers' on their
+        # private addresses; the other MLflow host's is that host's own Prometheus's.
+        nodes = {t["labels"]["instance"] for t in targets if t["labels"]["job"] == "node"}
+        assert nodes == {
+            f"{a}:9100" for a in ["127.0.0.1", *map(aws_sim.address, ("serving-0", "trainer-0", "trainer-1"))]
+        }
+        pg_up = query(host, "/api/v1/query", query="pg_up")["result"]
+        assert [r["value"][1] for r in pg_up] == ["1"], pg_up
