@@ -33,6 +33,21 @@ def test_second_provision_changes_nothing(aws_sim) -> None:
     assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in recap.values())
 
 
+def _task_hosts(output: str, task: str) -> list[str]:
+    """The hosts a task of the run reported a result for (ok or changed)."""
+    section = re.search(rf"^TASK \[[^\]]*{re.escape(task)}[^\]]*\].*?(?=^TASK \[|^PLAY RECAP)", output, re.M | re.S)
+    assert section, f"no task {task!r} in the run"
+    return re.findall(r"^(?:ok|changed): \[([^\]]+)\]", section.group(0), re.M)
+
+
+def test_one_time_steps_run_on_one_mlflow_host_per_run(aws_sim) -> None:
+    """Two MLflow hosts share the database: the backend store's and the auth store's migrations run
+    once per provisioning run, on the first host, never on both."""
+    for run in aws_sim.runs:
+        for task in ("Upgrade the backend store schema", "Prepare the auth store"):
+            assert _task_hosts(run.output, task) == ["mlflow-0"], task
+
+
 def test_no_local_database_or_store_on_the_aws_hosts(aws_sim) -> None:
     for host in ("mlflow-0", "mlflow-1"):
         status = aws_sim.supervisorctl("status", host=host).stdout
