@@ -189,6 +189,19 @@ class AwsSim:
     def address(self, host: str) -> str:
         return self.network.address(host)
 
+    def group(self, name: str) -> list[str]:
+        """The hosts of an inventory group."""
+        return GROUPS[name]
+
+    @property
+    def hosts(self) -> list[str]:
+        """Every provisioned host (every group's; not the load balancer)."""
+        return [host for hosts in GROUPS.values() for host in hosts]
+
+    def trainer_env(self, host: str) -> dict[str, str]:
+        """The DDP and tuning settings the trainer role wrote on ``host`` (trainer.env)."""
+        return read_env_file(self.path("config", host) / "trainer.env")
+
     def login(self, name: str) -> tuple[str, str]:
         """An MLflow login (user, password) as the controller keeps it."""
         return name, (self.state_dir / "credentials" / f"mlflow-{name}").read_text().strip()
@@ -363,9 +376,8 @@ def _certificate(root: Path, network: Network) -> tuple[Path, Path]:
     """The deployment's certificate (ACM's, in AWS): the public name and every front's address."""
     tls = root / "tls"
     tls.mkdir(mode=0o700)
-    sans = [f"DNS:{PUBLIC_HOSTNAME}"] + [
-        f"IP:{network.address(h)}" for h in ("lb", "mlflow-0", "mlflow-1", "serving-0")
-    ]
+    fronts = ["lb", *GROUPS["mlflow_servers"], *GROUPS["serving_servers"]]
+    sans = [f"DNS:{PUBLIC_HOSTNAME}"] + [f"IP:{network.address(h)}" for h in fronts]
     cert, key = tls / "deployment.crt", tls / "deployment.key"
     _self_signed(cert, key, PUBLIC_HOSTNAME, sans)
     cert.chmod(0o644)

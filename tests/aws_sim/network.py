@@ -178,9 +178,7 @@ class Network:
         for host in self.hosts:
             ns = self.namespace(host)
             if Path(f"/run/netns/{ns}").exists():
-                for pid in self.pids(host):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+                self.kill(host)
                 _ip("netns", "del", ns, check=False)
             shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
         _ip("link", "del", self.bridge, check=False)

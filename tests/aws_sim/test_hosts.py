@@ -70,15 +70,8 @@ def test_ddp_training_across_two_trainers(aws_sim, mlflow_env) -> None:
     marker = uuid.uuid4().hex[:8]
     experiment, model = f"ddp-{marker}", f"ddp-{marker}"
     procs, ranks = [], []
-    for host in ("trainer-0", "trainer-1"):
-        env = {
-            key: value.strip("'")
-            for key, _, value in (
-                line.partition("=")
-                for line in (aws_sim.path("config", host) / "trainer.env").read_text().splitlines()
-                if line and not line.startswith("#")
-            )
-        }
+    for host in aws_sim.group("trainers"):
+        env = aws_sim.trainer_env(host)
         assert env["MLOPS_RDZV_ENDPOINT"] == f"{aws_sim.address('trainer-0')}:29500"
         assert env["GLOO_SOCKET_IFNAME"] == "eth0" and env["MLOPS_NNODES"] == "2"
         ranks.append(env["MLOPS_NODE_RANK"])
@@ -94,8 +87,8 @@ def test_ddp_training_across_two_trainers(aws_sim, mlflow_env) -> None:
             "--batch-size", "16", "--backend", "native", "--no-int8", "--threads", "1",
             "--experiment", experiment, "--model-name", model,
         ]  # fmt: skip
-        log = (aws_sim.root / f"ddp-{host}.log").open("w")
-        procs.append((host, aws_sim.network.popen(host, argv, cwd=home, stdout=log, stderr=subprocess.STDOUT)))
+        with (aws_sim.root / f"ddp-{host}.log").open("w") as log:
+            procs.append((host, aws_sim.network.popen(host, argv, cwd=home, stdout=log, stderr=subprocess.STDOUT)))
     assert ranks == ["0", "1"]
     for host, proc in procs:
         try:
@@ -122,10 +115,9 @@ def _private(aws_sim, host: str) -> set[str]:
 
 def test_nothing_listens_beyond_a_private_address_but_the_entry_point(aws_sim) -> None:
     """On every host each listening socket is on loopback or the host's own private address; the
-    load balancer listens on its address, port 443 only; the controller's RDS and AWS stand-ins
-    listen on the bridge's address, not on every interface."""
+    load balancer listens on its address, port 443 only."""
     seen = {}
-    for host in ("mlflow-0", "mlflow-1", "serving-0", "trainer-0", "trainer-1"):
+    for host in aws_sim.hosts:
         sockets = aws_sim.network.listening(host)
         seen[host] = sockets
         wide = [s for s in sockets if s[0] not in _private(aws_sim, host)]

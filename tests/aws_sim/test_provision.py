@@ -28,7 +28,7 @@ def test_second_provision_changes_nothing(aws_sim) -> None:
     first, second = aws_sim.runs[:2]
     print(f"first run {first.seconds:.0f} s, second run {second.seconds:.0f} s")
     recap = _recap(second.output)
-    assert set(recap) == {"mlflow-0", "mlflow-1", "trainer-0", "trainer-1", "serving-0"}, second.output[-3000:]
+    assert set(recap) == set(aws_sim.hosts), second.output[-3000:]
     assert {host: c["changed"] for host, c in recap.items()} == dict.fromkeys(recap, 0), second.output[-6000:]
     assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in recap.values())
 
@@ -49,7 +49,7 @@ def test_one_time_steps_run_on_one_mlflow_host_per_run(aws_sim) -> None:
 
 
 def test_no_local_database_or_store_on_the_aws_hosts(aws_sim) -> None:
-    for host in ("mlflow-0", "mlflow-1"):
+    for host in aws_sim.group("mlflow_servers"):
         status = aws_sim.supervisorctl("status", host=host).stdout
         assert f"{aws_sim.instance}-mlflow" in status and f"{aws_sim.instance}-nginx" in status, status
         assert "postgresql" not in status and "s3server" not in status, status
@@ -85,7 +85,7 @@ def test_app_and_mlflow_passwords_never_in_ansible_output(aws_sim) -> None:
 def _files_holding(aws_sim, secret: bytes) -> list[Path]:
     # Skipped: the "RDS" cluster's own files and the installed virtual environments.
     skip = [aws_sim.root / "rds"]
-    for host in ("mlflow-0", "mlflow-1", "serving-0", "trainer-0", "trainer-1"):
+    for host in aws_sim.hosts:
         skip += [aws_sim.path("home", host) / name for name in ("venv", "supervisor", "serving", "trainer")]
     return [
         path
@@ -103,7 +103,7 @@ def test_database_password_only_in_runtime_pgpass_files(aws_sim) -> None:
     the runtime directory. The master password is in no file at all (the controller read it for
     the provisioning step and sent it on stdin)."""
     assert _files_holding(aws_sim, aws_sim.db_password.split(":")[0].encode()) == []
-    runtimes = {aws_sim.path("run", host) / "mlflow" for host in ("mlflow-0", "mlflow-1")}
+    runtimes = {aws_sim.path("run", host) / "mlflow" for host in aws_sim.group("mlflow_servers")}
     holders = _files_holding(aws_sim, aws_sim.mlflow_db_password.encode())
     assert {path.parent for path in holders} == runtimes, "a server's pgpass file is missing"
     for path in holders:
@@ -221,7 +221,9 @@ def test_no_host_but_mlflow_holds_the_admin_login(aws_sim) -> None:
     controller's state)."""
     admin = (aws_sim.state_dir / "credentials" / "mlflow-admin").read_text().strip().encode()
     holders = [path for path in _files_holding(aws_sim, admin) if not path.is_relative_to(aws_sim.state_dir)]
-    assert sorted(holders) == [aws_sim.path("config", h) / "mlflow" / "auth.ini" for h in ("mlflow-0", "mlflow-1")]
+    assert sorted(holders) == [
+        aws_sim.path("config", h) / "mlflow" / "auth.ini" for h in aws_sim.group("mlflow_servers")
+    ]
     for host, jobs in (
         ("serving-0", ["serving"]),
         ("trainer-0", ["gate", "retrain"]),
@@ -257,11 +259,7 @@ def test_every_host_gets_every_source_file(aws_sim) -> None:
 
 
 def test_trainer_gets_ddp_settings(aws_sim) -> None:
-    env = dict(
-        line.split("=", 1)
-        for line in (aws_sim.path("config", "trainer-1") / "trainer.env").read_text().splitlines()
-        if line and not line.startswith("#")
-    )
+    env = aws_sim.trainer_env("trainer-1")
     rendezvous = aws_sim.address("trainer-0")
     assert env["MASTER_ADDR"] == rendezvous
     assert env["MLOPS_RDZV_ENDPOINT"] == f"{rendezvous}:{env['MASTER_PORT']}"
@@ -314,7 +312,7 @@ def test_app_database_created_on_rds_by_the_playbook(aws_sim) -> None:
         "FROM pg_database d JOIN pg_authid a ON a.oid = d.datdba WHERE d.datname = 'mlops';"
     )
     assert rows.strip() == "mlops|mlops_app|SCRAM-SHA-256$"
-    for host in ("mlflow-0", "mlflow-1", "serving-0", "trainer-0", "trainer-1"):
+    for host in aws_sim.hosts:
         pgpass = aws_sim.path("config", host) / "monitoring" / "pgpass"
         assert pgpass.stat().st_mode & 0o777 == 0o600 and pgpass.owner() == "mlops"
         assert pgpass.read_text().startswith(f"{aws_sim.rds_host}:{aws_sim.rds_port}:mlops:mlops_app:")
@@ -374,7 +372,7 @@ def test_retrain_job_runs_on_the_trainers(aws_sim) -> None:
     credentials = aws_sim.path("data", "trainer-1") / "retrain" / ".mlflow" / "credentials"
     assert credentials.stat().st_mode & 0o777 == 0o600
     # Each host's cron entries are its own (its /etc/cron.d), none in the machine's.
-    for host in ("trainer-0", "trainer-1"):
+    for host in aws_sim.group("trainers"):
         assert (aws_sim.cron_dir(host) / f"{aws_sim.instance}-retrain").exists(), host
     assert not (aws_sim.cron_dir("serving-0") / f"{aws_sim.instance}-retrain").exists()
     assert list(Path("/etc/cron.d").glob(f"{aws_sim.instance}-*")) == []
@@ -420,7 +418,7 @@ def test_monitoring_scrapes_every_host(aws_sim) -> None:
         out = aws_sim.network.run(host, ["curl", "-sSf", "--max-time", "10", url], check=True).stdout
         return json.loads(out)["data"]
 
-    for host in ("mlflow-0", "mlflow-1"):
+    for host in aws_sim.group("mlflow_servers"):
         deadline = time.monotonic() + 120
         while True:
             targets = query(host, "/api/v1/targets")["activeTargets"]
