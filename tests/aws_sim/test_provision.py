@@ -258,6 +258,20 @@ def test_every_host_gets_every_source_file(aws_sim) -> None:
         assert found == expected, (host, sorted(set(expected) - set(found)))
 
 
+def test_every_environment_is_compiled_for_what_starts(aws_sim) -> None:
+    """Each host's environments install without compiling every file; what their programs import at
+    start was compiled once, as root (a marker per program; torch's package on the trainers)."""
+    environments = {"mlflow_servers": ("venv", "mlflow"), "serving_servers": ("venv", "serving"),
+                    "trainers": ("trainer", "trainer")}
+    for group, (venv, program) in environments.items():
+        for host in aws_sim.group(group):
+            home = aws_sim.path("home", host) / venv
+            assert (home / f".mlops-bytecode-{program}").is_file(), (host, sorted(p.name for p in home.iterdir()))
+    for host in aws_sim.group("trainers"):
+        torch = next((aws_sim.path("home", host) / "trainer/lib").glob("python3*/site-packages/torch"))
+        assert list((torch / "__pycache__").glob("__init__.*.pyc")), host
+
+
 def test_trainer_gets_ddp_settings(aws_sim) -> None:
     env = aws_sim.trainer_env("trainer-1")
     rendezvous = aws_sim.address("trainer-0")

@@ -20,6 +20,7 @@ import boto3
 import psycopg2
 import pytest
 import requests
+import yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -301,6 +302,33 @@ def test_browser_shows_the_logged_experiment(platform, logged_run, artifacts_dir
         # The run's name in the runs table (exact: the experiment's name contains it too).
         page.get_by_text("integration", exact=True).first.wait_for(timeout=60_000)
         page.screenshot(path=str(artifacts_dir / "mlflow-ui-experiment.png"), full_page=True)
+
+
+def test_services_and_jobs_start_from_bytecode(platform):
+    """The environments install without compiling every file (--no-compile: most of an install's CPU);
+    every module the MLflow server, serving and the `mlops` jobs import at start has its bytecode there,
+    written once as root (the service accounts cannot write it, and would compile at every start)."""
+    repo = Path(__file__).resolve().parents[2]
+    modules = []
+    for role, key in (("mlflow", "__mlflow_start_modules"), ("serving", "__serving_start_modules")):
+        modules += yaml.safe_load((repo / f"ansible/roles/{role}/vars/main.yml").read_text())[key]
+    check = textwrap.dedent("""
+        import importlib, importlib.util, os, sys
+        for name in sys.argv[1:]:
+            importlib.import_module(name)
+        files = [m.__file__ for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").endswith(".py")
+                 and m.__file__.startswith(sys.prefix)]
+        print(len(files))
+        print("\\n".join(f for f in files if not os.path.exists(importlib.util.cache_from_source(f))))
+    """)
+    venv = platform.path("home") / "venv"
+    result = subprocess.run([str(venv / "bin/python"), "-c", check, *modules], capture_output=True, text=True,
+                            env={"PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1"}, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported, *uncompiled = result.stdout.strip().splitlines()
+    assert int(imported) > 500 and uncompiled == [], uncompiled[:20]
+    markers = sorted(p.name for p in venv.glob(".mlops-bytecode-*"))
+    assert markers == [".mlops-bytecode-mlflow", ".mlops-bytecode-serving"]
 
 
 def test_second_up_changes_nothing(platform):
