@@ -71,7 +71,8 @@ def test_timer_role_refuses_bad_definitions(tmp_path, overrides, message):
         [str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
          "-e", f"@{tmp_path / 'vars.json'}"],
         capture_output=True, text=True, timeout=120, check=False,
-        env={"ANSIBLE_ROLES_PATH": str(REPO / "ansible/roles"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        env={"ANSIBLE_ROLES_PATH": str(REPO / "ansible/roles"), "ANSIBLE_LIBRARY": str(REPO / "ansible/library"),
+             "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert result.returncode != 0
     assert message in result.stdout, result.stdout[-2000:]
