@@ -18,17 +18,23 @@ description:
   - Supports check mode and diff mode.
 options:
   files:
-    description: The files. The directories must exist.
+    description: >-
+      The files and directories. A file's directory must exist. O(state), O(mode), O(owner) and
+      O(group) given here override the module's own.
     type: list
     elements: dict
     required: true
     suboptions:
       path: {description: Absolute path of the file or directory., type: path, required: true}
-      state: {description: What the path is., type: str, choices: [file, directory], default: file}
+      state: {description: What the path is (default O(state))., type: str, choices: [file, directory]}
       content: {description: The whole text of the file (required for a file)., type: str}
-      mode: {description: Its mode, like C("0644")., type: raw, required: true}
-      owner: {description: Its owner (default the module's user)., type: str}
-      group: {description: Its group (default the owner's primary group)., type: str}
+      mode: {description: Its mode (default O(mode))., type: raw}
+      owner: {description: Its owner (default O(owner))., type: str}
+      group: {description: Its group (default O(group))., type: str}
+  state: {description: What each path is unless it says., type: str, choices: [file, directory], default: file}
+  mode: {description: The mode of each path unless it says, like C("0644"); one of the two is required., type: raw}
+  owner: {description: The owner of each path unless it says (default the module's user)., type: str}
+  group: {description: The group of each path unless it says (default the owner's primary group)., type: str}
 author: mlops-xeon
 """
 
@@ -82,21 +88,31 @@ def _directory(module: AnsibleModule, path: str, attributes: dict) -> bool:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={"files": {"type": "list", "elements": "dict", "required": True, "options": {
-            "path": {"type": "path", "required": True},
+        argument_spec={
+            "files": {"type": "list", "elements": "dict", "required": True, "options": {
+                "path": {"type": "path", "required": True},
+                "state": {"type": "str", "choices": ["file", "directory"]},
+                "content": {"type": "str"},
+                "mode": {"type": "raw"},
+                "owner": {"type": "str"},
+                "group": {"type": "str"},
+            }},
             "state": {"type": "str", "choices": ["file", "directory"], "default": "file"},
-            "content": {"type": "str"},
-            "mode": {"type": "raw", "required": True},
+            "mode": {"type": "raw"},
             "owner": {"type": "str"},
             "group": {"type": "str"},
-        }}},
+        },
         supports_check_mode=True,
     )
     changed_paths, diffs = [], []
-    for spec in module.params["files"]:
+    for entry in module.params["files"]:
+        spec = {**entry, **{key: module.params[key] for key in ("state", "mode", "owner", "group")
+                            if entry[key] is None}}
         path = spec["path"]
         if not os.path.isabs(path):
             module.fail_json(msg=f"mlops_files: {path} is not an absolute path")
+        if spec["mode"] is None:
+            module.fail_json(msg=f"mlops_files: no mode for {path}")
         # A directory's attributes go to where a link to it points (as ansible.builtin.file's); a file
         # replaces a link.
         attributes = module.load_file_common_arguments({**spec, "follow": spec["state"] == "directory"})

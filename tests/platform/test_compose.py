@@ -315,17 +315,20 @@ def _probe_playbook() -> list[dict]:
          gunicorn.get("vars", {}))
     timers = _definitions("mlops_timer", "mlops_timer_name")
     dump("timer-names", sorted(timers), {})
-    _role, schedule = _find_task("publishes a job's schedule (-schedule.prom)", lambda t: isinstance(
-        _module(t, _COPY), dict) and "-schedule.prom" in str(_module(t, _COPY).get("dest", "")))
+    # The job's files are one mlops_files task (ansible/library): the schedule is its schedule.prom.j2 at
+    # __mlops_timer_schedule_prom_path.
+    _find_task("publishes a job's schedule (schedule.prom.j2)", lambda t: "__mlops_timer_schedule_prom_path" in str(
+        _module(t, ("mlops_files",)) or "") and "schedule.prom.j2" in str(_module(t, ("mlops_files",))))
     dump("mlflow-version", "{{ mlflow_version }}", {})
     for name in sorted(COMPOSE_JOBS & set(timers)):
         _role, job = timers[name]
         dump(f"timer-{name}", {"command": "{{ mlops_timer_command }}"}, job)
         for template in ("job.sh", "cron.d"):
             render(f"{template}-{name}", timer_templates / f"{template}.j2", job)
-        copy = _module(schedule, _COPY)
-        dump(f"schedule-{name}", {"dest": copy["dest"], "content": copy["content"]},
-             {**job, "__mlops_timer_installed": "@INSTALLED@"})
+        dump(f"schedule-{name}", {
+            "dest": "{{ __mlops_timer_schedule_prom_path }}",
+            "content": "{{ lookup('ansible.builtin.template', '" + str(timer_templates / "schedule.prom.j2") + "') }}",
+        }, {**job, "__mlops_timer_installed": "@INSTALLED@"})
     _role, upgrade = _find_task("runs `mlflow db upgrade`", lambda t: "'upgrade'" in str(
         (_module(t, _COMMAND) or {}).get("argv", "") if isinstance(_module(t, _COMMAND), dict) else ""))
     dump("db-upgrade", {"argv": _module(upgrade, _COMMAND)["argv"], "environment": upgrade.get("environment", {})},

@@ -17,11 +17,11 @@ ANSIBLE = REPO / ".venv/bin/ansible"
 pytestmark = pytest.mark.skipif(not ANSIBLE.exists(), reason="needs .venv (make venv)")
 
 
-def _run(files: list[dict[str, str]], *flags: str) -> dict:
+def _run(files: list[dict[str, str]], *flags: str, **defaults: str) -> dict:
     """One module run on localhost: its result (JSON callback)."""
     result = subprocess.run(
         [str(ANSIBLE), "localhost", "-c", "local", "-e", "ansible_python_interpreter=/usr/bin/python3",
-         "-m", "mlops_files", "-a", json.dumps({"files": files}), *flags],
+         "-m", "mlops_files", "-a", json.dumps({"files": files, **defaults}), *flags],
         env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg"), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
              "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"},
         capture_output=True, text=True, timeout=120, check=False)
@@ -69,15 +69,18 @@ def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_creates_directories_and_their_parents_with_their_mode(tmp_path: Path) -> None:
     top, leaf = tmp_path / "a", tmp_path / "a" / "b"
-    entries = [{"path": str(leaf), "state": "directory", "mode": "0750"},
-               {"path": str(tmp_path / "c.conf"), "content": "c\n", "mode": "0644"}]
-    first = _run(entries)
+    # The module's state and mode, unless an entry says otherwise.
+    entries = [{"path": str(leaf)},
+               {"path": str(tmp_path / "c.conf"), "state": "file", "content": "c\n", "mode": "0644"}]
+    first = _run(entries, state="directory", mode="0750")
     assert first["changed_paths"] == [str(leaf), str(tmp_path / "c.conf")], first
     assert stat.S_IMODE(top.stat().st_mode) == 0o750 and stat.S_IMODE(leaf.stat().st_mode) == 0o750
-    assert not _run(entries)["changed"]
+    assert stat.S_IMODE((tmp_path / "c.conf").stat().st_mode) == 0o644
+    assert not _run(entries, state="directory", mode="0750")["changed"]
     leaf.chmod(0o755)
-    assert _run(entries)["changed_paths"] == [str(leaf)]
+    assert _run(entries, state="directory", mode="0750")["changed_paths"] == [str(leaf)]
     assert stat.S_IMODE(leaf.stat().st_mode) == 0o750
+    assert "no mode for" in _run([{"path": str(leaf)}], state="directory")["msg"]
     # A file where a directory should be: a clear error, nothing changed.
     (tmp_path / "d").write_text("x")
     refused = _run([{"path": str(tmp_path / "d"), "state": "directory", "mode": "0755"}])
