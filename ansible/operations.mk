@@ -38,4 +38,4 @@ test-upgrade: test-deps ## Upgrade test: an instance at the previous MLflow mino
 	MLOPS_TEST_UPGRADE=1 $(BIN)/pytest tests/operations/test_upgrade.py -q; \
 	echo "[operations] test-upgrade passed in $$(( $$(date +%s) - start )) s"
 
-TEST_GROUPS += 280:test-upgrade
+TEST_GROUPS += 359:test-upgrade
