@@ -444,10 +444,13 @@ def _hosts_yml(sim: AwsSim) -> dict:
     plus how Ansible reaches the simulated host (its shell) and where its filesystem root is."""
 
     def host(name: str) -> dict:
+        shell = sim.network.shell(name)
         return {
             "ansible_host": sim.address(name),
             "mlops_private_ip": sim.address(name),
-            "ansible_shell_executable": str(sim.network.shell(name)),
+            "ansible_shell_executable": str(shell),
+            # Mitogen starts the host's Python itself (no shell): through the host's shell as well.
+            "ansible_python_interpreter": f"{shell} -c 'exec /usr/bin/python3 \"$@\"' sh",
             "mlops_root": str(sim.host_root(name)),
         }
 
@@ -558,7 +561,6 @@ def aws_sim() -> AwsSim:
                 {
                     "ansible_connection": "local",
                     "ansible_user": "root",
-                    "ansible_python_interpreter": "/usr/bin/python3",
                     "mlops_instance": INSTANCE,
                     "mlops_client_state_dir": str(state_dir),
                     # The public name does not resolve here: clients use the load balancer's address.

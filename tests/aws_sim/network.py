@@ -6,7 +6,8 @@ the stand-in RDS and AWS services on the bridge's address. A NAT rule (nftables)
 gateway: hosts reach package indexes outward, nothing reaches them from outside.
 
 Ansible reaches a host through a shell of its own (``shell(host)``): the `local` connection with
-``ansible_shell_executable`` set to a script that enters the host's namespace. Every module, every
+``ansible_shell_executable`` set to a script that enters the host's namespace, and the host's Python
+started through it (Mitogen starts one per host and account, without a shell). Every module, every
 `become` and every daemon a role starts (supervisord and its programs) then runs on that host's
 network, while files land on the one shared filesystem (each host has its own ``mlops_root``).
 ``ip netns exec`` also bind-mounts ``/etc/netns/<namespace>/<name>`` over ``/etc/<name>``: each
@@ -95,7 +96,7 @@ class Network:
                 "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
                 + "".join(f"{self.address(h)}\t{h}\n" for h in self.hosts)
             )
-            # Become re-enters the shell as another user (su ... -c '<shell> -c ...'), already inside
+            # Become re-enters the shell as another user (sudo -u ... <shell> -c ...), already inside
             # the namespace: only root may enter one, and there is no need to.
             script = self.shell(host)
             script.write_text(
