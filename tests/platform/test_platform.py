@@ -332,6 +332,24 @@ def test_services_and_jobs_start_from_bytecode(platform):
     assert markers == [".mlops-bytecode-mlflow", ".mlops-bytecode-serving"]
 
 
+def test_services_may_run_on_every_cpu(platform):
+    """Nothing `make up` starts is pinned to some CPUs (Mitogen's own CPU policy would pin every process
+    it starts on a host, the services included, to all CPUs but the first: ansible/plugins/strategy)."""
+    every = os.sched_getaffinity(0)
+    pinned, seen = {}, 0
+    for line in _instance_processes(platform):
+        pid = int(line.split()[0])
+        try:
+            cpus = os.sched_getaffinity(pid)
+        except OSError:  # gone meanwhile
+            continue
+        seen += 1
+        if cpus != every:
+            pinned[line.strip()[:120]] = sorted(cpus)
+    assert seen >= 10, _instance_processes(platform)
+    assert pinned == {}, pinned
+
+
 def _instance_processes(platform) -> list[str]:
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
     return [line for line in ps.splitlines() if str(platform.root) in line and "pytest" not in line]
