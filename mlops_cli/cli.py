@@ -257,11 +257,17 @@ def gate(
                                      callback=_name, help="Registered model name (default: MLOPS_MODEL_NAME)."),
 ) -> None:
     """The promotion gate's job: judge every pending promotion request once, as this login (exit 1 if one failed)."""
-    from mlops.registry import PromotionError, RegistryError
+    from mlops.rest import pending_requests
     from mlops.settings import get_settings
-    from pipelines.gate import decide_requests
 
     name = model or get_settings().model_name
+    # Every minute, usually nothing to do: known without importing MLflow where the REST API can tell.
+    if pending_requests(name) == []:
+        typer.echo(f"No pending promotion request for {name}.")
+        return
+    from mlops.registry import PromotionError, RegistryError
+    from pipelines.gate import decide_requests
+
     try:
         handled = decide_requests(name)
     except (PromotionError, RegistryError) as exc:

@@ -164,7 +164,8 @@ def _stage(client: MlflowClient, name: str, version: str) -> str:
 
 
 @pytest.mark.integration
-def test_gate_promotes_better_refuses_worse_idempotent_and_rolls_back(trained, platform) -> None:  # noqa: ANN001
+def test_gate_promotes_better_refuses_worse_idempotent_and_rolls_back(trained, platform, monkeypatch) -> None:  # noqa: ANN001
+    from mlops.rest import pending_requests
     from mlops_cli.cli import app
 
     config, _ = trained
@@ -186,6 +187,12 @@ def test_gate_promotes_better_refuses_worse_idempotent_and_rolls_back(trained, p
     while "promotion_requested_by" not in client.get_model_version(reg.name, reg.good).tags:
         assert person.poll() is None and time.monotonic() < deadline, person.communicate()[0]
         time.sleep(0.5)
+    # The gate job's check without MLflow's client sees the request as MLflow's client does; a login it
+    # cannot use is "cannot tell" (None: the job then asks through MLflow), never "nothing pending".
+    assert pending_requests(reg.name) == [(reg.good, "data-scientist")]
+    with monkeypatch.context() as patched:
+        patched.setenv("MLFLOW_TRACKING_PASSWORD", "not-the-password")
+        assert pending_requests(reg.name) is None
     res = runner.invoke(app, ["gate", "--model", reg.name])
     assert res.exit_code == 0, res.output
     assert f"version {reg.good}, asked by data-scientist:" in res.output and "no champion yet" in res.output
@@ -197,6 +204,7 @@ def test_gate_promotes_better_refuses_worse_idempotent_and_rolls_back(trained, p
     assert run.data.tags["mlops.requested_by"] == "data-scientist" and run.info.user_id == "svc-gate"
     assert "promotion_requested_by" not in client.get_model_version(reg.name, reg.good).tags
     assert runner.invoke(app, ["gate", "--model", reg.name]).output.startswith("No pending promotion request")
+    assert pending_requests(reg.name) == [] and pending_requests("no-such-model") == []
     assert _stage(client, reg.name, reg.good) == "Production"
 
     # Worse than the champion: refused with the failed threshold, gets 'challenger'.
