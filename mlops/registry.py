@@ -13,6 +13,7 @@ from mlflow.exceptions import MlflowException
 # The promotion aliases (only the gate moves them), re-exported for the layers above.
 from mlops.access import CHAMPION as CHAMPION
 from mlops.access import PREVIOUS_CHAMPION as PREVIOUS_CHAMPION
+from mlops.rest import NOT_FOUND_CODES
 from mlops.tracking import retry
 
 CHALLENGER = "challenger"
@@ -27,7 +28,7 @@ class PromotionError(RuntimeError):
 
 
 def _not_found(exc: MlflowException) -> bool:
-    return exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+    return exc.error_code in NOT_FOUND_CODES
 
 
 @retry

@@ -1,11 +1,14 @@
-"""One question to MLflow's REST API without importing MLflow: which versions wait for the gate.
+"""Two questions to MLflow's REST API without importing MLflow: which versions wait for the gate, and
+which version an alias points to.
 
 The promotion gate's job runs every minute on every MLflow host and almost always finds nothing to do;
 importing MLflow to learn that cost about 1.6 s of CPU a run (2-core EPYC), about 2.7 % of a core around
-the clock. This asks the same search (``model-versions/search``) with ``requests`` under the same login
-MLflow's client would use, and says "I cannot tell" (None) for anything it does not handle as MLflow
-does (no http(s) tracking URI, token, plugin or client-certificate logins, any error), so the caller
-then asks through MLflow itself. It only ever answers a read; every write stays with MLflow's client.
+the clock. The retrain tick of a model without a champion has nothing to check, and learning that
+imported MLflow, torch and scipy. These ask the same reads (``model-versions/search``,
+``registered-models/alias``) with ``requests`` under the same login MLflow's client would use, and
+say "I cannot tell" (None) for anything they do not handle as MLflow does (no http(s) tracking URI,
+token, plugin or client-certificate logins, any error or other answer), so the caller then asks
+through MLflow itself. Only reads: every write stays with MLflow's client.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import configparser
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlops.tags import VERSION_TAG_REQUESTED_BY
 
@@ -20,6 +24,13 @@ from mlops.tags import VERSION_TAG_REQUESTED_BY
 _UNHANDLED = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4",
               "MLFLOW_TRACKING_CLIENT_CERT_PATH")
 _TRUE = {"true", "1", "yes", "on"}
+
+# MLflow's error codes for a model, version or alias that does not exist (a missing alias of an existing
+# model is INVALID_PARAMETER_VALUE in MLflow's SQL store): mlops.registry reads them too.
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+
+if TYPE_CHECKING:
+    import requests
 
 
 def _login() -> tuple[str, str] | None:
@@ -34,37 +45,58 @@ def _login() -> tuple[str, str] | None:
     return (user, password) if user and password else None
 
 
-def pending_requests(model_name: str, *, timeout: float = 10.0) -> list[tuple[str, str]] | None:
-    """(version, requested by) of every version of ``model_name`` with a pending promotion request,
-    oldest first ([] also when the model does not exist), or None when this cannot tell."""
+def _get(path: str, params: dict[str, str], timeout: float) -> requests.Response | None:
+    """GET ``path`` of the tracking server under MLflow's client login, or None where this cannot ask
+    the way MLflow's client would (or the request failed)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", "").rstrip("/")
-    if not uri.startswith(("http://", "https://")) or "'" in model_name:
-        return None
-    if any(os.environ.get(name) for name in _UNHANDLED):
+    if not uri.startswith(("http://", "https://")) or any(os.environ.get(name) for name in _UNHANDLED):
         return None
     import requests
 
     insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in _TRUE
     verify: bool | str = False if insecure else os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
+    try:
+        # verify per request: a session's own would be overridden by REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE.
+        return requests.get(f"{uri}{path}", params=params, auth=_login(), verify=verify, timeout=timeout)
+    except requests.RequestException:
+        return None
+
+
+def pending_requests(model_name: str, *, timeout: float = 10.0) -> list[tuple[str, str]] | None:
+    """(version, requested by) of every version of ``model_name`` with a pending promotion request,
+    oldest first ([] also when the model does not exist), or None when this cannot tell."""
+    if "'" in model_name:
+        return None
     params = {"filter": f"name = '{model_name}'", "max_results": "1000"}
     found: list[tuple[str, str]] = []
-    try:
-        with requests.Session() as session:
-            session.auth = _login()
-            while True:
-                # verify per request: a session's own is overridden by REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE.
-                answer = session.get(f"{uri}/api/2.0/mlflow/model-versions/search", params=params,
-                                     verify=verify, timeout=timeout)
-                if answer.status_code != 200:
-                    return None
-                body = answer.json()
-                for version in body.get("model_versions", []):
-                    tags = {tag["key"]: tag.get("value", "") for tag in version.get("tags", [])}
-                    if VERSION_TAG_REQUESTED_BY in tags:
-                        found.append((str(version["version"]), tags[VERSION_TAG_REQUESTED_BY]))
-                if not body.get("next_page_token"):
-                    break
-                params["page_token"] = body["next_page_token"]
-    except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError):
+    while True:
+        answer = _get("/api/2.0/mlflow/model-versions/search", params, timeout)
+        if answer is None or answer.status_code != 200:
+            return None
+        try:
+            body = answer.json()
+            for version in body.get("model_versions", []):
+                tags = {tag["key"]: tag.get("value", "") for tag in version.get("tags", [])}
+                if VERSION_TAG_REQUESTED_BY in tags:
+                    found.append((str(version["version"]), tags[VERSION_TAG_REQUESTED_BY]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if not body.get("next_page_token"):
+            return sorted(found, key=lambda item: int(item[0]))
+        params["page_token"] = body["next_page_token"]
+
+
+def alias_version(model_name: str, alias: str, *, timeout: float = 10.0) -> str | None:
+    """The version ``alias`` of ``model_name`` points to, "" when the model or the alias does not exist,
+    or None when this cannot tell."""
+    answer = _get("/api/2.0/mlflow/registered-models/alias", {"name": model_name, "alias": alias}, timeout)
+    if answer is None:
         return None
-    return sorted(found, key=lambda item: int(item[0]))
+    try:
+        if answer.status_code == 200:
+            return str(answer.json()["model_version"]["version"])
+        if answer.status_code in (400, 404) and answer.json().get("error_code") in NOT_FOUND_CODES:
+            return ""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None

@@ -43,7 +43,7 @@ from mlops.tags import (
     TAG_RETRAIN_WINDOW,
     TAG_TRIGGER,
 )
-from pipelines.drift.check import NoChampion
+from pipelines.drift.champion import no_champion_reason, surely_no_champion
 from pipelines.drift.windows import Window, latest_complete_window, parse_duration
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,13 @@ def tick(model_name: str | None = None, window: str | None = None, now: datetime
             if not held:
                 log.info("Another retrain tick holds the lock (key %d): nothing to do, exiting", s.retrain_lock_key)
                 return TickResult("locked", "another tick holds the lock")
-            return _tick_locked(conn, model_name, latest_complete_window(length, now))
+            latest = latest_complete_window(length, now)
+            # Without a champion there is nothing to check: known, where MLflow's REST API can tell,
+            # before importing MLflow, torch and scipy (the check imports them: seconds of CPU a tick).
+            if surely_no_champion(model_name):
+                log.info("Nothing to check: %s", no_champion_reason(model_name))
+                return TickResult("skipped", no_champion_reason(model_name), latest.id)
+            return _tick_locked(conn, model_name, latest)
     finally:
         conn.close()
 
@@ -113,6 +119,7 @@ def _tick_locked(conn: Any, model_name: str, window: Window) -> TickResult:  # n
 
     from mlops.settings import get_settings
     from mlops.tracking import experiment_id
+    from pipelines.drift.check import NoChampion
     from pipelines.drift.runs import recent_verdicts, run_drift_check
     from pipelines.feedback import feedback_accuracy
 

@@ -34,6 +34,7 @@ from mlops.tags import (
     TAG_WINDOW_START,
 )
 from mlops.tracking import experiment_id, load_client_env, retry
+from pipelines.drift.champion import no_champion_reason
 from pipelines.drift.check import CheckSettings, DriftReport, NoChampion, check_window
 from pipelines.drift.data import load_window
 from pipelines.drift.plots import histograms_figure, scores_figure
@@ -60,7 +61,7 @@ def load_profile(client: Any, model_name: str, version: str | None = None) -> tu
     if version is None:
         mv = version_by_alias(client, model_name, CHAMPION)  # retried inside
         if mv is None:
-            raise NoChampion(f"model {model_name!r} has no @{CHAMPION} version: promote one (mlops promote)")
+            raise NoChampion(no_champion_reason(model_name))
     else:
         mv = retry(client.get_model_version)(model_name, version)
     with tempfile.TemporaryDirectory() as tmp:

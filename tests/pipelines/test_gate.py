@@ -97,7 +97,8 @@ def test_the_gate_judges_oldest_first_and_keeps_what_it_could_not_judge(client: 
 
 
 def test_the_rest_check_cannot_tell_without_an_http_tracking_server(client: MlflowClient) -> None:
-    from mlops.rest import pending_requests
+    from mlops.rest import alias_version, pending_requests
 
     client.set_model_version_tag(NAME, "1", VERSION_TAG_REQUESTED_BY, "someone")
     assert pending_requests(NAME) is None  # a local store: only MLflow's client can answer
+    assert alias_version(NAME, "champion") is None

@@ -165,7 +165,7 @@ def _stage(client: MlflowClient, name: str, version: str) -> str:
 
 @pytest.mark.integration
 def test_gate_promotes_better_refuses_worse_idempotent_and_rolls_back(trained, platform, monkeypatch) -> None:  # noqa: ANN001
-    from mlops.rest import pending_requests
+    from mlops.rest import alias_version, pending_requests
     from mlops_cli.cli import app
 
     config, _ = trained
@@ -205,6 +205,7 @@ def test_gate_promotes_better_refuses_worse_idempotent_and_rolls_back(trained, p
     assert "promotion_requested_by" not in client.get_model_version(reg.name, reg.good).tags
     assert runner.invoke(app, ["gate", "--model", reg.name]).output.startswith("No pending promotion request")
     assert pending_requests(reg.name) == [] and pending_requests("no-such-model") == []
+    assert alias_version(reg.name, "champion") == reg.good and alias_version(reg.name, "no-such-alias") == ""
     assert _stage(client, reg.name, reg.good) == "Production"
 
     # Worse than the champion: refused with the failed threshold, gets 'challenger'.

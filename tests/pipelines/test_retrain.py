@@ -36,3 +36,21 @@ def test_accuracy_trigger() -> None:
     assert accuracy_trigger(50, 0.85, 0.8, 20).retrain is False
     low = accuracy_trigger(5, 0.0, 0.8, 20)
     assert low.retrain is False and "5 labelled predictions (need 20" in low.reason
+
+
+def test_a_tick_without_a_monitoring_database_is_one_line_and_exit_1(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """The CLI names the missing database (exit 1, no traceback) though the tick imported no torch."""
+    from typer.testing import CliRunner
+
+    from mlops.settings import get_settings
+    from mlops_cli.cli import app
+
+    monkeypatch.setenv("MLOPS_MONITORING_DSN", "")
+    monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["retrain-loop"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert "Retrain tick failed: no monitoring database" in result.output

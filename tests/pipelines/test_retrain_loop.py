@@ -153,6 +153,11 @@ def test_a_tick_finding_the_lock_held_exits_0(loop_env: dict[str, str]) -> None:
     # Once released, a tick runs (here: no champion yet, a logged skip that also exits 0).
     assert free.returncode == 0, free.stderr[-2000:]
     assert "[skipped]" in free.stdout and "has no @champion version" in free.stdout
+    # That skip is known from MLflow's REST API, before the tick imports MLflow, torch and scipy (the
+    # fast path answers for this login and model: "" is "surely none", None would be "ask MLflow").
+    from mlops.rest import alias_version
+
+    assert alias_version(LOOP_ENV["MLOPS_MODEL_NAME"], "champion") == ""
 
 
 def test_drift_check_refuses_without_a_champion(loop_env: dict[str, str]) -> None:
