@@ -62,7 +62,7 @@ test-python: test-deps ## Unit and integration tests (starts a private platform 
 # Groups are independent (own instance names, ports and environments), so `make test` runs them
 # two at a time, longest first (the two slots end close together), each group's output printed
 # whole when it ends.
-TEST_GROUPS := 2361:test-python
+TEST_GROUPS := 1729:test-python
 TEST_JOBS ?= 2
 test_order = $(shell printf '%s\n' $(TEST_GROUPS) | sort -t: -k1,1nr | cut -d: -f2)
 

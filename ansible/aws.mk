@@ -23,4 +23,4 @@ test-aws-sim: test-deps $(INFRA_STAMP) ## Provision the scaled AWS layout on sim
 	  $(BIN)/pytest -m aws_sim tests/aws_sim -q; \
 	echo "[aws-sim] test-aws-sim passed in $$(( $$(date +%s) - start )) s"
 
-TEST_GROUPS += 1052:test-aws-sim
+TEST_GROUPS += 623:test-aws-sim

@@ -44,4 +44,4 @@ infra-test: $(INFRA_STAMP) $(CHECKOV_STAMP) $(VENV_STAMP) ## Everything for infr
 inventory: $(INFRA_STAMP) $(VENV_STAMP) ## Ansible inventory for the AWS hosts from `terraform output -json` (ENV=prod)
 	infra/scripts/inventory.sh $(ENV) $(INVENTORY_DEST)
 
-TEST_GROUPS += 465:infra-test
+TEST_GROUPS += 437:infra-test

@@ -70,8 +70,11 @@ def test_a_person_logs_in_through_the_provider_and_works_from_a_notebook(platfor
         assert answer.status == 200 and answer.json()["user"] == "alice"
         token = answer.json()["token"]
         # Logging out ends the provider's session too; then the UI sends the browser back to its login.
-        page.goto(f"{platform.https}/oidc/logout", wait_until="domcontentloaded")
-        page.click("button[name=logout]")
+        # The provider's confirmation page fully loaded before the click, and the click tied to the
+        # navigation it starts (one CI run under load clicked and no POST ever reached the provider).
+        page.goto(f"{platform.https}/oidc/logout", wait_until="load")
+        with page.expect_navigation(url=f"{platform.https}/oidc/logged-out**", timeout=60_000):
+            page.click("button[name=logout]")
         page.wait_for_selector("text=Logged out", timeout=30_000)
         page.goto(f"{platform.https}/", wait_until="domcontentloaded")
         page.wait_for_selector("input[name=login]", timeout=30_000)

@@ -21,4 +21,4 @@ test-monitoring-resilience: test-deps ## The monitoring tests, then the resilien
 		$(BIN)/pytest tests/monitoring tests/resilience -m "monitoring or resilience" -q; \
 	echo "[monitoring-resilience] test-monitoring-resilience passed in $$(( $$(date +%s) - start )) s"
 
-TEST_GROUPS += 1047:test-monitoring-resilience
+TEST_GROUPS += 732:test-monitoring-resilience
