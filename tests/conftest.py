@@ -415,6 +415,19 @@ def wait_until():  # noqa: ANN201 - the function itself
     return _wait_until
 
 
+def _free_port() -> int:
+    """A loopback port nothing listens on at this moment (the OS picks it; bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port():  # noqa: ANN201 - the function itself
+    """``free_port()``: a loopback port nothing listens on (for a server the test starts, or a refused one)."""
+    return _free_port
+
+
 @contextlib.contextmanager
 def _chromium_page(username: str | None, password: str | None, height: int = 900) -> Iterator[object]:
     """A page of Debian's headless Chromium (Playwright) that logs in with basic auth (unless ``username`` is
@@ -544,9 +557,7 @@ class ServeProcess:
 
 
 def _start_serving(env: dict[str, str], model: str, log: Path) -> ServeProcess:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlops_cli", "serve", "--port", str(port), "--model", model, "--workers", "1"],
         cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,

@@ -85,12 +85,8 @@ def test_errors_and_closed_connections_are_counted_not_fatal(server: str) -> Non
     assert len(got.failures) == 10 and all(f.startswith("HTTP 503: ") and "no model" in f for f in got.failures)
 
 
-def test_a_refused_connection_is_a_failure_per_request() -> None:
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_a_refused_connection_is_a_failure_per_request(free_port) -> None:  # noqa: ANN001
+    port = free_port()  # nothing listens on it
     got = post(f"http://127.0.0.1:{port}/predict", [b"x"], count=5, concurrency=2)
     assert not got.latencies_s and len(got.failures) == 5 and "ConnectionRefusedError" in got.failures[0]
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,14 +44,8 @@ class Server:
         return name, password
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("mlflow-asgi")
     admin = ("admin", secrets.token_urlsafe(18))
     (root / "key").write_text(secrets.token_urlsafe(32))
@@ -69,7 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         env.pop(name, None)
     subprocess.run([sys.executable, "-m", "mlops.mlflow_auth", "bootstrap"], env=env, check=True, capture_output=True)
-    port, log = _free_port(), root / "mlflow.log"
+    port, log = free_port(), root / "mlflow.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--app-name", "mlops-auth", "--workers", "1",

@@ -13,9 +13,8 @@ import hashlib
 import importlib.util
 import json
 import secrets
-import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -52,15 +51,9 @@ ACCOUNTS = {
 SCOPE = "openid profile email groups"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with oidc_provider.start_provider(_free_port(), [BASIC, POST], ACCOUNTS,
+def provider(tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]) -> Iterator[Any]:
+    with oidc_provider.start_provider(free_port(), [BASIC, POST], ACCOUNTS,
                                       tmp_path_factory.mktemp("oidc")) as running:
         yield running
 
@@ -288,8 +281,8 @@ def test_provider_session_then_logout(discovery: dict[str, Any]) -> None:
     assert urlsplit(response.headers["Location"]).path.startswith("/interaction/")  # the login form again
 
 
-def test_consent_page_when_not_automatic(tmp_path: Path) -> None:
-    with oidc_provider.start_provider(_free_port(), [BASIC], ACCOUNTS, tmp_path, auto_consent=False) as running:
+def test_consent_page_when_not_automatic(tmp_path: Path, free_port: Callable[[], int]) -> None:
+    with oidc_provider.start_provider(free_port(), [BASIC], ACCOUNTS, tmp_path, auto_consent=False) as running:
         assert oct((tmp_path / "oidc-provider.json").stat().st_mode & 0o777) == "0o600"
         discovery = requests.get(running.discovery_url, timeout=10).json()
         session = requests.Session()

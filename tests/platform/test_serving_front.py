@@ -32,13 +32,7 @@ ANSIBLE = REPO / "ansible"
 PERSON = "data-scientist"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _render(platform, ansible_probe_dir, work: Path, port: int) -> tuple[dict, str]:  # noqa: ANN001
+def _render(platform, ansible_probe_dir, free_port, work: Path, port: int) -> tuple[dict, str]:  # noqa: ANN001
     """(the role's decisions for the host, the server blocks it renders)."""
     probe_dir, env = ansible_probe_dir(work / "repo")
     inventory = work / "inventory.yml"
@@ -57,8 +51,8 @@ def _render(platform, ansible_probe_dir, work: Path, port: int) -> tuple[dict, s
             "mlops_topology": "scaled",
             "serving_port": platform.ports["mlflow_port"] + 700,
             "nginx_https_port": port,
-            "nginx_http_port": _free_port(),
-            "nginx_status_address": f"127.0.0.1:{_free_port()}",
+            "nginx_http_port": free_port(),
+            "nginx_status_address": f"127.0.0.1:{free_port()}",
             "nginx_server_name": "localhost",
             "nginx_prefix": str(platform.path("config") / "nginx"),
         },
@@ -81,11 +75,11 @@ def _render(platform, ansible_probe_dir, work: Path, port: int) -> tuple[dict, s
 
 @pytest.fixture(scope="module")
 def front(platform, tmp_path_factory, nginx_main_config, ansible_probe_dir,  # noqa: ANN001
-          wait_until) -> Iterator[tuple[str, dict, str]]:  # noqa: ANN001
+          wait_until, free_port) -> Iterator[tuple[str, dict, str]]:  # noqa: ANN001
     """(URL of the serving host's nginx, the role's decisions, the rendered server blocks)."""
     work = tmp_path_factory.mktemp("serving-front")
-    port = _free_port()
-    decisions, text = _render(platform, ansible_probe_dir, work, port)
+    port = free_port()
+    decisions, text = _render(platform, ansible_probe_dir, free_port, work, port)
     main = nginx_main_config(work, work / "serving-front.conf")
     proc = subprocess.Popen(["nginx", "-p", str(work), "-c", str(main), "-g", "daemon off;"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)

@@ -199,10 +199,9 @@ def test_each_request_reports_its_wait_for_the_batch_that_runs_it() -> None:
     assert len(waits) == 3  # no batch ran: no wait reported
 
 
-def test_an_unreachable_registry_shows_on_health_in_seconds_not_minutes(monkeypatch) -> None:  # noqa: ANN001
+def test_an_unreachable_registry_shows_on_health_in_seconds_not_minutes(monkeypatch, free_port) -> None:  # noqa: ANN001
     """The poller's registry call gives up after ``serve_registry_retries`` short retries (the MLflow client's own
     default, 7 retries with doubling backoff, kept a serving process 'starting' for minutes after MLflow restarted)."""
-    import socket
     import time
 
     from serving.app import ModelHolder
@@ -211,9 +210,7 @@ def test_an_unreachable_registry_shows_on_health_in_seconds_not_minutes(monkeypa
         # setenv first: monkeypatch then restores the variable's state from before the test (the poller sets it)
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     holder = ModelHolder("pill-quality", "champion")
     start = time.monotonic()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -106,7 +105,7 @@ class TwoWorkers:
 
 
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory: pytest.TempPathFactory, wait_until) -> Iterator[TwoWorkers]:  # noqa: ANN001
+def two_workers(tmp_path_factory: pytest.TempPathFactory, wait_until, free_port) -> Iterator[TwoWorkers]:  # noqa: ANN001
     root = tmp_path_factory.mktemp("workers")
     registry = f"file://{root}/registry"
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry, "MLFLOW_ALLOW_FILE_STORE": "true",
@@ -121,9 +120,7 @@ c.create_registered_model("broken")
 v = c.create_model_version("broken", {str(root)!r})
 c.set_registered_model_alias("broken", "champion", v.version)
 """], env=env, check=True, capture_output=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = root / "serve.log"
     proc = subprocess.Popen([sys.executable, "-m", "mlops_cli", "serve", "--port", str(port), "--workers", "2"],
                             cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
