@@ -56,6 +56,7 @@ import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -166,6 +167,8 @@ class AwsSim:
     network: Network
     lb_ca: Path = field(default_factory=Path)
     mlflow_secret_arn: str = ""
+    # Alertmanager's webhook target (tests/conftest.py's Receiver) on the bridge's address.
+    alerts: Any = None
 
     instance: str = INSTANCE
     region: str = REGION
@@ -468,7 +471,7 @@ def mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def aws_sim() -> AwsSim:
+def aws_sim(serve_alert_receiver) -> AwsSim:  # noqa: ANN001
     moto_server, pg_bindir = _moto_server(), _pg_bindir()
     if moto_server is None:
         pytest.skip("no moto_server (make infra-venv builds .venv-infra with moto[server]; or set MLOPS_MOTO_SERVER)")
@@ -505,6 +508,8 @@ def aws_sim() -> AwsSim:
             Name=f"mlops-aws-sim/database/{MLFLOW_DB_USER}"
         )["ARN"]
         sim.aws("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        # Where both MLflow hosts' Alertmanagers deliver (the team's chat bridge or incident tool, in AWS).
+        sim.alerts = serve_alert_receiver(network.gateway)
 
         # Stand-in for the instance role: dummy keys the default credential chain finds.
         credentials = root / "aws" / "credentials"
@@ -553,6 +558,15 @@ def aws_sim() -> AwsSim:
                     "trainer_torch_index_url": "",
                     "trainer_project_src": str(project),
                     "serving_source_dir": str(project),
+                    # Alerts in seconds (test_alerts.py): the two Prometheus servers scrape every 15 s
+                    # (the default) and evaluate every 5 s, so they see a failure at most 20 s apart;
+                    # the Alertmanagers' peer timeout is longer than that.
+                    "monitoring_webhook_url": sim.alerts.url,
+                    "monitoring_evaluation_interval": "5s",
+                    "monitoring_group_wait": "1s",
+                    "monitoring_group_interval": "5s",
+                    "monitoring_alertmanager_peer_timeout": "30s",
+                    "monitoring_alert_for": {"TargetDown": "5s"},
                 }
             )
         )

@@ -160,14 +160,14 @@ class Network:
         return killed
 
     def listening(self, host: str) -> list[tuple[str, int, str]]:
-        """(address, port, process) of every listening TCP socket on ``host``."""
-        out = self.run(host, ["ss", "-Hltnp"], check=True).stdout
+        """(address, port, process) of every listening TCP socket and bound UDP socket on ``host``."""
+        out = self.run(host, ["ss", "-Hltunp"], check=True).stdout
         sockets = []
         for line in out.splitlines():
-            fields = line.split()
-            local = fields[3]
+            fields = line.split()  # netid, state, recv-q, send-q, local, peer, process
+            local = fields[4]
             address, _, port = local.rpartition(":")
-            process = fields[5] if len(fields) > 5 else ""
+            process = fields[6] if len(fields) > 6 else ""
             sockets.append((address.strip("[]").split("%")[0], int(port), process))
         return sockets
 

@@ -114,8 +114,8 @@ def _private(aws_sim, host: str) -> set[str]:
 
 
 def test_nothing_listens_beyond_a_private_address_but_the_entry_point(aws_sim) -> None:
-    """On every host each listening socket is on loopback or the host's own private address; the
-    load balancer listens on its address, port 443 only."""
+    """On every host each listening socket (TCP, and UDP: the Alertmanagers' gossip) is on loopback or the
+    host's own private address; the load balancer listens on its address, port 443 only."""
     seen = {}
     for host in aws_sim.hosts:
         sockets = aws_sim.network.listening(host)

@@ -331,3 +331,32 @@ resource "aws_security_group_rule" "exporters_to_hosts" {
   to_port                  = each.value.port
   source_security_group_id = each.value.sg
 }
+
+# --- Alertmanager cluster between the MLflow hosts (enable_load_balancer: the scaled layout) ----
+# Each MLflow host runs Prometheus and Alertmanager; the Alertmanagers gossip (memberlist: TCP and
+# UDP on one port) so that an alert both Prometheus servers raise is delivered once. Members of the
+# MLflow group only, never a CIDR.
+
+resource "aws_security_group_rule" "alertmanager_cluster_in" {
+  for_each = local.lb ? toset(["tcp", "udp"]) : toset([])
+
+  type              = "ingress"
+  description       = "Alertmanager cluster gossip (${each.key}) from the other MLflow hosts only"
+  security_group_id = aws_security_group.mlflow.id
+  protocol          = each.key
+  from_port         = var.alertmanager_cluster_port
+  to_port           = var.alertmanager_cluster_port
+  self              = true
+}
+
+resource "aws_security_group_rule" "alertmanager_cluster_out" {
+  for_each = local.lb ? toset(["tcp", "udp"]) : toset([])
+
+  type              = "egress"
+  description       = "Alertmanager cluster gossip (${each.key}) to the other MLflow hosts only"
+  security_group_id = aws_security_group.mlflow.id
+  protocol          = each.key
+  from_port         = var.alertmanager_cluster_port
+  to_port           = var.alertmanager_cluster_port
+  self              = true
+}

@@ -72,6 +72,17 @@ variable "node_exporter_port" {
   }
 }
 
+variable "alertmanager_cluster_port" {
+  description = "Gossip port of the Alertmanager cluster on the MLflow hosts (Ansible's monitoring_alertmanager_cluster_port: mlflow_port + 4094, 9094 by default), TCP and UDP between MLflow hosts only; with enable_load_balancer."
+  type        = number
+  default     = 9094
+
+  validation {
+    condition     = var.alertmanager_cluster_port >= 1024 && var.alertmanager_cluster_port <= 65535 && floor(var.alertmanager_cluster_port) == var.alertmanager_cluster_port
+    error_message = "alertmanager_cluster_port must be a whole number from 1024 to 65535 (an unprivileged port)."
+  }
+}
+
 variable "tags" {
   description = "Tags added to every security group."
   type        = map(string)

@@ -291,6 +291,11 @@ run "security_groups_least_privilege" {
   }
 
   assert {
+    condition     = length(aws_security_group_rule.alertmanager_cluster_in) == 0 && length(aws_security_group_rule.alertmanager_cluster_out) == 0
+    error_message = "One MLflow host (no load balancer) runs one Alertmanager: no gossip port is opened."
+  }
+
+  assert {
     condition = alltrue([
       for r in aws_security_group_rule.db_in : r.source_security_group_id != null && try(length(r.cidr_blocks), 0) == 0 && r.security_group_id == aws_security_group.db.id
     ]) && length(aws_security_group_rule.db_in) == 2

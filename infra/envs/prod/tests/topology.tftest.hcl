@@ -319,6 +319,13 @@ run "security_groups_behind_the_load_balancer" {
   }
 
   assert {
+    condition = alltrue([for r in concat(values(aws_security_group_rule.alertmanager_cluster_in), values(aws_security_group_rule.alertmanager_cluster_out)) :
+      r.self && r.security_group_id == aws_security_group.mlflow.id && r.from_port == 9094 && r.to_port == 9094 && r.cidr_blocks == null
+    ]) && keys(aws_security_group_rule.alertmanager_cluster_in) == ["tcp", "udp"] && keys(aws_security_group_rule.alertmanager_cluster_out) == ["tcp", "udp"]
+    error_message = "The MLflow hosts' Alertmanagers gossip on 9094, TCP and UDP, within the MLflow group only, never a CIDR."
+  }
+
+  assert {
     condition     = aws_security_group_rule.alb_https_from_nat[0].cidr_blocks == tolist(["198.51.100.99/32"])
     error_message = "The NAT gateway's own address (a /32) may reach the ALB."
   }
