@@ -560,13 +560,14 @@ def aws_sim(serve_alert_receiver) -> AwsSim:  # noqa: ANN001
                     "serving_source_dir": str(project),
                     # Alerts in seconds (test_alerts.py): the two Prometheus servers scrape every 15 s
                     # (the default) and evaluate every 5 s, so they see a failure at most 20 s apart;
-                    # the Alertmanagers' peer timeout is longer than that.
+                    # the Alertmanagers' peer timeout is longer than that. TargetDown waits for two
+                    # failed scrapes: one that times out on a loaded machine is not an alert.
                     "monitoring_webhook_url": sim.alerts.url,
                     "monitoring_evaluation_interval": "5s",
                     "monitoring_group_wait": "1s",
                     "monitoring_group_interval": "5s",
                     "monitoring_alertmanager_peer_timeout": "30s",
-                    "monitoring_alert_for": {"TargetDown": "5s"},
+                    "monitoring_alert_for": {"TargetDown": "20s"},
                 }
             )
         )
