@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -316,7 +316,7 @@ class Receiver:
         pytest.fail(f"no {status} {name} notification within {timeout:.0f} s (got: {got or 'none'})")
 
 
-def _serve_receiver(address: str = "127.0.0.1") -> tuple[Receiver, ThreadingHTTPServer]:
+def _serve_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
     notifications: list[dict[str, Any]] = []
     lock = threading.Lock()
 
@@ -331,9 +331,9 @@ def _serve_receiver(address: str = "127.0.0.1") -> tuple[Receiver, ThreadingHTTP
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer((address, 0), Handler)  # the port is bound here: no other can take it
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # the port is bound here: no other can take it
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return Receiver(f"http://{address}:{server.server_address[1]}/alerts", notifications, lock), server
+    return Receiver(f"http://127.0.0.1:{server.server_address[1]}/alerts", notifications, lock), server
 
 
 @pytest.fixture(scope="session")
@@ -342,22 +342,6 @@ def alert_receiver() -> Iterator[Receiver]:
     found, server = _serve_receiver()
     yield found
     server.shutdown()
-
-
-@pytest.fixture(scope="session")
-def serve_alert_receiver() -> Iterator[Callable[[str], Receiver]]:
-    """``serve_alert_receiver(address)``: an Alertmanager webhook target on ``address`` (another network's, e.g.
-    the simulated hosts' bridge), stopped at the end of the session."""
-    servers: list[ThreadingHTTPServer] = []
-
-    def serve(address: str) -> Receiver:
-        found, server = _serve_receiver(address)
-        servers.append(server)
-        return found
-
-    yield serve
-    for server in servers:
-        server.shutdown()
 
 
 # Short periods: Prometheus scrapes and evaluates every 5 s, Alertmanager groups for 1 s and delivers to

@@ -56,7 +56,6 @@ import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -167,8 +166,6 @@ class AwsSim:
     network: Network
     lb_ca: Path = field(default_factory=Path)
     mlflow_secret_arn: str = ""
-    # Alertmanager's webhook target (tests/conftest.py's Receiver) on the bridge's address.
-    alerts: Any = None
 
     instance: str = INSTANCE
     region: str = REGION
@@ -471,7 +468,7 @@ def mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def aws_sim(serve_alert_receiver) -> AwsSim:  # noqa: ANN001
+def aws_sim() -> AwsSim:
     moto_server, pg_bindir = _moto_server(), _pg_bindir()
     if moto_server is None:
         pytest.skip("no moto_server (make infra-venv builds .venv-infra with moto[server]; or set MLOPS_MOTO_SERVER)")
@@ -508,8 +505,6 @@ def aws_sim(serve_alert_receiver) -> AwsSim:  # noqa: ANN001
             Name=f"mlops-aws-sim/database/{MLFLOW_DB_USER}"
         )["ARN"]
         sim.aws("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-        # Where both MLflow hosts' Alertmanagers deliver (the team's chat bridge or incident tool, in AWS).
-        sim.alerts = serve_alert_receiver(network.gateway)
 
         # Stand-in for the instance role: dummy keys the default credential chain finds.
         credentials = root / "aws" / "credentials"
@@ -558,16 +553,6 @@ def aws_sim(serve_alert_receiver) -> AwsSim:  # noqa: ANN001
                     "trainer_torch_index_url": "",
                     "trainer_project_src": str(project),
                     "serving_source_dir": str(project),
-                    # Alerts in seconds (test_alerts.py): the two Prometheus servers scrape every 15 s
-                    # (the default) and evaluate every 5 s, so they see a failure at most 20 s apart;
-                    # the Alertmanagers' peer timeout is longer than that. TargetDown waits for two
-                    # failed scrapes: one that times out on a loaded machine is not an alert.
-                    "monitoring_webhook_url": sim.alerts.url,
-                    "monitoring_evaluation_interval": "5s",
-                    "monitoring_group_wait": "1s",
-                    "monitoring_group_interval": "5s",
-                    "monitoring_alertmanager_peer_timeout": "30s",
-                    "monitoring_alert_for": {"TargetDown": "20s"},
                 }
             )
         )
