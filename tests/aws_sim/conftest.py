@@ -246,6 +246,16 @@ class AwsSim:
         """The host's /etc/cron.d (network.PER_HOST_ETC)."""
         return Path("/etc/netns") / self.network.namespace(host) / "cron.d"
 
+    def local_api(self, host: str, service: str, path: str, **params: str):  # noqa: ANN201 - the JSON answer
+        """GET ``path`` of a service on ``host``'s loopback (prometheus, alertmanager: platform.json's probe URL
+        without /-/ready), from inside that host; its JSON answer."""
+        import requests
+
+        platform = json.loads((self.state_dir / "platform.json").read_text())
+        base = next(s for s in platform["services"] if s["name"] == service)["probe"]["url"].removesuffix("/-/ready")
+        url = requests.Request("GET", f"{base}{path}", params=params).prepare().url
+        return json.loads(self.network.run(host, ["curl", "-sSf", "--max-time", "10", url], check=True).stdout)
+
     def supervisorctl(self, *args: str, host: str = "mlflow-0") -> subprocess.CompletedProcess[str]:
         return self.network.run(
             host,

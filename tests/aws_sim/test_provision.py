@@ -426,14 +426,11 @@ def test_password_is_read_at_service_start(aws_sim) -> None:
 def test_monitoring_scrapes_every_host(aws_sim) -> None:
     """Each MLflow host's Prometheus scrapes MLflow, nginx, serving on its own host, each host's node
     exporter and the "RDS" (the PostgreSQL exporter as the application database's role, through its
-    pgpass file); every target is up. Prometheus listens on its host's loopback: asked from there."""
-    platform = json.loads((aws_sim.state_dir / "platform.json").read_text())
-    base = next(s for s in platform["services"] if s["name"] == "prometheus")["probe"]["url"].removesuffix("/-/ready")
+    pgpass file); every target is up. Prometheus listens on its host's loopback: asked from there. The
+    targets on the host itself carry its name (label `host`), the other hosts' and RDS's do not."""
 
     def query(host: str, path: str, **params: str) -> dict:
-        url = requests.Request("GET", f"{base}{path}", params=params).prepare().url
-        out = aws_sim.network.run(host, ["curl", "-sSf", "--max-time", "10", url], check=True).stdout
-        return json.loads(out)["data"]
+        return aws_sim.local_api(host, "prometheus", path, **params)["data"]
 
     for host in aws_sim.group("mlflow_servers"):
         deadline = time.monotonic() + 120
@@ -459,5 +456,10 @@ def test_monitoring_scrapes_every_host(aws_sim) -> None:
         assert nodes == {
             f"{a}:9100" for a in ["127.0.0.1", *map(aws_sim.address, ("serving-0", "trainer-0", "trainer-1"))]
         }
+        # The host's own services and node exporter; not serving, the other hosts' exporters or RDS's.
+        labelled = {(t["labels"]["job"], t["labels"]["instance"]) for t in targets if t["labels"].get("host") == host}
+        assert {job for job, _ in labelled} == {"prometheus", "alertmanager", "mlflow", "nginx", "node"}, labelled
+        assert len(labelled) == 5 and ("node", "127.0.0.1:9100") in labelled, labelled
+        assert all(t["labels"].get("host") in (None, host) for t in targets), host
         pg_up = query(host, "/api/v1/query", query="pg_up")["result"]
         assert [r["value"][1] for r in pg_up] == ["1"], pg_up
